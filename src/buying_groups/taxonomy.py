@@ -1,0 +1,167 @@
+"""The label space (functions, seniorities, buying roles), the product catalog and the role rules.
+
+The label lists are fixed: models carry them as ``id2label`` maps, so reordering them would
+silently change what a saved model's outputs mean. The catalog is configuration
+(``configs/catalog/``): a seller with other product lines edits it, and roles follow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+FUNCTIONS: tuple[str, ...] = (
+    "executive",
+    "marketing",
+    "sales",
+    "business_development",
+    "customer_success",
+    "information_technology",
+    "security",
+    "engineering",
+    "data_analytics",
+    "product_management",
+    "project_management",
+    "operations",
+    "finance",
+    "legal",
+    "human_resources",
+    "procurement",
+    "administrative",
+    "consulting",
+    "other",
+)
+
+# Ordered from most junior to most senior: comparisons ("never lowers seniority") use the index.
+SENIORITIES: tuple[str, ...] = (
+    "entry",
+    "professional",
+    "senior",
+    "manager",
+    "director",
+    "vp",
+    "executive",
+)
+
+ROLES: tuple[str, ...] = (
+    "decision_maker",
+    "champion",
+    "influencer",
+    "end_user",
+    "gatekeeper",
+    "none",
+)
+
+# Actions that show advocacy for a product (spec: demo, trial, hands-on workshop, pricing or
+# quote, inviting colleagues). Two distinct kinds in a contact's recent activity make a
+# primary-function contact a champion.
+ADVOCACY_KINDS: tuple[str, ...] = (
+    "requested_demo",
+    "started_trial",
+    "attended_workshop",
+    "requested_pricing",
+    "invited_colleague",
+)
+CHAMPION_MIN_ADVOCACY = 2
+GENERAL_TOPIC = "general"
+
+
+@dataclass(frozen=True)
+class Product:
+    """One product line of the seller's catalog."""
+
+    name: str
+    primary: tuple[str, ...]
+    adjacent: tuple[str, ...]
+    assets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """The seller's product lines, in a fixed order (the order of the role heads)."""
+
+    products: tuple[Product, ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.products)
+
+    def __getitem__(self, name: str) -> Product:
+        for p in self.products:
+            if p.name == name:
+                return p
+        raise KeyError(f"unknown product {name!r}; the catalog has {list(self.names)}")
+
+    @classmethod
+    def from_config(cls, cfg: Mapping) -> Catalog:
+        """Build from the ``catalog`` config group (a mapping with a ``products`` mapping)."""
+        products = []
+        for name, spec in cfg["products"].items():
+            unknown = [f for f in [*spec["primary"], *spec["adjacent"]] if f not in FUNCTIONS]
+            if unknown:
+                raise ValueError(f"catalog product {name!r}: unknown functions {unknown}")
+            assets = {k: tuple(v) for k, v in (spec.get("assets") or {}).items()}
+            products.append(
+                Product(name, tuple(spec["primary"]), tuple(spec["adjacent"]), assets)
+            )
+        if not products:
+            raise ValueError("the catalog has no products")
+        return cls(tuple(products))
+
+
+def seniority_rank(seniority: pd.Series | np.ndarray) -> np.ndarray:
+    """Map seniority names to their rank (0 = entry ... 6 = executive); unknown -> -1."""
+    lookup = {s: i for i, s in enumerate(SENIORITIES)}
+    return np.array([lookup.get(s, -1) for s in np.asarray(seniority, dtype=object)])
+
+
+def assign_roles(
+    function: pd.Series | np.ndarray,
+    seniority: pd.Series | np.ndarray,
+    advocacy: pd.Series | np.ndarray,
+    product: Product,
+) -> np.ndarray:
+    """Apply the buying-role rules (first match wins) for one product, vectorised.
+
+    ``advocacy`` is the number of distinct advocacy kinds for this product in each contact's
+    recent activity. Used to label generated data and by the rules baseline, never by the
+    trained model.
+    """
+    f = np.asarray(function, dtype=object)
+    s = np.asarray(seniority, dtype=object)
+    adv = np.asarray(advocacy, dtype=float)
+    primary = np.isin(f, product.primary)
+    adjacent = np.isin(f, product.adjacent)
+    top = np.isin(s, ["vp", "executive"])
+    mid = np.isin(s, ["manager", "director"])
+    ic = np.isin(s, ["entry", "professional", "senior"])
+    gatekeeper_fn = np.isin(f, ["procurement", "legal", "administrative"]) | (
+        (f == "security") & ("security" not in product.primary)
+    )
+    champion = primary & (s != "entry") & np.isin(s, SENIORITIES) & (adv >= CHAMPION_MIN_ADVOCACY)
+    conditions = [
+        champion,
+        primary & top,
+        primary & mid,
+        primary & ic,
+        f == "executive",
+        gatekeeper_fn & (s == "entry"),
+        gatekeeper_fn,
+        adjacent & (mid | top),
+        (f == "finance") & np.isin(s, ["director", "vp", "executive"]),
+    ]
+    choices = [
+        "champion",
+        "decision_maker",
+        "influencer",
+        "end_user",
+        "decision_maker",
+        "none",
+        "gatekeeper",
+        "influencer",
+        "influencer",
+    ]
+    return np.select(conditions, choices, default="none").astype(object)
