@@ -92,7 +92,7 @@ class TitleComposer:
         if seniority == "executive" and function != "executive":
             options = list(vocab.C_LEVEL.get(function, [])) + list(special or [])
             if terms and templates and self.rng.random() < 0.3:
-                return self._fill(templates, terms, ood) or self._pick(options, ood) or ""
+                return self._fill(templates, terms, ood, lang) or self._pick(options, ood) or ""
             title = self._pick(options, ood)
             if title:
                 return title
@@ -101,14 +101,14 @@ class TitleComposer:
             if title:
                 return title
         if terms and templates:
-            title = self._fill(templates, terms, ood)
+            title = self._fill(templates, terms, ood, lang)
             if title:
                 return title
         if lang != "en":  # no way to say it in this language: fall back to English
             return self._render(function, seniority, "en", ood)
         raise ValueError(f"no title vocabulary for {function}/{seniority}")
 
-    def _fill(self, templates: list[str], terms: list[str], ood: bool) -> str | None:
+    def _fill(self, templates: list[str], terms: list[str], ood: bool, lang: str) -> str | None:
         term = self._pick(terms, ood)
         if term is None:
             return None
@@ -119,7 +119,8 @@ class TitleComposer:
         if template is None:
             return None
         title = template.replace("{F}", first).replace("{S}", second)
-        title = re.sub(r"\bde ([aeiouhéèêAEIOUÉ])", r"d'\1", title)  # French elision
+        if lang == "fr":  # elision: "Chargé de achats" -> "Chargé d'achats"
+            title = re.sub(r"\bde ([aeiouhéèêAEIOUÉ])", r"d'\1", title)
         return re.sub(r"\s+", " ", title).strip()
 
     # -- noise --------------------------------------------------------------------------------

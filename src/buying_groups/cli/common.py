@@ -1,0 +1,48 @@
+"""Console output shared by the entry points."""
+
+from __future__ import annotations
+
+import sys
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from buying_groups.data.validate import DataValidationError, Problem
+
+# Piped output (CI logs, files) gets a readable width instead of rich's default 80.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+
+
+def fail_with_problems(problems: list[Problem], what: str = "the input data") -> None:
+    """Print one line per problem and exit 1: expected input errors get no traceback."""
+    console.print(f"[bold red]✗ {len(problems)} problem(s) in {what}:[/]")
+    for p in problems:
+        console.print(f"  {p}", markup=False, soft_wrap=True)
+    sys.exit(1)
+
+
+def exit_on_data_error(exc: DataValidationError) -> None:
+    fail_with_problems(exc.problems)
+
+
+def print_frame(df: pd.DataFrame, title: str, digits: int = 3) -> None:
+    """A DataFrame as a rich table (index as first column)."""
+    table = Table(title=title, title_justify="left")
+    table.add_column(df.index.name or "")
+    for col in df.columns:
+        name = str(col).replace("_accuracy", " acc").replace("_macro_f1", " F1")
+        table.add_column(name.replace("_", " "), justify="right")
+    for idx, row in df.iterrows():
+        cells = [f"{v:.{digits}f}" if isinstance(v, float) else str(v) for v in row]
+        table.add_row(str(idx), *cells)
+    console.print(table)
+
+
+def print_mapping(values: dict, title: str) -> None:
+    table = Table(title=title, title_justify="left", show_header=False)
+    table.add_column("")
+    table.add_column("", justify="right")
+    for k, v in values.items():
+        table.add_row(str(k), f"{v:.3f}" if isinstance(v, float) else str(v))
+    console.print(table)

@@ -1,0 +1,54 @@
+"""A dataset directory: the five CRM tables, optional ground truth, and a manifest."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
+
+from buying_groups.data.generate import LABEL_TABLES, TABLES, Dataset
+from buying_groups.data.io import file_digest, find_table, read_table, write_json, write_tables
+from buying_groups.data.summary import summarize
+from buying_groups.data.validate import DataValidationError, load_tables
+from buying_groups.taxonomy import Catalog
+
+MANIFEST = "manifest.json"
+LABELS_DIR = "labels"
+
+
+def write_dataset(ds: Dataset, directory: Path, catalog: Catalog,
+                  formats: tuple[str, ...] = ("parquet",)) -> dict:
+    """Write tables (each format asked for), labels (Parquet) and a manifest; returns it."""
+    directory = Path(directory)
+    table_files = write_tables(ds.tables, directory, formats)
+    label_files = write_tables(ds.labels, directory / LABELS_DIR, ("parquet",))
+    manifest = {
+        "name": ds.config.name,
+        "config": asdict(ds.config),
+        "catalog": list(catalog.names),
+        "export_date": str(ds.config.end.date()),
+        "rows": {k: len(v) for k, v in {**ds.tables, **ds.labels}.items()},
+        "digest": file_digest(p for p in table_files if p.suffix == ".parquet"),
+        "summary": summarize(ds.tables, ds.labels, catalog.names),
+        "files": sorted(str(p.relative_to(directory)) for p in table_files + label_files),
+    }
+    write_json(manifest, directory / MANIFEST)
+    return manifest
+
+
+def read_labels(directory: Path) -> dict[str, pd.DataFrame] | None:
+    """The ground-truth tables of a generated dataset, or None for user data."""
+    found = {n: find_table(Path(directory) / LABELS_DIR, n) for n in LABEL_TABLES}
+    if any(p is None for p in found.values()):
+        return None
+    return {n: read_table(p) for n, p in found.items()}
+
+
+def load_dataset(directory: Path, catalog: Catalog) -> tuple[dict[str, pd.DataFrame],
+                                                              dict[str, pd.DataFrame] | None]:
+    """Validated tables (raises DataValidationError) and labels if present."""
+    result = load_tables(directory, catalog, on_bad_rows="error", tables=TABLES)
+    if not result.ok:
+        raise DataValidationError(result.problems)
+    return result.tables, read_labels(directory)

@@ -1,0 +1,371 @@
+"""Load and validate a directory of CRM tables, naming every problem by table, row and column.
+
+Three kinds of problem, in the order they are looked for:
+
+* table problems (file missing, table empty, required column missing or misspelled): the
+  table cannot be used, always an error;
+* cell problems (wrong type, unparseable timestamp, unknown channel or product, empty id,
+  duplicate id): the row cannot be used;
+* reference problems (a contact of an unknown account, an activity of an unknown contact...):
+  the row cannot be used.
+
+With ``on_bad_rows="error"`` any problem fails validation. With ``"skip"``, rows with cell or
+reference problems are removed and returned as *rejects* (row, column, reason and the raw
+record) so that rows in = rows kept + rows rejected; table problems still fail.
+Rows are numbered from 1 in file order (CSV: the line number minus one for the header).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+
+from buying_groups.data.io import find_table, read_table
+from buying_groups.taxonomy import GENERAL_TOPIC, ROLES, Catalog
+
+CHANNELS = ("web", "email", "event", "sales", "product")
+
+
+@dataclass(frozen=True)
+class Col:
+    """One column of the input contract."""
+
+    kind: str  # id | str | text | int | bool | timestamp
+    required: bool = True  # must be present as a column
+    nullable: bool = False  # may a cell be empty
+    references: str | None = None  # "table.column" this id must exist in
+
+
+SCHEMA: dict[str, dict[str, Col]] = {
+    "accounts": {
+        "account_id": Col("id"),
+        "name": Col("str", nullable=True),
+        "industry": Col("str", nullable=True),
+        "employees": Col("int", nullable=True),
+        "country": Col("str", nullable=True),
+        "is_customer": Col("bool", nullable=True),
+    },
+    "contacts": {
+        "contact_id": Col("id"),
+        "account_id": Col("id", references="accounts.account_id"),
+        "job_title": Col("text", nullable=True),
+        "country": Col("str", nullable=True),
+        "created_at": Col("timestamp", nullable=True),
+    },
+    "activities": {
+        "activity_id": Col("id"),
+        "contact_id": Col("id", references="contacts.contact_id"),
+        "timestamp": Col("timestamp"),
+        "channel": Col("str"),
+        "action": Col("str"),
+        "asset": Col("text", nullable=True),
+        "topic": Col("str"),
+    },
+    "opportunities": {
+        "opportunity_id": Col("id"),
+        "account_id": Col("id", references="accounts.account_id"),
+        "product": Col("str"),
+        "created_at": Col("timestamp"),
+        "closed_at": Col("timestamp", nullable=True),
+        "stage": Col("str"),
+        "won": Col("bool", nullable=True),
+    },
+    "opportunity_contact_roles": {
+        "opportunity_id": Col("id", references="opportunities.opportunity_id"),
+        "contact_id": Col("id", references="contacts.contact_id"),
+        "role": Col("str"),
+    },
+}
+PRIMARY_KEYS = {"accounts": "account_id", "contacts": "contact_id",
+                "activities": "activity_id", "opportunities": "opportunity_id"}
+TABLE_ORDER = tuple(SCHEMA)  # referenced tables come first
+TRUE = {"true", "1", "yes", "y", "t"}
+FALSE = {"false", "0", "no", "n", "f"}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the input, located as precisely as possible."""
+
+    table: str
+    message: str
+    row: int | None = None
+    column: str | None = None
+
+    def __str__(self) -> str:
+        where = [self.table]
+        if self.row is not None:
+            where.append(f"row {self.row}")
+        if self.column is not None:
+            where.append(f"column '{self.column}'")
+        return f"{', '.join(where)}: {self.message}"
+
+
+@dataclass
+class ValidationResult:
+    """Typed tables that passed, the problems found, and the rejected rows (skip policy)."""
+
+    tables: dict[str, pd.DataFrame]
+    problems: list[Problem]
+    rejects: pd.DataFrame
+    rows_in: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+class DataValidationError(Exception):
+    """Raised for input that cannot be used; ``problems`` says exactly why."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        head = "\n".join(str(p) for p in problems[:50])
+        more = f"\n... and {len(problems) - 50} more" if len(problems) > 50 else ""
+        super().__init__(f"{len(problems)} problem(s) in the input data:\n{head}{more}")
+
+
+def load_tables(data_dir: Path | str, catalog: Catalog, on_bad_rows: str = "error",
+                tables: tuple[str, ...] = TABLE_ORDER) -> ValidationResult:
+    """Read ``data_dir/<table>.parquet`` (or ``.csv``) for each table and validate them."""
+    data_dir = Path(data_dir)
+    raw: dict[str, pd.DataFrame] = {}
+    problems: list[Problem] = []
+    if not data_dir.is_dir():
+        raise DataValidationError([Problem("-", f"data directory {data_dir} does not exist")])
+    for name in tables:
+        path = find_table(data_dir, name)
+        if path is None:
+            problems.append(Problem(name, f"file not found: expected {name}.parquet or "
+                                          f"{name}.csv in {data_dir}"))
+            continue
+        try:
+            raw[name] = read_table(path)
+        except Exception as exc:  # unreadable file: say which and why, without a traceback
+            problems.append(Problem(name, f"cannot read {path.name}: {exc}"))
+    if problems:
+        return ValidationResult({}, problems, _empty_rejects())
+    return validate_tables(raw, catalog, on_bad_rows=on_bad_rows)
+
+
+def validate_tables(raw: Mapping[str, pd.DataFrame], catalog: Catalog,
+                    on_bad_rows: str = "error") -> ValidationResult:
+    """Validate and type in-memory tables (as read from files)."""
+    if on_bad_rows not in ("error", "skip"):
+        raise ValueError(f"on_bad_rows must be 'error' or 'skip', not {on_bad_rows!r}")
+    problems: list[Problem] = []
+    typed: dict[str, pd.DataFrame] = {}
+    bad_rows: dict[str, dict[int, list[Problem]]] = {}
+    rows_in = {name: len(df) for name, df in raw.items()}
+    for name in TABLE_ORDER:
+        if name not in raw:
+            continue
+        df = raw[name].reset_index(drop=True)
+        # Missing columns fail the table, but the columns present are still checked so a
+        # user sees every problem in one pass.
+        problems.extend(_check_columns(name, df))
+        if len(df) == 0:
+            problems.append(Problem(name, "the table is empty (no rows)"))
+            continue
+        df, cell = _coerce(name, df)
+        cell += _check_values(name, df, catalog)
+        cell += _check_references(name, df, typed)
+        by_row: dict[int, list[Problem]] = {}
+        for p in cell:
+            by_row.setdefault(p.row - 1, []).append(p)
+        bad_rows[name] = by_row
+        problems.extend(sorted(cell, key=lambda p: (p.row or 0, p.column or "")))
+        # Referencing tables are checked against the rows that survive.
+        typed[name] = df.drop(index=list(by_row)) if on_bad_rows == "skip" else df
+    structural = [p for p in problems if p.row is None]
+    if on_bad_rows == "skip" and not structural:
+        rejects = _rejects(raw, bad_rows)
+        return ValidationResult(typed, [], rejects, rows_in)
+    return ValidationResult(typed if not problems else {}, problems, _rejects(raw, bad_rows),
+                            rows_in)
+
+
+def _check_columns(name: str, df: pd.DataFrame) -> list[Problem]:
+    expected = SCHEMA[name]
+    present = [str(c) for c in df.columns]
+    missing = [c for c in expected if expected[c].required and c not in present]
+    extra = [c for c in present if c not in expected]
+    problems = []
+    for col in missing:
+        guess = difflib.get_close_matches(col, extra, n=1, cutoff=0.75)
+        if guess:
+            problems.append(Problem(name, f"required column '{col}' is missing; found "
+                                          f"'{guess[0]}' instead: is it misspelled?",
+                                    column=guess[0]))
+        else:
+            problems.append(Problem(name, f"required column '{col}' is missing", column=col))
+    return problems
+
+
+def _coerce(name: str, df: pd.DataFrame) -> tuple[pd.DataFrame, list[Problem]]:
+    """Give each column its type; every cell that cannot be converted is a problem."""
+    problems: list[Problem] = []
+    out = pd.DataFrame(index=df.index)
+    for col, spec in SCHEMA[name].items():
+        if col not in df.columns:
+            continue
+        s = df[col]
+        missing = s.isna()
+        if spec.kind in ("id", "str", "text"):
+            values = s.astype(object).to_numpy()
+            wrong = np.array([not m and isinstance(v, (list, dict, bytes, np.ndarray))
+                              for v, m in zip(values, missing, strict=True)], dtype=bool)
+            for i in np.flatnonzero(wrong):
+                problems.append(Problem(name, f"expected text, got {type(values[i]).__name__}",
+                                        row=int(i) + 1, column=col))
+            # Numbers in an id or text column (ids exported as integers) read as their text.
+            text = [None if m or w else str(v).strip()
+                    for v, m, w in zip(values, missing, wrong, strict=True)]
+            col_values = pd.Series(text, index=df.index, dtype=object)
+            out[col] = col_values.fillna("") if spec.kind == "text" else col_values
+        elif spec.kind == "int":
+            num = pd.to_numeric(s, errors="coerce")
+            bad = num.isna() & ~missing
+            bad |= num.notna() & (num != np.round(num))
+            out[col] = num.where(~bad).round().astype("Int64")
+            problems += _cell_problems(name, col, s, bad, "expected a whole number")
+        elif spec.kind == "bool":
+            if pd.api.types.is_bool_dtype(s):
+                out[col] = s.astype("boolean")
+                continue
+            text = s.astype(str).str.strip().str.lower()
+            val = pd.Series(pd.NA, index=s.index, dtype="boolean")
+            val[text.isin(TRUE)] = True
+            val[text.isin(FALSE)] = False
+            bad = val.isna() & ~missing
+            out[col] = val
+            problems += _cell_problems(name, col, s, bad, "expected true/false")
+        elif spec.kind == "timestamp":
+            ts = _parse_timestamps(s)
+            bad = ts.isna() & ~missing
+            out[col] = ts
+            problems += _cell_problems(name, col, s, bad, "unparseable timestamp")
+        if not spec.nullable and spec.kind != "text":
+            empty = out[col].isna() & ~df.index.isin([p.row - 1 for p in problems
+                                                      if p.column == col])
+            if spec.kind in ("id", "str"):
+                empty |= out[col].map(lambda v: isinstance(v, str) and v == "")
+            problems += [Problem(name, "value is empty but required", row=int(i) + 1, column=col)
+                         for i in np.flatnonzero(empty.to_numpy())]
+    return out, problems
+
+
+def _parse_timestamps(s: pd.Series) -> pd.Series:
+    if pd.api.types.is_datetime64_any_dtype(s):
+        ts = s
+    else:
+        text = s.astype(object).where(s.notna(), None)
+        ts = pd.to_datetime(text, errors="coerce", format="mixed", utc=True)
+    if getattr(ts.dt, "tz", None) is not None:
+        ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
+    return ts.astype("datetime64[ns]")
+
+
+def _cell_problems(name: str, col: str, raw: pd.Series, bad: pd.Series, what: str
+                   ) -> list[Problem]:
+    return [Problem(name, f"{what}: {_show(raw.iat[i])}", row=int(i) + 1, column=col)
+            for i in np.flatnonzero(bad.to_numpy())]
+
+
+def _show(value: object, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "...'"
+
+
+def _value_schema(name: str, catalog: Catalog) -> pa.DataFrameSchema:
+    """Value rules (categories, ranges) as a pandera schema over the typed table."""
+    checks: dict[str, list[pa.Check]] = {
+        "accounts": {"employees": [pa.Check.ge(0, error="must be >= 0")]},
+        "activities": {
+            "channel": [pa.Check.isin(CHANNELS, error=f"unknown channel; expected one of "
+                                                      f"{', '.join(CHANNELS)}")],
+            "topic": [pa.Check.isin([*catalog.names, GENERAL_TOPIC],
+                                    error=f"unknown product topic; expected '{GENERAL_TOPIC}' or "
+                                          f"a catalog product ({', '.join(catalog.names)})")],
+        },
+        "opportunities": {
+            "product": [pa.Check.isin(catalog.names, error=f"unknown product; the catalog has "
+                                                           f"{', '.join(catalog.names)}")],
+        },
+        "opportunity_contact_roles": {
+            "role": [pa.Check.isin(ROLES, error=f"unknown role; expected one of "
+                                               f"{', '.join(ROLES)}")],
+        },
+    }.get(name, {})
+    return pa.DataFrameSchema(
+        {col: pa.Column(checks=c, nullable=True, required=False) for col, c in checks.items()},
+        strict=False,
+    )
+
+
+def _check_values(name: str, df: pd.DataFrame, catalog: Catalog) -> list[Problem]:
+    problems = []
+    try:
+        _value_schema(name, catalog).validate(df, lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        fc = exc.failure_cases.dropna(subset=["index"])
+        for col, check, value, idx in fc[["column", "check", "failure_case", "index"]].itertuples(
+                index=False):
+            problems.append(Problem(name, f"{check}: {_show(value)}", row=int(idx) + 1,
+                                    column=str(col)))
+    key = PRIMARY_KEYS.get(name)
+    if key is not None:
+        ids = df[key]
+        dup = ids.duplicated(keep="first") & ids.notna()
+        first = {v: i for i, v in reversed(list(enumerate(ids)))}
+        problems += [Problem(name, f"duplicate id {_show(ids.iat[i])} (first seen in row "
+                                   f"{first[ids.iat[i]] + 1})", row=int(i) + 1, column=key)
+                     for i in np.flatnonzero(dup.to_numpy())]
+    return problems
+
+
+def _check_references(name: str, df: pd.DataFrame, typed: Mapping[str, pd.DataFrame]
+                      ) -> list[Problem]:
+    problems = []
+    for col, spec in SCHEMA[name].items():
+        if spec.references is None or col not in df.columns:
+            continue
+        table, key = spec.references.split(".")
+        if table not in typed:
+            continue
+        known = pd.Index(typed[table][key].dropna())
+        orphan = df[col].notna() & ~df[col].isin(known)
+        problems += [Problem(name, f"unknown {key} {_show(df[col].iat[i])} (not among the valid rows of "
+                                   f"{table})", row=int(i) + 1, column=col)
+                     for i in np.flatnonzero(orphan.to_numpy())]
+    return problems
+
+
+def _empty_rejects() -> pd.DataFrame:
+    return pd.DataFrame({"table": pd.Series(dtype=object), "row": pd.Series(dtype="int64"),
+                         "column": pd.Series(dtype=object), "reason": pd.Series(dtype=object),
+                         "record": pd.Series(dtype=object)})
+
+
+def _rejects(raw: Mapping[str, pd.DataFrame], bad_rows: Mapping[str, Mapping[int, list[Problem]]]
+             ) -> pd.DataFrame:
+    """One row per rejected input row: where, why (all reasons) and the raw record as JSON."""
+    rows = []
+    for name, by_row in bad_rows.items():
+        df = raw[name].reset_index(drop=True)
+        for i in sorted(by_row):
+            ps = by_row[i]
+            record = {str(k): (None if pd.isna(v) else str(v)) if not isinstance(v, (list, dict))
+                      else str(v) for k, v in df.iloc[i].items()}
+            rows.append((name, i + 1, ", ".join(sorted({p.column or "" for p in ps})),
+                         "; ".join(p.message for p in ps), json.dumps(record, ensure_ascii=False)))
+    if not rows:
+        return _empty_rejects()
+    return pd.DataFrame(rows, columns=["table", "row", "column", "reason", "record"])
