@@ -116,7 +116,10 @@ def advocacy_counts(
     as_of: pd.Timestamp | str | None = None,
     max_events: int = DEFAULT_MAX_EVENTS,
 ) -> pd.DataFrame:
-    """Distinct advocacy kinds per contact and product within the rendered event window."""
+    """Distinct advocacy kinds per contact and product within the rendered event window.
+
+    One row per contact in ``contact_ids`` (default: every contact with events).
+    """
     window = recent_events(activities, as_of=as_of, max_events=max_events)
     kind = advocacy_kind(window)
     adv = pd.DataFrame(
@@ -132,8 +135,9 @@ def advocacy_counts(
         .fillna(0)
         .astype(int)
     )
-    if contact_ids is not None:
-        counts = counts.reindex(pd.Index(contact_ids), fill_value=0)
+    if contact_ids is None:
+        contact_ids = window["contact_id"].unique()
+    counts = counts.reindex(pd.Index(contact_ids), fill_value=0)
     counts.index.name = "contact_id"
     counts.columns.name = None
     return counts

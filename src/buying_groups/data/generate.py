@@ -82,7 +82,7 @@ class GeneratorConfig:
     in_market_rate: float = 0.32  # chance an account x product has an in-market window
     p_second_window: float = 0.15
     window_days: tuple[int, int] = (45, 150)
-    committee_median: float = 8.5
+    committee_median: float = 9.5
     background_rate: float = 0.6  # median events per contact per month outside committees
     noise_rate_multiplier: Mapping[str, float] = field(
         default_factory=lambda: {"student": 2.0, "competitor": 3.0, "customer_user": 4.0}

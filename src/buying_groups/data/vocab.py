@@ -461,15 +461,15 @@ VAGUE: dict[str, dict[str, list[str]]] = {
 ABBREVIATIONS: dict[str, list[str]] = {
     "Senior": ["Sr.", "Sr", "~Snr"],
     "Manager": ["Mgr", "Mgr.", "~Mngr"],
-    "Director": ["Dir.", "~Dir"],
+    "Director": ["Dir.", "~Drctr"],
     "Vice President": ["VP", "~V.P."],
     "Marketing": ["Mktg", "~Mkt"],
     "Operations": ["Ops", "~Opns"],
     "Development": ["Dev", "~Devt"],
     "Information Technology": ["IT"],
     "Engineering": ["Eng.", "~Engg"],
-    "Assistant": ["Asst.", "~Asst"],
-    "Associate": ["Assoc.", "~Assoc"],
+    "Assistant": ["Asst.", "~Assnt"],
+    "Associate": ["Assoc.", "~Asso"],
     "Business Development": ["BD", "~B.D."],
     "Human Resources": ["HR"],
 }

@@ -1,0 +1,50 @@
+"""Shared fixtures: the real Hydra configs composed with tiny settings, and one tiny dataset
+generated per test session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, OmegaConf
+
+from buying_groups.config import catalog_from, config_dir
+from buying_groups.data.dataset import load_dataset, write_dataset
+from buying_groups.data.generate import Dataset, GeneratorConfig, generate
+from buying_groups.taxonomy import Catalog
+
+
+def compose_config(name: str, overrides: list[str] | None = None) -> DictConfig:
+    """Compose ``configs/<name>.yaml`` exactly as the CLI would, with overrides."""
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return compose(config_name=name, overrides=overrides or [], return_hydra_config=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_cfg() -> DictConfig:
+    return compose_config("generate", ["data=tiny"])
+
+
+@pytest.fixture(scope="session")
+def catalog(tiny_cfg: DictConfig) -> Catalog:
+    return catalog_from(tiny_cfg)
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tiny_cfg: DictConfig, catalog: Catalog) -> Dataset:
+    gen_cfg = GeneratorConfig.from_config(OmegaConf.to_container(tiny_cfg.data, resolve=True))
+    return generate(gen_cfg, catalog)
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tiny_dataset: Dataset, catalog: Catalog, tmp_path_factory: pytest.TempPathFactory
+             ) -> Path:
+    out = tmp_path_factory.mktemp("data") / "tiny"
+    write_dataset(tiny_dataset, out, catalog, formats=("parquet", "csv"))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_tables(tiny_dir: Path, catalog: Catalog):
+    return load_dataset(tiny_dir, catalog)
