@@ -134,9 +134,13 @@ _FUNCTION_PATTERNS = {f: _compile(ws) for f, ws in FUNCTION_KEYWORDS.items()}
 _SENIORITY_PATTERNS = [(s, _compile(ws)) for s, ws in SENIORITY_KEYWORDS]
 
 
+_VICE = re.compile(r"(vice president|vice-president|vicepresidente|вице-президент)")
+
+
 def parse_function(title: str) -> str:
-    """The function whose longest keyword occurs in the title; ``other`` when none does."""
-    text = normalise(title)
+    """The function whose longest keyword occurs in the title; ``other`` when none does.
+    ("Vice president" is seniority, not the executive function.)"""
+    text = _VICE.sub(" ", normalise(title))
     best, best_len = "other", 0
     for function, pattern in _FUNCTION_PATTERNS.items():
         for m in pattern.finditer(text):

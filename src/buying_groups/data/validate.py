@@ -321,7 +321,7 @@ def _check_values(name: str, df: pd.DataFrame, catalog: Catalog) -> list[Problem
             problems.append(Problem(name, f"{check}: {_show(value)}", row=int(idx) + 1,
                                     column=str(col)))
     key = PRIMARY_KEYS.get(name)
-    if key is not None:
+    if key is not None and key in df.columns:
         ids = df[key]
         dup = ids.duplicated(keep="first") & ids.notna()
         first = {v: i for i, v in reversed(list(enumerate(ids)))}
@@ -338,8 +338,8 @@ def _check_references(name: str, df: pd.DataFrame, typed: Mapping[str, pd.DataFr
         if spec.references is None or col not in df.columns:
             continue
         table, key = spec.references.split(".")
-        if table not in typed:
-            continue
+        if table not in typed or key not in typed[table].columns:
+            continue  # the referenced table already failed; its problems say why
         known = pd.Index(typed[table][key].dropna())
         orphan = df[col].notna() & ~df[col].isin(known)
         problems += [Problem(name, f"unknown {key} {_show(df[col].iat[i])} (not among the valid rows of "

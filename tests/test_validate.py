@@ -1,0 +1,149 @@
+"""Every kind of bad input gets a problem naming table, row and column; nothing is dropped."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from buying_groups.data.generate import TABLES
+from buying_groups.data.validate import load_tables
+
+
+def _copy(src: Path, dst: Path, fmt: str = "csv", edit=None) -> Path:
+    dst.mkdir(parents=True, exist_ok=True)
+    for t in TABLES:
+        df = pd.read_parquet(src / f"{t}.parquet")
+        if edit:
+            df = edit(t, df)
+        if df is None:
+            continue
+        if fmt == "csv":
+            df.to_csv(dst / f"{t}.csv", index=False)
+        else:
+            df.to_parquet(dst / f"{t}.parquet", index=False)
+    return dst
+
+
+def _problems(data_dir, catalog, **kw):
+    result = load_tables(data_dir, catalog, tables=TABLES, **kw)
+    return result, [str(p) for p in result.problems]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_clean_data_passes_in_both_formats(tiny_dir, catalog, tmp_path, fmt):
+    result, problems = _problems(_copy(tiny_dir, tmp_path / fmt, fmt), catalog)
+    assert problems == []
+    acts = result.tables["activities"]
+    assert pd.api.types.is_datetime64_any_dtype(acts["timestamp"])
+    assert len(acts) == len(pd.read_parquet(tiny_dir / "activities.parquet"))
+
+
+def _edit_one(table, fn):
+    return lambda t, df: fn(df.copy()) if t == table else df
+
+
+CASES = [
+    ("contacts", lambda df: df.rename(columns={"job_title": "jobtitle"}),
+     "contacts, column 'jobtitle': required column 'job_title' is missing; found 'jobtitle' "
+     "instead"),
+    ("accounts", lambda df: df.drop(columns=["account_id"]),
+     "accounts, column 'account_id': required column 'account_id' is missing"),
+    ("contacts", lambda df: df.assign(contact_id=df["contact_id"].where(df.index != 5,
+                                                                        df["contact_id"][3])),
+     "contacts, row 6, column 'contact_id': duplicate id"),
+    ("contacts", lambda df: df.assign(account_id=df["account_id"].where(df.index != 2, "A999")),
+     "contacts, row 3, column 'account_id': unknown account_id 'A999'"),
+    ("activities", lambda df: df.assign(timestamp=df["timestamp"].astype(str).where(
+        df.index != 7, "last tuesday")),
+     "activities, row 8, column 'timestamp': unparseable timestamp: 'last tuesday'"),
+    ("activities", lambda df: df.assign(contact_id=df["contact_id"].where(df.index != 0, "Cx")),
+     "activities, row 1, column 'contact_id': unknown contact_id 'Cx'"),
+    ("activities", lambda df: df.assign(channel=df["channel"].where(df.index != 4, "fax")),
+     "activities, row 5, column 'channel': unknown channel"),
+    ("activities", lambda df: df.assign(topic=df["topic"].where(df.index != 4, "crm_suite")),
+     "activities, row 5, column 'topic': unknown product topic"),
+    ("opportunities", lambda df: df.assign(product=df["product"].where(df.index != 0, "erp")),
+     "opportunities, row 1, column 'product': unknown product"),
+    ("accounts", lambda df: df.assign(employees=df["employees"].astype(str).where(
+        df.index != 1, "lots")),
+     "accounts, row 2, column 'employees': expected a whole number: 'lots'"),
+    ("accounts", lambda df: df.assign(is_customer=df["is_customer"].astype(str).where(
+        df.index != 1, "maybe")),
+     "accounts, row 2, column 'is_customer': expected true/false: 'maybe'"),
+    ("activities", lambda df: df.assign(activity_id=df["activity_id"].where(df.index != 9, "")),
+     "activities, row 10, column 'activity_id': value is empty but required"),
+    ("opportunity_contact_roles", lambda df: df.assign(role=df["role"].where(df.index != 0,
+                                                                            "boss")),
+     "opportunity_contact_roles, row 1, column 'role': unknown role"),
+    ("contacts", lambda df: df.iloc[0:0], "contacts: the table is empty (no rows)"),
+    ("opportunities", lambda df: None, "opportunities: file not found"),
+]
+
+
+@pytest.mark.parametrize(("table", "edit", "expected"), CASES,
+                         ids=[c[2].split(":")[0] + ":" + c[2].split(":")[1][:30] for c in CASES])
+def test_each_problem_is_named(tiny_dir, catalog, tmp_path, table, edit, expected):
+    data = _copy(tiny_dir, tmp_path / "bad", "csv", _edit_one(table, edit))
+    result, problems = _problems(data, catalog)
+    assert not result.ok
+    assert any(p.startswith(expected) for p in problems), problems
+
+
+def test_skip_policy_accounts_for_every_row(tiny_dir, catalog, tmp_path):
+    def edit(t, df):
+        df = df.copy()
+        if t == "contacts":
+            df.loc[5, "contact_id"] = df.loc[3, "contact_id"]
+        if t == "activities":
+            df["timestamp"] = df["timestamp"].astype(str)
+            df.loc[[10, 20], "timestamp"] = "not a date"
+        return df
+
+    data = _copy(tiny_dir, tmp_path / "skip", "csv", edit)
+    result, problems = _problems(data, catalog, on_bad_rows="skip")
+    assert problems == []
+    rej = result.rejects
+    for t in TABLES:
+        assert result.rows_in[t] == len(result.tables[t]) + int((rej["table"] == t).sum()), t
+    assert set(rej.loc[rej["table"] == "activities", "row"]) >= {11, 21}
+    assert rej["reason"].str.len().gt(0).all() and rej["record"].str.startswith("{").all()
+    # The overwritten contact no longer exists, so its activities are rejected, each with a
+    # reason, and none is silently lost.
+    lost = pd.read_parquet(tiny_dir / "contacts.parquet").loc[5, "contact_id"]
+    acts = pd.read_parquet(tiny_dir / "activities.parquet")
+    lost_rows = set(acts.index[acts["contact_id"] == lost] + 1)
+    orphans = rej[(rej["table"] == "activities") & rej["reason"].str.contains("unknown contact")]
+    assert set(orphans["row"]) == lost_rows
+
+
+def test_structural_problems_fail_even_when_skipping(tiny_dir, catalog, tmp_path):
+    data = _copy(tiny_dir, tmp_path / "s", "csv",
+                 _edit_one("contacts", lambda df: df.rename(columns={"contact_id": "id"})))
+    result, _ = _problems(data, catalog, on_bad_rows="skip")
+    assert not result.ok
+
+
+def test_cli_prints_one_line_per_problem_without_traceback(tiny_dir, tmp_path):
+    def edit(t, df):
+        df = df.copy()
+        if t == "contacts":
+            df = df.rename(columns={"job_title": "job_titel"})
+            df.loc[5, "contact_id"] = df.loc[3, "contact_id"]
+        if t == "activities":
+            df["timestamp"] = df["timestamp"].astype(str)
+            df.loc[10, "timestamp"] = "yesterday"
+        return df
+
+    data = _copy(tiny_dir, tmp_path / "cli", "csv", edit)
+    proc = subprocess.run([sys.executable, "-m", "buying_groups.cli.validate_main",
+                           f"data_dir={data}", f"hydra.run.dir={tmp_path / 'run'}"],
+                          capture_output=True, text=True)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    assert "Traceback" not in out
+    lines = [ln.strip() for ln in out.splitlines() if ln.startswith("  ")]
+    assert any(ln.startswith("contacts, column 'job_titel'") for ln in lines)
+    assert any(ln.startswith("contacts, row 6, column 'contact_id': duplicate id") for ln in lines)
+    assert any(ln.startswith("activities, row 11, column 'timestamp': unparseable") for ln in lines)
