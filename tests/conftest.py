@@ -38,8 +38,9 @@ def tiny_dataset(tiny_cfg: DictConfig, catalog: Catalog) -> Dataset:
 
 
 @pytest.fixture(scope="session")
-def tiny_dir(tiny_dataset: Dataset, catalog: Catalog, tmp_path_factory: pytest.TempPathFactory
-             ) -> Path:
+def tiny_dir(
+    tiny_dataset: Dataset, catalog: Catalog, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     out = tmp_path_factory.mktemp("data") / "tiny"
     write_dataset(tiny_dataset, out, catalog, formats=("parquet", "csv"))
     return out

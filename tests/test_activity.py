@@ -14,23 +14,41 @@ def events():
     rows = [
         ("E1", "c1", "2025-01-01", "email", "opened", "Monthly newsletter", "general"),
         ("E2", "c1", "2025-01-05", "web", "requested_demo", "Demo request form", "data_platform"),
-        ("E3", "c1", "2025-01-07", "event", "attended", "Hands-on workshop: Data Platform",
-         "data_platform"),
+        (
+            "E3",
+            "c1",
+            "2025-01-07",
+            "event",
+            "attended",
+            "Hands-on workshop: Data Platform",
+            "data_platform",
+        ),
         ("E4", "c1", "2025-02-01", "web", "visited", "/pricing", "data_platform"),
-        ("E5", "c2", "2025-01-02", "event", "attended", "Zero trust in 30 minutes",
-         "security_platform"),
+        (
+            "E5",
+            "c2",
+            "2025-01-02",
+            "event",
+            "attended",
+            "Zero trust in 30 minutes",
+            "security_platform",
+        ),
         ("E6", "c1", "2025-03-01", "web", "downloaded", "RFP template", "general"),
     ]
-    df = pd.DataFrame(rows, columns=["activity_id", "contact_id", "timestamp", "channel",
-                                     "action", "asset", "topic"])
+    df = pd.DataFrame(
+        rows,
+        columns=["activity_id", "contact_id", "timestamp", "channel", "action", "asset", "topic"],
+    )
     df["timestamp"] = pd.to_datetime(df["timestamp"])
     return df
 
 
 def test_newest_first_and_bounded(events):
     text = render_activity_text(events, max_events=3)
-    assert text["c1"] == ('downloaded "RFP template"; visited /pricing (data_platform); '
-                          'attended workshop "Hands-on workshop: Data Platform" (data_platform)')
+    assert text["c1"] == (
+        'downloaded "RFP template"; visited /pricing (data_platform); '
+        'attended workshop "Hands-on workshop: Data Platform" (data_platform)'
+    )
     assert text["c2"] == 'attended webinar "Zero trust in 30 minutes" (security_platform)'
 
 

@@ -31,8 +31,13 @@ def _run(module: str, *args: str) -> subprocess.CompletedProcess:
 
 def test_generate_writes_every_table_in_both_formats(tmp_path):
     out = tmp_path / "tiny"
-    proc = _run("generate", "data=tiny", f"output_dir={out}", "formats=[parquet,csv]",
-                f"hydra.run.dir={tmp_path / 'run'}")
+    proc = _run(
+        "generate",
+        "data=tiny",
+        f"output_dir={out}",
+        "formats=[parquet,csv]",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
     assert proc.returncode == 0, proc.stderr
     for t in TABLES:
         assert (out / f"{t}.parquet").exists() and (out / f"{t}.csv").exists()
@@ -42,7 +47,8 @@ def test_generate_writes_every_table_in_both_formats(tmp_path):
 
 
 def test_pipeline_on_tiny(tmp_path):
-    proc = _run("pipeline", "data=tiny", f"data_dir={tmp_path / 'd'}",
-                f"hydra.run.dir={tmp_path / 'run'}")
+    proc = _run(
+        "pipeline", "data=tiny", f"data_dir={tmp_path / 'd'}", f"hydra.run.dir={tmp_path / 'run'}"
+    )
     assert proc.returncode == 0, proc.stderr
     assert "rules baseline" in proc.stdout and "test_ood" in proc.stdout

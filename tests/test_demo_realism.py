@@ -12,8 +12,9 @@ from .conftest import compose_config
 @pytest.mark.slow
 def test_demo_dataset_realism(catalog):
     cfg = compose_config("generate")  # the default data config is the demo
-    ds = generate(GeneratorConfig.from_config(OmegaConf.to_container(cfg.data, resolve=True)),
-                  catalog)
+    ds = generate(
+        GeneratorConfig.from_config(OmegaConf.to_container(cfg.data, resolve=True)), catalog
+    )
     s = summarize(ds.tables, ds.labels, catalog.names)
     assert s["non_english_title_share"] >= 0.25
     assert 0.03 <= s["empty_title_share"] <= 0.07

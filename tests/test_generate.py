@@ -16,8 +16,12 @@ from buying_groups.taxonomy import FUNCTIONS, ROLES, SENIORITIES, assign_roles
 def test_tables_and_keys(tiny_dataset):
     t = tiny_dataset.tables
     assert set(t) == set(TABLES)
-    for name, key in [("accounts", "account_id"), ("contacts", "contact_id"),
-                      ("activities", "activity_id"), ("opportunities", "opportunity_id")]:
+    for name, key in [
+        ("accounts", "account_id"),
+        ("contacts", "contact_id"),
+        ("activities", "activity_id"),
+        ("opportunities", "opportunity_id"),
+    ]:
         assert len(t[name]) > 0 and t[name][key].is_unique, name
     assert t["contacts"]["account_id"].isin(t["accounts"]["account_id"]).all()
     assert t["activities"]["contact_id"].isin(t["contacts"]["contact_id"]).all()
@@ -55,11 +59,17 @@ def test_labels_cover_the_taxonomy_and_follow_the_rules(tiny_dataset, catalog):
     assert set(rl["role"]) == set(ROLES)
     assert len(rl) == len(cl) * len(catalog.names)
     # Labels are reproducible from persona + the rendered activity window, nothing hidden.
-    adv = advocacy_counts(tiny_dataset.tables["activities"], catalog.names, cl["contact_id"],
-                          as_of=tiny_dataset.config.end, max_events=tiny_dataset.config.max_events)
+    adv = advocacy_counts(
+        tiny_dataset.tables["activities"],
+        catalog.names,
+        cl["contact_id"],
+        as_of=tiny_dataset.config.end,
+        max_events=tiny_dataset.config.max_events,
+    )
     for product in catalog.products:
-        expect = assign_roles(cl["function"], cl["seniority"], adv[product.name].to_numpy(),
-                              product)
+        expect = assign_roles(
+            cl["function"], cl["seniority"], adv[product.name].to_numpy(), product
+        )
         got = rl[rl["product"] == product.name].set_index("contact_id").loc[cl["contact_id"]]
         assert (got["role"].to_numpy() == expect).all()
 
@@ -79,11 +89,15 @@ def test_deterministic_and_seeded(tiny_cfg, catalog, tiny_dataset, tmp_path):
     b = write_dataset(again, tmp_path / "b", catalog)
     assert a["digest"] == b["digest"]
     for f in a["files"]:
-        assert hashlib.sha256((tmp_path / "a" / f).read_bytes()).digest() == \
-            hashlib.sha256((tmp_path / "b" / f).read_bytes()).digest(), f
+        assert (
+            hashlib.sha256((tmp_path / "a" / f).read_bytes()).digest()
+            == hashlib.sha256((tmp_path / "b" / f).read_bytes()).digest()
+        ), f
     cfg.seed += 1
     other = generate(cfg, catalog)
-    assert not other.tables["contacts"]["job_title"].equals(tiny_dataset.tables["contacts"]["job_title"])
+    assert not other.tables["contacts"]["job_title"].equals(
+        tiny_dataset.tables["contacts"]["job_title"]
+    )
 
 
 def test_realism_on_tiny(tiny_dataset, catalog):
@@ -107,9 +121,11 @@ def test_activity_shows_function_for_empty_titles(tiny_dataset):
     """Function content is in the activity, so an empty title is not hopeless."""
     from buying_groups.data import vocab
 
-    acts = tiny_dataset.tables["activities"].merge(tiny_dataset.labels["contact_labels"],
-                                                   on="contact_id")
-    own = [a in vocab.FUNCTION_ASSETS[f] for a, f in zip(acts["asset"], acts["function"],
-                                                         strict=True)]
+    acts = tiny_dataset.tables["activities"].merge(
+        tiny_dataset.labels["contact_labels"], on="contact_id"
+    )
+    own = [
+        a in vocab.FUNCTION_ASSETS[f] for a, f in zip(acts["asset"], acts["function"], strict=True)
+    ]
     share = np.mean(own)
     assert 0.1 < share < 0.6

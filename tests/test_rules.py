@@ -1,7 +1,12 @@
 import pandas as pd
 import pytest
 
-from buying_groups.baselines.rules import RulesBaseline, advocacy_from_text, parse_function, parse_seniority
+from buying_groups.baselines.rules import (
+    RulesBaseline,
+    advocacy_from_text,
+    parse_function,
+    parse_seniority,
+)
 from buying_groups.data.examples import labelled_examples
 from buying_groups.evaluate import evaluate_predictions, head_metrics
 
@@ -29,8 +34,13 @@ def test_keyword_parsing(title, function, seniority):
 
 
 def test_advocacy_from_text():
-    text = pd.Series(['requested demo (data_platform); started trial (data_platform); '
-                      'requested pricing (security_platform)', ""])
+    text = pd.Series(
+        [
+            "requested demo (data_platform); started trial (data_platform); "
+            "requested pricing (security_platform)",
+            "",
+        ]
+    )
     adv = advocacy_from_text(text, ("data_platform", "security_platform"))
     assert adv["data_platform"].tolist() == [2, 0]
     assert adv["security_platform"].tolist() == [1, 0]
@@ -43,8 +53,9 @@ def test_head_metrics():
 
 
 def test_baseline_is_decent_in_distribution_and_worse_out_of_it(tiny_dataset, catalog):
-    ex = labelled_examples(tiny_dataset.tables, tiny_dataset.labels, catalog,
-                           as_of=tiny_dataset.config.end)
+    ex = labelled_examples(
+        tiny_dataset.tables, tiny_dataset.labels, catalog, as_of=tiny_dataset.config.end
+    )
     pred = RulesBaseline(catalog).predict(ex)
     m = evaluate_predictions(ex, pred, catalog.names, groups=["test", "test_ood"])
     assert m["test/role_macro_f1"] > 0.6 and m["test/function_accuracy"] > 0.6

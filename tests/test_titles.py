@@ -22,6 +22,7 @@ def test_held_out_vocabulary_never_appears_in_distribution(tiny_dataset):
     held = held_out_terms()
     seen_vocab = set()
     for table in (vocab.FUNCTION_TERMS, vocab.C_LEVEL, vocab.SPECIAL, vocab.ABBREVIATIONS):
+
         def walk(node):
             if isinstance(node, dict):
                 for v in node.values():
@@ -29,6 +30,7 @@ def test_held_out_vocabulary_never_appears_in_distribution(tiny_dataset):
             elif isinstance(node, list):
                 for x in split_vocab(node)[0]:
                     seen_vocab.update(x.split("|"))
+
         walk(table)
     # Only terms that cannot arise from in-distribution parts are checked.
     distinctive = {t for t in held if not any(_contains(s, t) for s in seen_vocab)}

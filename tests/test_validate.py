@@ -45,45 +45,86 @@ def _edit_one(table, fn):
 
 
 CASES = [
-    ("contacts", lambda df: df.rename(columns={"job_title": "jobtitle"}),
-     "contacts, column 'jobtitle': required column 'job_title' is missing; found 'jobtitle' "
-     "instead"),
-    ("accounts", lambda df: df.drop(columns=["account_id"]),
-     "accounts, column 'account_id': required column 'account_id' is missing"),
-    ("contacts", lambda df: df.assign(contact_id=df["contact_id"].where(df.index != 5,
-                                                                        df["contact_id"][3])),
-     "contacts, row 6, column 'contact_id': duplicate id"),
-    ("contacts", lambda df: df.assign(account_id=df["account_id"].where(df.index != 2, "A999")),
-     "contacts, row 3, column 'account_id': unknown account_id 'A999'"),
-    ("activities", lambda df: df.assign(timestamp=df["timestamp"].astype(str).where(
-        df.index != 7, "last tuesday")),
-     "activities, row 8, column 'timestamp': unparseable timestamp: 'last tuesday'"),
-    ("activities", lambda df: df.assign(contact_id=df["contact_id"].where(df.index != 0, "Cx")),
-     "activities, row 1, column 'contact_id': unknown contact_id 'Cx'"),
-    ("activities", lambda df: df.assign(channel=df["channel"].where(df.index != 4, "fax")),
-     "activities, row 5, column 'channel': unknown channel"),
-    ("activities", lambda df: df.assign(topic=df["topic"].where(df.index != 4, "crm_suite")),
-     "activities, row 5, column 'topic': unknown product topic"),
-    ("opportunities", lambda df: df.assign(product=df["product"].where(df.index != 0, "erp")),
-     "opportunities, row 1, column 'product': unknown product"),
-    ("accounts", lambda df: df.assign(employees=df["employees"].astype(str).where(
-        df.index != 1, "lots")),
-     "accounts, row 2, column 'employees': expected a whole number: 'lots'"),
-    ("accounts", lambda df: df.assign(is_customer=df["is_customer"].astype(str).where(
-        df.index != 1, "maybe")),
-     "accounts, row 2, column 'is_customer': expected true/false: 'maybe'"),
-    ("activities", lambda df: df.assign(activity_id=df["activity_id"].where(df.index != 9, "")),
-     "activities, row 10, column 'activity_id': value is empty but required"),
-    ("opportunity_contact_roles", lambda df: df.assign(role=df["role"].where(df.index != 0,
-                                                                            "boss")),
-     "opportunity_contact_roles, row 1, column 'role': unknown role"),
+    (
+        "contacts",
+        lambda df: df.rename(columns={"job_title": "jobtitle"}),
+        "contacts, column 'jobtitle': required column 'job_title' is missing; found 'jobtitle' "
+        "instead",
+    ),
+    (
+        "accounts",
+        lambda df: df.drop(columns=["account_id"]),
+        "accounts, column 'account_id': required column 'account_id' is missing",
+    ),
+    (
+        "contacts",
+        lambda df: df.assign(contact_id=df["contact_id"].where(df.index != 5, df["contact_id"][3])),
+        "contacts, row 6, column 'contact_id': duplicate id",
+    ),
+    (
+        "contacts",
+        lambda df: df.assign(account_id=df["account_id"].where(df.index != 2, "A999")),
+        "contacts, row 3, column 'account_id': unknown account_id 'A999'",
+    ),
+    (
+        "activities",
+        lambda df: df.assign(
+            timestamp=df["timestamp"].astype(str).where(df.index != 7, "last tuesday")
+        ),
+        "activities, row 8, column 'timestamp': unparseable timestamp: 'last tuesday'",
+    ),
+    (
+        "activities",
+        lambda df: df.assign(contact_id=df["contact_id"].where(df.index != 0, "Cx")),
+        "activities, row 1, column 'contact_id': unknown contact_id 'Cx'",
+    ),
+    (
+        "activities",
+        lambda df: df.assign(channel=df["channel"].where(df.index != 4, "fax")),
+        "activities, row 5, column 'channel': unknown channel",
+    ),
+    (
+        "activities",
+        lambda df: df.assign(topic=df["topic"].where(df.index != 4, "crm_suite")),
+        "activities, row 5, column 'topic': unknown product topic",
+    ),
+    (
+        "opportunities",
+        lambda df: df.assign(product=df["product"].where(df.index != 0, "erp")),
+        "opportunities, row 1, column 'product': unknown product",
+    ),
+    (
+        "accounts",
+        lambda df: df.assign(employees=df["employees"].astype(str).where(df.index != 1, "lots")),
+        "accounts, row 2, column 'employees': expected a whole number: 'lots'",
+    ),
+    (
+        "accounts",
+        lambda df: df.assign(
+            is_customer=df["is_customer"].astype(str).where(df.index != 1, "maybe")
+        ),
+        "accounts, row 2, column 'is_customer': expected true/false: 'maybe'",
+    ),
+    (
+        "activities",
+        lambda df: df.assign(activity_id=df["activity_id"].where(df.index != 9, "")),
+        "activities, row 10, column 'activity_id': value is empty but required",
+    ),
+    (
+        "opportunity_contact_roles",
+        lambda df: df.assign(role=df["role"].where(df.index != 0, "boss")),
+        "opportunity_contact_roles, row 1, column 'role': unknown role",
+    ),
     ("contacts", lambda df: df.iloc[0:0], "contacts: the table is empty (no rows)"),
     ("opportunities", lambda df: None, "opportunities: file not found"),
 ]
 
 
-@pytest.mark.parametrize(("table", "edit", "expected"), CASES,
-                         ids=[c[2].split(":")[0] + ":" + c[2].split(":")[1][:30] for c in CASES])
+@pytest.mark.parametrize(
+    ("table", "edit", "expected"),
+    CASES,
+    ids=[c[2].split(":")[0] + ":" + c[2].split(":")[1][:30] for c in CASES],
+)
 def test_each_problem_is_named(tiny_dir, catalog, tmp_path, table, edit, expected):
     data = _copy(tiny_dir, tmp_path / "bad", "csv", _edit_one(table, edit))
     result, problems = _problems(data, catalog)
@@ -119,8 +160,12 @@ def test_skip_policy_accounts_for_every_row(tiny_dir, catalog, tmp_path):
 
 
 def test_structural_problems_fail_even_when_skipping(tiny_dir, catalog, tmp_path):
-    data = _copy(tiny_dir, tmp_path / "s", "csv",
-                 _edit_one("contacts", lambda df: df.rename(columns={"contact_id": "id"})))
+    data = _copy(
+        tiny_dir,
+        tmp_path / "s",
+        "csv",
+        _edit_one("contacts", lambda df: df.rename(columns={"contact_id": "id"})),
+    )
     result, _ = _problems(data, catalog, on_bad_rows="skip")
     assert not result.ok
 
@@ -137,9 +182,17 @@ def test_cli_prints_one_line_per_problem_without_traceback(tiny_dir, tmp_path):
         return df
 
     data = _copy(tiny_dir, tmp_path / "cli", "csv", edit)
-    proc = subprocess.run([sys.executable, "-m", "buying_groups.cli.validate_main",
-                           f"data_dir={data}", f"hydra.run.dir={tmp_path / 'run'}"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "buying_groups.cli.validate_main",
+            f"data_dir={data}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        capture_output=True,
+        text=True,
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1, out
     assert "Traceback" not in out

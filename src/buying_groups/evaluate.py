@@ -35,8 +35,11 @@ def stack_roles(frame: pd.DataFrame, products: Iterable[str]) -> pd.Series:
 
 
 def evaluate_predictions(
-    truth: pd.DataFrame, pred: pd.DataFrame, products: Iterable[str],
-    group_col: str = "split", groups: Iterable[str] | None = None,
+    truth: pd.DataFrame,
+    pred: pd.DataFrame,
+    products: Iterable[str],
+    group_col: str = "split",
+    groups: Iterable[str] | None = None,
 ) -> dict[str, float]:
     """Metrics per group (split, language...) as flat ``<group>/<head>_<metric>`` keys.
 

@@ -104,9 +104,7 @@ class Catalog:
             if unknown:
                 raise ValueError(f"catalog product {name!r}: unknown functions {unknown}")
             assets = {k: tuple(v) for k, v in (spec.get("assets") or {}).items()}
-            products.append(
-                Product(name, tuple(spec["primary"]), tuple(spec["adjacent"]), assets)
-            )
+            products.append(Product(name, tuple(spec["primary"]), tuple(spec["adjacent"]), assets))
         if not products:
             raise ValueError("the catalog has no products")
         return cls(tuple(products))

@@ -34,13 +34,19 @@ def rules_report(cfg: DictConfig) -> dict[str, float]:
     except DataValidationError as exc:
         exit_on_data_error(exc)
     if labels is None:
-        raise SystemExit(f"{cfg.data_dir} has no labels/ (ground truth): the baseline report "
-                         "needs a generated dataset")
-    examples = labelled_examples(tables, labels, catalog,
-                                 as_of=tables["activities"]["timestamp"].max(),
-                                 max_events=cfg.data.max_events,
-                                 split_fractions=tuple(cfg.split.fractions),
-                                 split_seed=cfg.split.seed)
+        raise SystemExit(
+            f"{cfg.data_dir} has no labels/ (ground truth): the baseline report "
+            "needs a generated dataset"
+        )
+    examples = labelled_examples(
+        tables,
+        labels,
+        catalog,
+        as_of=tables["activities"]["timestamp"].max(),
+        max_events=cfg.data.max_events,
+        split_fractions=tuple(cfg.split.fractions),
+        split_seed=cfg.split.seed,
+    )
     pred = RulesBaseline(catalog).predict(examples)
     metrics = evaluate_predictions(examples, pred, catalog.names, groups=ROLE_SPLITS)
     by_lang = evaluate_predictions(examples, pred, catalog.names, group_col="language")

@@ -21,8 +21,10 @@ def run(cfg: DictConfig) -> dict:
     with console.status(f"generating '{gen_cfg.name}' (seed {gen_cfg.seed})..."):
         ds = generate(gen_cfg, catalog)
         manifest = write_dataset(ds, Path(cfg.output_dir), catalog, tuple(cfg.formats))
-    console.print(f"[green]✓[/] wrote {len(manifest['files'])} files to {cfg.output_dir} "
-                  f"in {time.perf_counter() - started:.1f}s")
+    console.print(
+        f"[green]✓[/] wrote {len(manifest['files'])} files to {cfg.output_dir} "
+        f"in {time.perf_counter() - started:.1f}s"
+    )
     print_mapping(manifest["summary"], f"dataset '{gen_cfg.name}'")
     return manifest
 

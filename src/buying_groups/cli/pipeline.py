@@ -20,15 +20,19 @@ def run(cfg: DictConfig) -> dict:
     console.rule("[bold]1/2 data")
     data_dir = ensure_dataset(cfg, regenerate=cfg.regenerate)
     manifest = read_json(data_dir / MANIFEST)
-    print_mapping({k: v for k, v in manifest["summary"].items() if not k.startswith("role_")},
-                  f"dataset '{manifest['name']}' in {data_dir}")
+    print_mapping(
+        {k: v for k, v in manifest["summary"].items() if not k.startswith("role_")},
+        f"dataset '{manifest['name']}' in {data_dir}",
+    )
     console.rule("[bold]2/2 rules baseline")
     metrics = rules_report(cfg)
     table = metrics_table({k: v for k, v in metrics.items() if not k.startswith("lang_")})
     table.index.name = "split"
     print_frame(table, "rules baseline")
-    console.print(f"[green]✓[/] done. Validate your own export with: bg-validate "
-                  f"data_dir=<dir>  (tables described in docs/data.md)")
+    console.print(
+        "[green]✓[/] done. Validate your own export with: bg-validate "
+        "data_dir=<dir>  (tables described in docs/data.md)"
+    )
     return {"manifest": manifest, "rules": metrics}
 
 

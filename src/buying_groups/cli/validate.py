@@ -20,8 +20,10 @@ def run(cfg: DictConfig) -> int:
         fail_with_problems(result.problems, what=str(cfg.data_dir))
     for name, df in result.tables.items():
         rejected = int((result.rejects["table"] == name).sum())
-        console.print(f"  {name:<27} {result.rows_in[name]:>9,} rows in  {len(df):>9,} valid"
-                      f"  {rejected:>7,} rejected")
+        console.print(
+            f"  {name:<27} {result.rows_in[name]:>9,} rows in  {len(df):>9,} valid"
+            f"  {rejected:>7,} rejected"
+        )
     if len(result.rejects):
         path = Path(cfg.rejects_path)
         write_table(result.rejects, path)

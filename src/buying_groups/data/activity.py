@@ -38,9 +38,7 @@ def recent_events(
 def advocacy_kind(events: pd.DataFrame) -> pd.Series:
     """The advocacy kind of each event (one of ``ADVOCACY_KINDS``) or None."""
     action = events["action"].astype(object)
-    workshop = (action == "attended") & events["asset"].astype(str).str.startswith(
-        WORKSHOP_PREFIX
-    )
+    workshop = (action == "attended") & events["asset"].astype(str).str.startswith(WORKSHOP_PREFIX)
     kind = action.where(action.isin(ADVOCACY_KINDS), None)
     kind = kind.mask(workshop, "attended_workshop")
     return kind
@@ -59,8 +57,17 @@ def describe_events(events: pd.DataFrame) -> pd.Series:
     verb = np.char.replace(action.astype(str), "_", " ")
     text = np.select(
         [
-            np.isin(action, ["requested_demo", "started_trial", "requested_pricing",
-                             "invited_colleague", "met_sales", "logged_in"]),
+            np.isin(
+                action,
+                [
+                    "requested_demo",
+                    "started_trial",
+                    "requested_pricing",
+                    "invited_colleague",
+                    "met_sales",
+                    "logged_in",
+                ],
+            ),
             (action == "attended") & workshop,
             np.isin(action, ["opened", "clicked"]) & (channel == "email"),
             action == "registered",
@@ -76,8 +83,9 @@ def describe_events(events: pd.DataFrame) -> pd.Series:
         default=np.char.add(np.char.add(verb, " "), obj),
     )
     product_topic = topic != GENERAL_TOPIC
-    text = np.where(product_topic, np.char.add(np.char.add(np.char.add(text, " ("), topic), ")"),
-                    text)
+    text = np.where(
+        product_topic, np.char.add(np.char.add(np.char.add(text, " ("), topic), ")"), text
+    )
     return pd.Series(text, index=events.index, dtype=object)
 
 

@@ -17,8 +17,9 @@ MANIFEST = "manifest.json"
 LABELS_DIR = "labels"
 
 
-def write_dataset(ds: Dataset, directory: Path, catalog: Catalog,
-                  formats: tuple[str, ...] = ("parquet",)) -> dict:
+def write_dataset(
+    ds: Dataset, directory: Path, catalog: Catalog, formats: tuple[str, ...] = ("parquet",)
+) -> dict:
     """Write tables (each format asked for), labels (Parquet) and a manifest; returns it."""
     directory = Path(directory)
     table_files = write_tables(ds.tables, directory, formats)
@@ -45,8 +46,9 @@ def read_labels(directory: Path) -> dict[str, pd.DataFrame] | None:
     return {n: read_table(p) for n, p in found.items()}
 
 
-def load_dataset(directory: Path, catalog: Catalog) -> tuple[dict[str, pd.DataFrame],
-                                                              dict[str, pd.DataFrame] | None]:
+def load_dataset(
+    directory: Path, catalog: Catalog
+) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame] | None]:
     """Validated tables (raises DataValidationError) and labels if present."""
     result = load_tables(directory, catalog, on_bad_rows="error", tables=TABLES)
     if not result.ok:

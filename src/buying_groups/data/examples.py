@@ -16,8 +16,9 @@ def contact_inputs(
     max_events: int = DEFAULT_MAX_EVENTS,
 ) -> pd.DataFrame:
     """``contact_id, account_id, job_title, activity_text``: the model's input columns."""
-    text = render_activity_text(activities, contacts["contact_id"], as_of=as_of,
-                                max_events=max_events)
+    text = render_activity_text(
+        activities, contacts["contact_id"], as_of=as_of, max_events=max_events
+    )
     out = contacts[["contact_id", "account_id", "job_title"]].copy()
     out["job_title"] = out["job_title"].fillna("").astype(str)
     out["activity_text"] = text.to_numpy()
@@ -37,8 +38,12 @@ def labelled_examples(
     ``language``, ``title_kind`` and the account-level ``split``."""
     df = contact_inputs(tables["contacts"], tables["activities"], as_of, max_events)
     cl = labels["contact_labels"]
-    df = df.merge(cl[["contact_id", "function", "seniority", "language", "title_kind", "vocab"]],
-                  on="contact_id", how="left", validate="one_to_one")
+    df = df.merge(
+        cl[["contact_id", "function", "seniority", "language", "title_kind", "vocab"]],
+        on="contact_id",
+        how="left",
+        validate="one_to_one",
+    )
     roles = labels["role_labels"].pivot(index="contact_id", columns="product", values="role")
     roles = roles.reindex(columns=list(catalog.names)).add_prefix("role_")
     df = df.merge(roles, left_on="contact_id", right_index=True, how="left")

@@ -41,26 +41,63 @@ TABLES = ("accounts", "contacts", "activities", "opportunities", "opportunity_co
 LABEL_TABLES = ("contact_labels", "role_labels", "in_market_windows", "committees")
 
 BASE_FUNCTION_WEIGHTS = {
-    "executive": 0.035, "marketing": 0.09, "sales": 0.11, "business_development": 0.04,
-    "customer_success": 0.06, "information_technology": 0.08, "security": 0.045,
-    "engineering": 0.09, "data_analytics": 0.055, "product_management": 0.03,
-    "project_management": 0.04, "operations": 0.07, "finance": 0.06, "legal": 0.03,
-    "human_resources": 0.04, "procurement": 0.035, "administrative": 0.04, "consulting": 0.02,
+    "executive": 0.035,
+    "marketing": 0.09,
+    "sales": 0.11,
+    "business_development": 0.04,
+    "customer_success": 0.06,
+    "information_technology": 0.08,
+    "security": 0.045,
+    "engineering": 0.09,
+    "data_analytics": 0.055,
+    "product_management": 0.03,
+    "project_management": 0.04,
+    "operations": 0.07,
+    "finance": 0.06,
+    "legal": 0.03,
+    "human_resources": 0.04,
+    "procurement": 0.035,
+    "administrative": 0.04,
+    "consulting": 0.02,
     "other": 0.04,
 }
-PYRAMID = {"entry": 0.08, "professional": 0.33, "senior": 0.18, "manager": 0.18,
-           "director": 0.12, "vp": 0.065, "executive": 0.045}
+PYRAMID = {
+    "entry": 0.08,
+    "professional": 0.33,
+    "senior": 0.18,
+    "manager": 0.18,
+    "director": 0.12,
+    "vp": 0.065,
+    "executive": 0.045,
+}
 SENIORITY_OVERRIDES = {
     "executive": {"executive": 1.0},
     "other": {"entry": 0.45, "professional": 0.45, "senior": 0.10},
-    "administrative": {"entry": 0.1, "professional": 0.6, "senior": 0.1, "manager": 0.15,
-                       "director": 0.05},
-    "project_management": {"entry": 0.08, "professional": 0.4, "senior": 0.2, "manager": 0.17,
-                           "director": 0.1, "vp": 0.05},
+    "administrative": {
+        "entry": 0.1,
+        "professional": 0.6,
+        "senior": 0.1,
+        "manager": 0.15,
+        "director": 0.05,
+    },
+    "project_management": {
+        "entry": 0.08,
+        "professional": 0.4,
+        "senior": 0.2,
+        "manager": 0.17,
+        "director": 0.1,
+        "vp": 0.05,
+    },
 }
 # Events per month for committee members, by the role they play for the product.
-COMMITTEE_RATES = {"champion": 3.0, "decision_maker": 1.5, "influencer": 2.0, "end_user": 2.5,
-                   "gatekeeper": 1.0, "none": 1.0}
+COMMITTEE_RATES = {
+    "champion": 3.0,
+    "decision_maker": 1.5,
+    "influencer": 2.0,
+    "end_user": 2.5,
+    "gatekeeper": 1.0,
+    "none": 1.0,
+}
 
 
 @dataclass
@@ -89,8 +126,13 @@ class GeneratorConfig:
     )
     hazard: Mapping[str, float] = field(
         default_factory=lambda: {
-            "intercept": -7.4, "decision_maker_engaged": 1.6, "champion": 1.6,
-            "roles_engaged": 0.5, "intent": 0.5, "volume": 0.1, "customer": 0.3,
+            "intercept": -7.4,
+            "decision_maker_engaged": 1.6,
+            "champion": 1.6,
+            "roles_engaged": 0.5,
+            "intent": 0.5,
+            "volume": 0.1,
+            "customer": 0.3,
             "account_sd": 0.5,
         }
     )
@@ -147,12 +189,12 @@ def generate(cfg: GeneratorConfig, catalog: Catalog) -> Dataset:
     )
     events = _finalise_events(cfg, events)
     contacts = _created_at(cfg, contacts, events, rng)
-    opportunities, ocr = _opportunities(cfg, catalog, accounts, contacts, static_roles, events,
-                                        rng)
+    opportunities, ocr = _opportunities(cfg, catalog, accounts, contacts, static_roles, events, rng)
     contact_labels, role_labels = _labels(cfg, catalog, contacts, events)
     public_contacts = contacts[["contact_id", "account_id", "job_title", "country", "created_at"]]
-    public_accounts = accounts[["account_id", "name", "industry", "employees", "country",
-                                "is_customer"]]
+    public_accounts = accounts[
+        ["account_id", "name", "industry", "employees", "country", "is_customer"]
+    ]
     tables = {
         "accounts": public_accounts.reset_index(drop=True),
         "contacts": public_contacts.reset_index(drop=True),
@@ -217,12 +259,14 @@ def _seniority_weights(function: str, has_c_level: bool) -> dict[str, float]:
     return w
 
 
-def _contacts(cfg: GeneratorConfig, accounts: pd.DataFrame, rng: np.random.Generator
-              ) -> pd.DataFrame:
+def _contacts(
+    cfg: GeneratorConfig, accounts: pd.DataFrame, rng: np.random.Generator
+) -> pd.DataFrame:
     composer = TitleComposer(rng, cfg.title_noise)
     base = cfg.contacts_base + cfg.contacts_per_log_employee * np.log(accounts["employees"])
-    counts = np.clip(np.round(base * np.exp(rng.normal(0, 0.35, len(accounts)))), 3,
-                     cfg.max_contacts_per_account).astype(int)
+    counts = np.clip(
+        np.round(base * np.exp(rng.normal(0, 0.35, len(accounts)))), 3, cfg.max_contacts_per_account
+    ).astype(int)
     rows = []
     cid = 0
     for acc, n in zip(accounts.itertuples(index=False), counts, strict=True):
@@ -234,8 +278,9 @@ def _contacts(cfg: GeneratorConfig, accounts: pd.DataFrame, rng: np.random.Gener
         functions = _choice(rng, weights, n)
         _, local_lang, p_local = vocab.COUNTRIES[acc.country]
         for f in functions:
-            seniority = _choice(rng, _seniority_weights(f, f in vocab.C_LEVEL
-                                                        or f == "executive"), 1)[0]
+            seniority = _choice(
+                rng, _seniority_weights(f, f in vocab.C_LEVEL or f == "executive"), 1
+            )[0]
             lang = local_lang if rng.random() < p_local else "en"
             if acc.is_competitor:
                 noise = "competitor"
@@ -246,15 +291,40 @@ def _contacts(cfg: GeneratorConfig, accounts: pd.DataFrame, rng: np.random.Gener
             else:
                 noise = "none"
             title, kind = composer.compose(f, seniority, lang, bool(acc.is_ood))
-            country = acc.country if rng.random() < 0.9 else _choice(
-                rng, {k: v[0] for k, v in vocab.COUNTRIES.items()}, 1)[0]
-            rows.append((f"C{cid:07d}", acc.account_id, title, country, f, seniority, lang,
-                         kind, "ood" if acc.is_ood else "in", noise))
+            country = (
+                acc.country
+                if rng.random() < 0.9
+                else _choice(rng, {k: v[0] for k, v in vocab.COUNTRIES.items()}, 1)[0]
+            )
+            rows.append(
+                (
+                    f"C{cid:07d}",
+                    acc.account_id,
+                    title,
+                    country,
+                    f,
+                    seniority,
+                    lang,
+                    kind,
+                    "ood" if acc.is_ood else "in",
+                    noise,
+                )
+            )
             cid += 1
     return pd.DataFrame(
         rows,
-        columns=["contact_id", "account_id", "job_title", "country", "function", "seniority",
-                 "language", "title_kind", "vocab", "noise_kind"],
+        columns=[
+            "contact_id",
+            "account_id",
+            "job_title",
+            "country",
+            "function",
+            "seniority",
+            "language",
+            "title_kind",
+            "vocab",
+            "noise_kind",
+        ],
     )
 
 
@@ -262,8 +332,10 @@ def _static_roles(contacts: pd.DataFrame, catalog: Catalog) -> pd.DataFrame:
     """Role per product from the persona alone (no advocacy): who can sit on a committee."""
     zero = np.zeros(len(contacts))
     return pd.DataFrame(
-        {p.name: assign_roles(contacts["function"], contacts["seniority"], zero, p)
-         for p in catalog.products},
+        {
+            p.name: assign_roles(contacts["function"], contacts["seniority"], zero, p)
+            for p in catalog.products
+        },
         index=contacts["contact_id"],
     )
 
@@ -271,40 +343,54 @@ def _static_roles(contacts: pd.DataFrame, catalog: Catalog) -> pd.DataFrame:
 # --- in-market windows and committees ----------------------------------------------------------
 
 
-def _in_market_windows(cfg: GeneratorConfig, catalog: Catalog, accounts: pd.DataFrame,
-                       rng: np.random.Generator) -> pd.DataFrame:
+def _in_market_windows(
+    cfg: GeneratorConfig, catalog: Catalog, accounts: pd.DataFrame, rng: np.random.Generator
+) -> pd.DataFrame:
     rows = []
     span = (cfg.end - cfg.start).days
     size = np.clip(0.6 + 0.12 * np.log10(accounts["employees"].to_numpy()), 0.6, 1.4)
-    for j, product in enumerate(catalog.names):
+    for product in catalog.names:
         prop = np.array([vocab.INDUSTRIES[i][2].get(product, 1.0) for i in accounts["industry"]])
         cross_sell = accounts["is_customer"].to_numpy() & (
-            accounts["owned_product"].to_numpy() != product)
+            accounts["owned_product"].to_numpy() != product
+        )
         p = np.clip(cfg.in_market_rate * prop * size * np.where(cross_sell, 1.3, 1.0), 0, 0.9)
         eligible = ~accounts["is_competitor"].to_numpy() & (
-            accounts["owned_product"].to_numpy() != product)
+            accounts["owned_product"].to_numpy() != product
+        )
         n_windows = (rng.random(len(accounts)) < p).astype(int)
         n_windows += (n_windows > 0) & (rng.random(len(accounts)) < cfg.p_second_window)
         for i in np.flatnonzero(eligible & (n_windows > 0)):
             starts = np.sort(rng.integers(-30, span - 30, size=n_windows[i]))
-            last_end = -10**6
+            last_end = -(10**6)
             for s in starts:
                 s = max(int(s), last_end + 60)
                 if s > span - 30:
                     break
                 d = int(rng.integers(*cfg.window_days))
-                rows.append((accounts["account_id"].iat[i], product,
-                             cfg.start + pd.Timedelta(days=s),
-                             cfg.start + pd.Timedelta(days=s + d)))
+                rows.append(
+                    (
+                        accounts["account_id"].iat[i],
+                        product,
+                        cfg.start + pd.Timedelta(days=s),
+                        cfg.start + pd.Timedelta(days=s + d),
+                    )
+                )
                 last_end = s + d
     windows = pd.DataFrame(rows, columns=["account_id", "product", "start", "end"])
     windows.insert(0, "window_id", [f"W{i:06d}" for i in range(len(windows))])
     return windows
 
 
-def _committees(cfg: GeneratorConfig, catalog: Catalog, windows: pd.DataFrame,
-                contacts: pd.DataFrame, static_roles: pd.DataFrame, accounts: pd.DataFrame,
-                rng: np.random.Generator) -> pd.DataFrame:
+def _committees(
+    cfg: GeneratorConfig,
+    catalog: Catalog,
+    windows: pd.DataFrame,
+    contacts: pd.DataFrame,
+    static_roles: pd.DataFrame,
+    accounts: pd.DataFrame,
+    rng: np.random.Generator,
+) -> pd.DataFrame:
     by_account = {a: g for a, g in contacts.groupby("account_id", sort=False)}
     employees = accounts.set_index("account_id")["employees"]
     weight_of = {"decision_maker": 2.5, "influencer": 1.5, "end_user": 1.5, "gatekeeper": 1.0}
@@ -321,22 +407,26 @@ def _committees(cfg: GeneratorConfig, catalog: Catalog, windows: pd.DataFrame,
         k += 0.8 * max(0.0, math.log10(employees[w.account_id]) - 3)
         k = int(np.clip(round(k), 3, 20))
         weights = np.array([weight_of[r] for r in roles[eligible]]) * np.where(
-            primary[eligible], 2.0, 1.0)
-        chosen = rng.choice(eligible, size=min(k, len(eligible)), replace=False,
-                            p=weights / weights.sum())
+            primary[eligible], 2.0, 1.0
+        )
+        chosen = rng.choice(
+            eligible, size=min(k, len(eligible)), replace=False, p=weights / weights.sum()
+        )
         tagalongs = np.flatnonzero(roles == "none")
         if len(tagalongs) and rng.random() < 0.3:
             chosen = np.append(chosen, rng.choice(tagalongs))
         member_roles = roles[chosen].astype(object)
-        can_champion = [i for i, c in enumerate(chosen)
-                        if primary[c] and people["seniority"].iat[c] != "entry"]
+        can_champion = [
+            i for i, c in enumerate(chosen) if primary[c] and people["seniority"].iat[c] != "entry"
+        ]
         n_champions = int(rng.random() < 0.75) + int(rng.random() < 0.25)
         for i in rng.permutation(can_champion)[:n_champions]:
             member_roles[i] = "champion"
         for c, r in zip(chosen, member_roles, strict=True):
             rows.append((w.window_id, w.account_id, w.product, people["contact_id"].iat[c], r))
-    return pd.DataFrame(rows, columns=["window_id", "account_id", "product", "contact_id",
-                                       "committee_role"])
+    return pd.DataFrame(
+        rows, columns=["window_id", "account_id", "product", "contact_id", "committee_role"]
+    )
 
 
 # --- events -------------------------------------------------------------------------------------
@@ -367,8 +457,13 @@ def _advocacy_event(kind: str, product: str) -> tuple[str, str, str]:
     }[kind]
 
 
-def _background_events(cfg: GeneratorConfig, catalog: Catalog, contacts: pd.DataFrame,
-                       accounts: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+def _background_events(
+    cfg: GeneratorConfig,
+    catalog: Catalog,
+    contacts: pd.DataFrame,
+    accounts: pd.DataFrame,
+    rng: np.random.Generator,
+) -> pd.DataFrame:
     span_s = (cfg.end - cfg.start).total_seconds()
     rate = np.exp(rng.normal(math.log(cfg.background_rate), 0.8, len(contacts)))
     rate *= contacts["noise_kind"].map(cfg.noise_rate_multiplier).fillna(1.0).to_numpy()
@@ -404,7 +499,8 @@ def _background_events(cfg: GeneratorConfig, catalog: Catalog, contacts: pd.Data
             assets = catalog[p].assets
             if r < 0.06:
                 ch, ac, asset = _advocacy_event(
-                    ("requested_demo", "started_trial")[rng.integers(2)], p)
+                    ("requested_demo", "started_trial")[rng.integers(2)], p
+                )
             elif r < 0.3:
                 ch, ac, asset = "web", "visited", assets["page"][1]  # pricing page
             else:
@@ -449,10 +545,22 @@ def _background_events(cfg: GeneratorConfig, catalog: Catalog, contacts: pd.Data
 
 ROLE_CONTENT = {
     # (kind weights) of product content per committee role; "pricing" = the product pricing page
-    "decision_maker": {"page": 0.3, "pricing": 0.2, "document": 0.25, "webinar": 0.1,
-                       "email": 0.1, "met_sales": 0.05},
-    "champion": {"page": 0.25, "document": 0.2, "webinar": 0.25, "email": 0.15,
-                 "pricing": 0.1, "met_sales": 0.05},
+    "decision_maker": {
+        "page": 0.3,
+        "pricing": 0.2,
+        "document": 0.25,
+        "webinar": 0.1,
+        "email": 0.1,
+        "met_sales": 0.05,
+    },
+    "champion": {
+        "page": 0.25,
+        "document": 0.2,
+        "webinar": 0.25,
+        "email": 0.15,
+        "pricing": 0.1,
+        "met_sales": 0.05,
+    },
     "influencer": {"page": 0.3, "document": 0.25, "webinar": 0.25, "email": 0.2},
     "end_user": {"page": 0.35, "document": 0.15, "webinar": 0.3, "email": 0.2},
     "gatekeeper": {"trust": 0.4, "pricing": 0.25, "document": 0.2, "email": 0.15},
@@ -461,8 +569,13 @@ ROLE_CONTENT = {
 GATEKEEPER_ASSETS = ["/trust-center", "/legal/dpa", "/legal/terms", "Security questionnaire"]
 
 
-def _committee_events(cfg: GeneratorConfig, catalog: Catalog, committees: pd.DataFrame,
-                      windows: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+def _committee_events(
+    cfg: GeneratorConfig,
+    catalog: Catalog,
+    committees: pd.DataFrame,
+    windows: pd.DataFrame,
+    rng: np.random.Generator,
+) -> pd.DataFrame:
     win = windows.set_index("window_id")
     out: list[tuple] = []
     for m in committees.itertuples(index=False):
@@ -487,8 +600,16 @@ def _committee_events(cfg: GeneratorConfig, catalog: Catalog, committees: pd.Dat
                 asset = assets[k][rng.integers(len(assets[k]))]
                 ch, ac = _asset_event(k, asset)
                 if k == "webinar" and rng.random() < 0.5:  # registered first, then attended
-                    out.append((m.contact_id, t - pd.Timedelta(days=int(rng.integers(2, 15))),
-                                "event", "registered", asset, m.product))
+                    out.append(
+                        (
+                            m.contact_id,
+                            t - pd.Timedelta(days=int(rng.integers(2, 15))),
+                            "event",
+                            "registered",
+                            asset,
+                            m.product,
+                        )
+                    )
             out.append((m.contact_id, t, ch, ac, asset, m.product))
         # Advocacy: champions show two or three kinds, others sometimes one (near misses).
         if role == "champion":
@@ -516,30 +637,40 @@ def _finalise_events(cfg: GeneratorConfig, events: pd.DataFrame) -> pd.DataFrame
     return events
 
 
-def _created_at(cfg: GeneratorConfig, contacts: pd.DataFrame, events: pd.DataFrame,
-                rng: np.random.Generator) -> pd.DataFrame:
+def _created_at(
+    cfg: GeneratorConfig, contacts: pd.DataFrame, events: pd.DataFrame, rng: np.random.Generator
+) -> pd.DataFrame:
     contacts = contacts.copy()
     days_before = rng.integers(0, 3 * 365, len(contacts))
     created = cfg.start - pd.to_timedelta(days_before, unit="D")
     late = rng.random(len(contacts)) < 0.25  # a quarter joined the CRM during the period
     span = (cfg.end - cfg.start).days
-    created = created.where(~late, cfg.start + pd.to_timedelta(
-        rng.integers(0, span, len(contacts)), unit="D"))
+    created = created.where(
+        ~late, cfg.start + pd.to_timedelta(rng.integers(0, span, len(contacts)), unit="D")
+    )
     first = events.groupby("contact_id")["timestamp"].min()
     first = contacts["contact_id"].map(first)
     bound = first - pd.to_timedelta(rng.integers(1, 30, len(contacts)), unit="D")
-    contacts["created_at"] = pd.Series(created, index=contacts.index).where(
-        first.isna() | (pd.Series(created, index=contacts.index) <= bound), bound
-    ).dt.floor("D")
+    contacts["created_at"] = (
+        pd.Series(created, index=contacts.index)
+        .where(first.isna() | (pd.Series(created, index=contacts.index) <= bound), bound)
+        .dt.floor("D")
+    )
     return contacts
 
 
 # --- opportunities ------------------------------------------------------------------------------
 
 
-def _opportunities(cfg: GeneratorConfig, catalog: Catalog, accounts: pd.DataFrame,
-                   contacts: pd.DataFrame, static_roles: pd.DataFrame, events: pd.DataFrame,
-                   rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _opportunities(
+    cfg: GeneratorConfig,
+    catalog: Catalog,
+    accounts: pd.DataFrame,
+    contacts: pd.DataFrame,
+    static_roles: pd.DataFrame,
+    events: pd.DataFrame,
+    rng: np.random.Generator,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Weekly hazard from the observable group state; at most one open opportunity per pair."""
     h = cfg.hazard
     products = list(catalog.names)
@@ -553,10 +684,16 @@ def _opportunities(cfg: GeneratorConfig, catalog: Catalog, accounts: pd.DataFram
     owned = accounts["owned_product"].to_numpy()
     customer = accounts["is_customer"].to_numpy()
     cust_other = np.stack([customer & (owned != p) for p in products], axis=1)[:, :, None]
-    logit = (h["intercept"] + h["decision_maker_engaged"] * state["dm"]
-             + h["champion"] * state["champion"] + h["roles_engaged"] * state["roles"]
-             + h["intent"] * np.log1p(state["intent"]) + h["volume"] * np.log1p(state["volume"])
-             + h["customer"] * cust_other + acct_effect)
+    logit = (
+        h["intercept"]
+        + h["decision_maker_engaged"] * state["dm"]
+        + h["champion"] * state["champion"]
+        + h["roles_engaged"] * state["roles"]
+        + h["intent"] * np.log1p(state["intent"])
+        + h["volume"] * np.log1p(state["volume"])
+        + h["customer"] * cust_other
+        + acct_effect
+    )
     p_week = 1 / (1 + np.exp(-logit))
     blocked = np.zeros((n_acc, n_prod), dtype=int)  # weeks until a new opp may open
     never = accounts["is_competitor"].to_numpy()[:, None] | (owned[:, None] == np.array(products))
@@ -568,31 +705,44 @@ def _opportunities(cfg: GeneratorConfig, catalog: Catalog, accounts: pd.DataFram
         for a, p in zip(*np.nonzero(fire), strict=True):
             created = cfg.start + pd.Timedelta(days=7 * wk + int(rng.integers(0, 7)))
             open_days = int(rng.integers(30, 150))
-            won_logit = -0.6 + 0.8 * state["champion"][a, p, wk] + 0.6 * state["dm"][a, p, wk] \
+            won_logit = (
+                -0.6
+                + 0.8 * state["champion"][a, p, wk]
+                + 0.6 * state["dm"][a, p, wk]
                 + 0.2 * state["roles"][a, p, wk]
+            )
             won = bool(rng.random() < 1 / (1 + math.exp(-won_logit)))
             closed = created + pd.Timedelta(days=open_days)
             blocked[a, p] = (open_days + 60) // 7 if not won else n_weeks
             rows.append((accounts["account_id"].iat[a], products[p], created, closed, won, wk))
-    opp = pd.DataFrame(rows, columns=["account_id", "product", "created_at", "closed_at", "won",
-                                      "week"])
+    opp = pd.DataFrame(
+        rows, columns=["account_id", "product", "created_at", "closed_at", "won", "week"]
+    )
     opp = opp.sort_values(["created_at", "account_id", "product"]).reset_index(drop=True)
     opp.insert(0, "opportunity_id", [f"O{i:06d}" for i in range(len(opp))])
     still_open = opp["closed_at"] > cfg.end
     age = (cfg.end - opp["created_at"]).dt.days
     open_stage = np.select([age < 30, age < 75], ["qualification", "proposal"], "negotiation")
-    opp["stage"] = np.where(still_open, open_stage,
-                            np.where(opp["won"], "closed_won", "closed_lost"))
+    opp["stage"] = np.where(
+        still_open, open_stage, np.where(opp["won"], "closed_won", "closed_lost")
+    )
     opp["closed_at"] = opp["closed_at"].where(~still_open)
     opp["won"] = opp["won"].astype("boolean").where(~still_open, pd.NA)
     ocr = _opportunity_contact_roles(cfg, catalog, opp, contacts, events, rng)
-    return opp[["opportunity_id", "account_id", "product", "created_at", "closed_at", "stage",
-                "won"]], ocr
+    return opp[
+        ["opportunity_id", "account_id", "product", "created_at", "closed_at", "stage", "won"]
+    ], ocr
 
 
-def _weekly_group_state(cfg: GeneratorConfig, catalog: Catalog, contacts: pd.DataFrame,
-                        static_roles: pd.DataFrame, events: pd.DataFrame,
-                        acc_index: Mapping[str, int], n_weeks: int) -> dict[str, np.ndarray]:
+def _weekly_group_state(
+    cfg: GeneratorConfig,
+    catalog: Catalog,
+    contacts: pd.DataFrame,
+    static_roles: pd.DataFrame,
+    events: pd.DataFrame,
+    acc_index: Mapping[str, int],
+    n_weeks: int,
+) -> dict[str, np.ndarray]:
     """Per (account, product, week): engagement features over the trailing 30 days."""
     products = list(catalog.names)
     n_acc, n_prod = len(acc_index), len(products)
@@ -602,8 +752,11 @@ def _weekly_group_state(cfg: GeneratorConfig, catalog: Catalog, contacts: pd.Dat
     p = ev["topic"].map({q: i for i, q in enumerate(products)}).to_numpy()
     wk = np.clip(((ev["timestamp"] - cfg.start).dt.days // 7).to_numpy(), 0, n_weeks - 1)
     role = static_roles.to_numpy()[static_roles.index.get_indexer(ev["contact_id"]), p]
-    intent = ev["action"].isin(["requested_demo", "requested_pricing", "started_trial",
-                                "met_sales"]).to_numpy()
+    intent = (
+        ev["action"]
+        .isin(["requested_demo", "requested_pricing", "started_trial", "met_sales"])
+        .to_numpy()
+    )
 
     def rolling(x: np.ndarray, weeks: int) -> np.ndarray:
         c = np.cumsum(x, axis=-1)
@@ -624,22 +777,31 @@ def _weekly_group_state(cfg: GeneratorConfig, catalog: Catalog, contacts: pd.Dat
     # Champion: a primary-function contact (not entry) with two advocacy kinds in ~90 days.
     kind = pd.Series(
         np.where(ev["action"].isin(ADVOCACY_KINDS), ev["action"], None), index=ev.index
-    ).mask((ev["action"] == "attended") & ev["asset"].str.startswith(WORKSHOP_PREFIX),
-           "attended_workshop")
+    ).mask(
+        (ev["action"] == "attended") & ev["asset"].str.startswith(WORKSHOP_PREFIX),
+        "attended_workshop",
+    )
     adv = pd.DataFrame({"c": ev["contact_id"], "a": a, "p": p, "wk": wk, "kind": kind}).dropna()
     champion = np.zeros((n_acc, n_prod, n_weeks))
     if len(adv):
         person = contacts.set_index("contact_id").loc[adv["c"]]
-        prim = np.array([f in catalog[products[q]].primary
-                         for f, q in zip(person["function"], adv["p"], strict=True)])
+        prim = np.array(
+            [
+                f in catalog[products[q]].primary
+                for f, q in zip(person["function"], adv["p"], strict=True)
+            ]
+        )
         adv = adv[prim & (person["seniority"].to_numpy() != "entry")]
         spread = adv.loc[adv.index.repeat(13)].copy()
         spread["wk"] = spread["wk"] + np.tile(np.arange(13), len(adv))
         spread = spread[spread["wk"] < n_weeks].drop_duplicates(["c", "p", "kind", "wk"])
         n_kinds = spread.groupby(["c", "a", "p", "wk"]).size().reset_index(name="n")
         n_kinds = n_kinds[n_kinds["n"] >= 2]
-        np.add.at(champion, (n_kinds["a"].to_numpy(), n_kinds["p"].to_numpy(),
-                             n_kinds["wk"].to_numpy()), 1)
+        np.add.at(
+            champion,
+            (n_kinds["a"].to_numpy(), n_kinds["p"].to_numpy(), n_kinds["wk"].to_numpy()),
+            1,
+        )
     return {
         "dm": (rolling(grid(role == "decision_maker"), 4) > 0).astype(float),
         "champion": (champion > 0).astype(float),
@@ -649,37 +811,46 @@ def _weekly_group_state(cfg: GeneratorConfig, catalog: Catalog, contacts: pd.Dat
     }
 
 
-def _opportunity_contact_roles(cfg: GeneratorConfig, catalog: Catalog, opp: pd.DataFrame,
-                               contacts: pd.DataFrame, events: pd.DataFrame,
-                               rng: np.random.Generator) -> pd.DataFrame:
+def _opportunity_contact_roles(
+    cfg: GeneratorConfig,
+    catalog: Catalog,
+    opp: pd.DataFrame,
+    contacts: pd.DataFrame,
+    events: pd.DataFrame,
+    rng: np.random.Generator,
+) -> pd.DataFrame:
     """CRM roles for part of the contacts who engaged with the product before the opp.
 
     The role a sales rep records is the contact's true role at the opportunity's creation:
     persona plus advocacy among the contact's last product events before that date.
     """
     ev = events[events["topic"].isin(catalog.names)].merge(
-        contacts[["contact_id", "account_id"]], on="contact_id")
+        contacts[["contact_id", "account_id"]], on="contact_id"
+    )
     ev = ev.rename(columns={"topic": "product"}).merge(
-        opp[["opportunity_id", "account_id", "product", "created_at"]],
-        on=["account_id", "product"])
-    ev = ev[(ev["timestamp"] <= ev["created_at"])
-            & (ev["timestamp"] > ev["created_at"] - pd.Timedelta(days=120))]
-    ev = ev.sort_values(["opportunity_id", "contact_id", "timestamp", "activity_id"],
-                        ascending=[True, True, False, False])
+        opp[["opportunity_id", "account_id", "product", "created_at"]], on=["account_id", "product"]
+    )
+    ev = ev[
+        (ev["timestamp"] <= ev["created_at"])
+        & (ev["timestamp"] > ev["created_at"] - pd.Timedelta(days=120))
+    ]
+    ev = ev.sort_values(
+        ["opportunity_id", "contact_id", "timestamp", "activity_id"],
+        ascending=[True, True, False, False],
+    )
     ev = ev.groupby(["opportunity_id", "contact_id"], sort=False).head(cfg.max_events)
     ev = ev.assign(kind=advocacy_kind(ev))
     people = ev[["opportunity_id", "contact_id", "product"]].drop_duplicates()
     adv = ev.dropna(subset=["kind"]).drop_duplicates(["opportunity_id", "contact_id", "kind"])
     n_adv = adv.groupby(["opportunity_id", "contact_id"]).size().rename("adv")
-    people = people.merge(n_adv, on=["opportunity_id", "contact_id"], how="left").fillna(
-        {"adv": 0})
+    people = people.merge(n_adv, on=["opportunity_id", "contact_id"], how="left").fillna({"adv": 0})
     people = people.merge(contacts[["contact_id", "function", "seniority"]], on="contact_id")
     people["role"] = "none"
     for product in catalog.products:
         m = (people["product"] == product.name).to_numpy()
-        people.loc[m, "role"] = assign_roles(people.loc[m, "function"],
-                                             people.loc[m, "seniority"],
-                                             people.loc[m, "adv"], product)
+        people.loc[m, "role"] = assign_roles(
+            people.loc[m, "function"], people.loc[m, "seniority"], people.loc[m, "adv"], product
+        )
     people = people.sort_values(["opportunity_id", "contact_id"]).reset_index(drop=True)
     filled = (people["role"] != "none") & (rng.random(len(people)) < cfg.crm_role_fill_rate)
     return people.loc[filled, ["opportunity_id", "contact_id", "role"]].reset_index(drop=True)
@@ -688,18 +859,33 @@ def _opportunity_contact_roles(cfg: GeneratorConfig, catalog: Catalog, opp: pd.D
 # --- labels -------------------------------------------------------------------------------------
 
 
-def _labels(cfg: GeneratorConfig, catalog: Catalog, contacts: pd.DataFrame,
-            events: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _labels(
+    cfg: GeneratorConfig, catalog: Catalog, contacts: pd.DataFrame, events: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Ground truth as of the export date, from persona + advocacy in the rendered window."""
-    adv = advocacy_counts(events, catalog.names, contact_ids=contacts["contact_id"],
-                          as_of=cfg.end, max_events=cfg.max_events)
-    contact_labels = contacts[["contact_id", "function", "seniority", "language", "title_kind",
-                               "vocab", "noise_kind"]].reset_index(drop=True)
+    adv = advocacy_counts(
+        events,
+        catalog.names,
+        contact_ids=contacts["contact_id"],
+        as_of=cfg.end,
+        max_events=cfg.max_events,
+    )
+    contact_labels = contacts[
+        ["contact_id", "function", "seniority", "language", "title_kind", "vocab", "noise_kind"]
+    ].reset_index(drop=True)
     roles = []
     for product in catalog.products:
-        r = assign_roles(contacts["function"], contacts["seniority"],
-                         adv[product.name].to_numpy(), product)
-        roles.append(pd.DataFrame({"contact_id": contacts["contact_id"].to_numpy(),
-                                   "product": product.name, "role": r}))
+        r = assign_roles(
+            contacts["function"], contacts["seniority"], adv[product.name].to_numpy(), product
+        )
+        roles.append(
+            pd.DataFrame(
+                {
+                    "contact_id": contacts["contact_id"].to_numpy(),
+                    "product": product.name,
+                    "role": r,
+                }
+            )
+        )
     role_labels = pd.concat(roles, ignore_index=True)
     return contact_labels, role_labels

@@ -37,8 +37,9 @@ def write_table(df: pd.DataFrame, path: Path) -> None:
         raise ValueError(f"unsupported table format: {path.name} (use .parquet or .csv)")
 
 
-def write_tables(tables: Mapping[str, pd.DataFrame], directory: Path,
-                 formats: Iterable[str] = ("parquet",)) -> list[Path]:
+def write_tables(
+    tables: Mapping[str, pd.DataFrame], directory: Path, formats: Iterable[str] = ("parquet",)
+) -> list[Path]:
     """Write every table in each format; returns the paths written."""
     written = []
     for fmt in formats:

@@ -11,8 +11,11 @@ def committee_sizes(committees: pd.DataFrame) -> pd.Series:
 
 
 def opportunity_rates(
-    opportunities: pd.DataFrame, windows: pd.DataFrame, accounts: pd.DataFrame,
-    products: list[str] | tuple[str, ...], follow_days: int = 90,
+    opportunities: pd.DataFrame,
+    windows: pd.DataFrame,
+    accounts: pd.DataFrame,
+    products: list[str] | tuple[str, ...],
+    follow_days: int = 90,
 ) -> tuple[float, float]:
     """(in-market, out-of-market) share of account x product pairs with an opportunity.
 
@@ -22,21 +25,24 @@ def opportunity_rates(
     """
     merged = windows.merge(opportunities, on=["account_id", "product"], how="left")
     hit = (merged["created_at"] >= merged["start"]) & (
-        merged["created_at"] <= merged["end"] + pd.Timedelta(days=follow_days))
+        merged["created_at"] <= merged["end"] + pd.Timedelta(days=follow_days)
+    )
     in_pairs = windows[["account_id", "product"]].drop_duplicates()
     converted = merged[hit][["account_id", "product"]].drop_duplicates()
     in_rate = len(converted) / max(len(in_pairs), 1)
     all_pairs = pd.MultiIndex.from_product([accounts["account_id"], products])
     in_index = pd.MultiIndex.from_frame(in_pairs)
     out_pairs = all_pairs.difference(in_index)
-    opp_pairs = pd.MultiIndex.from_frame(opportunities[["account_id", "product"]]
-                                         .drop_duplicates())
+    opp_pairs = pd.MultiIndex.from_frame(opportunities[["account_id", "product"]].drop_duplicates())
     out_rate = len(out_pairs.intersection(opp_pairs)) / max(len(out_pairs), 1)
     return in_rate, out_rate
 
 
-def summarize(tables: dict[str, pd.DataFrame], labels: dict[str, pd.DataFrame] | None,
-              products: list[str] | tuple[str, ...]) -> dict[str, float | int | str]:
+def summarize(
+    tables: dict[str, pd.DataFrame],
+    labels: dict[str, pd.DataFrame] | None,
+    products: list[str] | tuple[str, ...],
+) -> dict[str, float | int | str]:
     """Counts and realism statistics of a dataset (labels optional: user data has none)."""
     contacts = tables["contacts"]
     acts = tables["activities"]
@@ -51,7 +57,8 @@ def summarize(tables: dict[str, pd.DataFrame], labels: dict[str, pd.DataFrame] |
         "last_activity": str(acts["timestamp"].max().date()) if len(acts) else "",
         "empty_title_share": float((title == "").mean()),
         "contacts_with_crm_role_share": float(
-            tables["opportunity_contact_roles"]["contact_id"].nunique() / max(len(contacts), 1)),
+            tables["opportunity_contact_roles"]["contact_id"].nunique() / max(len(contacts), 1)
+        ),
     }
     if labels:
         cl = labels["contact_labels"]
@@ -63,9 +70,9 @@ def summarize(tables: dict[str, pd.DataFrame], labels: dict[str, pd.DataFrame] |
         out["committee_size_median"] = float(sizes.median()) if len(sizes) else 0.0
         out["committee_size_min"] = int(sizes.min()) if len(sizes) else 0
         out["committee_size_max"] = int(sizes.max()) if len(sizes) else 0
-        in_rate, out_rate = opportunity_rates(tables["opportunities"],
-                                              labels["in_market_windows"], tables["accounts"],
-                                              products)
+        in_rate, out_rate = opportunity_rates(
+            tables["opportunities"], labels["in_market_windows"], tables["accounts"], products
+        )
         out["opportunity_rate_in_market"] = in_rate
         out["opportunity_rate_out_of_market"] = out_rate
         roles = labels["role_labels"]["role"].value_counts(normalize=True)

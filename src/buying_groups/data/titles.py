@@ -30,8 +30,13 @@ def held_out_terms() -> set[str]:
         elif isinstance(node, list):
             out.update(split_vocab([x for x in node if isinstance(x, str)])[1])
 
-    for table in (vocab.FUNCTION_TERMS, vocab.TEMPLATES, vocab.C_LEVEL, vocab.SPECIAL,
-                  vocab.ABBREVIATIONS):
+    for table in (
+        vocab.FUNCTION_TERMS,
+        vocab.TEMPLATES,
+        vocab.C_LEVEL,
+        vocab.SPECIAL,
+        vocab.ABBREVIATIONS,
+    ):
         walk(table)
     return out
 

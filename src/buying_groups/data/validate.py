@@ -83,8 +83,12 @@ SCHEMA: dict[str, dict[str, Col]] = {
         "role": Col("str"),
     },
 }
-PRIMARY_KEYS = {"accounts": "account_id", "contacts": "contact_id",
-                "activities": "activity_id", "opportunities": "opportunity_id"}
+PRIMARY_KEYS = {
+    "accounts": "account_id",
+    "contacts": "contact_id",
+    "activities": "activity_id",
+    "opportunities": "opportunity_id",
+}
 TABLE_ORDER = tuple(SCHEMA)  # referenced tables come first
 TRUE = {"true", "1", "yes", "y", "t"}
 FALSE = {"false", "0", "no", "n", "f"}
@@ -132,8 +136,12 @@ class DataValidationError(Exception):
         super().__init__(f"{len(problems)} problem(s) in the input data:\n{head}{more}")
 
 
-def load_tables(data_dir: Path | str, catalog: Catalog, on_bad_rows: str = "error",
-                tables: tuple[str, ...] = TABLE_ORDER) -> ValidationResult:
+def load_tables(
+    data_dir: Path | str,
+    catalog: Catalog,
+    on_bad_rows: str = "error",
+    tables: tuple[str, ...] = TABLE_ORDER,
+) -> ValidationResult:
     """Read ``data_dir/<table>.parquet`` (or ``.csv``) for each table and validate them."""
     data_dir = Path(data_dir)
     raw: dict[str, pd.DataFrame] = {}
@@ -143,8 +151,11 @@ def load_tables(data_dir: Path | str, catalog: Catalog, on_bad_rows: str = "erro
     for name in tables:
         path = find_table(data_dir, name)
         if path is None:
-            problems.append(Problem(name, f"file not found: expected {name}.parquet or "
-                                          f"{name}.csv in {data_dir}"))
+            problems.append(
+                Problem(
+                    name, f"file not found: expected {name}.parquet or {name}.csv in {data_dir}"
+                )
+            )
             continue
         try:
             raw[name] = read_table(path)
@@ -155,8 +166,9 @@ def load_tables(data_dir: Path | str, catalog: Catalog, on_bad_rows: str = "erro
     return validate_tables(raw, catalog, on_bad_rows=on_bad_rows)
 
 
-def validate_tables(raw: Mapping[str, pd.DataFrame], catalog: Catalog,
-                    on_bad_rows: str = "error") -> ValidationResult:
+def validate_tables(
+    raw: Mapping[str, pd.DataFrame], catalog: Catalog, on_bad_rows: str = "error"
+) -> ValidationResult:
     """Validate and type in-memory tables (as read from files)."""
     if on_bad_rows not in ("error", "skip"):
         raise ValueError(f"on_bad_rows must be 'error' or 'skip', not {on_bad_rows!r}")
@@ -188,8 +200,9 @@ def validate_tables(raw: Mapping[str, pd.DataFrame], catalog: Catalog,
     if on_bad_rows == "skip" and not structural:
         rejects = _rejects(raw, bad_rows)
         return ValidationResult(typed, [], rejects, rows_in)
-    return ValidationResult(typed if not problems else {}, problems, _rejects(raw, bad_rows),
-                            rows_in)
+    return ValidationResult(
+        typed if not problems else {}, problems, _rejects(raw, bad_rows), rows_in
+    )
 
 
 def _check_columns(name: str, df: pd.DataFrame) -> list[Problem]:
@@ -201,9 +214,14 @@ def _check_columns(name: str, df: pd.DataFrame) -> list[Problem]:
     for col in missing:
         guess = difflib.get_close_matches(col, extra, n=1, cutoff=0.75)
         if guess:
-            problems.append(Problem(name, f"required column '{col}' is missing; found "
-                                          f"'{guess[0]}' instead: is it misspelled?",
-                                    column=guess[0]))
+            problems.append(
+                Problem(
+                    name,
+                    f"required column '{col}' is missing; found "
+                    f"'{guess[0]}' instead: is it misspelled?",
+                    column=guess[0],
+                )
+            )
         else:
             problems.append(Problem(name, f"required column '{col}' is missing", column=col))
     return problems
@@ -220,14 +238,27 @@ def _coerce(name: str, df: pd.DataFrame) -> tuple[pd.DataFrame, list[Problem]]:
         missing = s.isna()
         if spec.kind in ("id", "str", "text"):
             values = s.astype(object).to_numpy()
-            wrong = np.array([not m and isinstance(v, (list, dict, bytes, np.ndarray))
-                              for v, m in zip(values, missing, strict=True)], dtype=bool)
+            wrong = np.array(
+                [
+                    not m and isinstance(v, (list, dict, bytes, np.ndarray))
+                    for v, m in zip(values, missing, strict=True)
+                ],
+                dtype=bool,
+            )
             for i in np.flatnonzero(wrong):
-                problems.append(Problem(name, f"expected text, got {type(values[i]).__name__}",
-                                        row=int(i) + 1, column=col))
+                problems.append(
+                    Problem(
+                        name,
+                        f"expected text, got {type(values[i]).__name__}",
+                        row=int(i) + 1,
+                        column=col,
+                    )
+                )
             # Numbers in an id or text column (ids exported as integers) read as their text.
-            text = [None if m or w else str(v).strip()
-                    for v, m, w in zip(values, missing, wrong, strict=True)]
+            text = [
+                None if m or w else str(v).strip()
+                for v, m, w in zip(values, missing, wrong, strict=True)
+            ]
             col_values = pd.Series(text, index=df.index, dtype=object)
             out[col] = col_values.fillna("") if spec.kind == "text" else col_values
         elif spec.kind == "int":
@@ -253,12 +284,15 @@ def _coerce(name: str, df: pd.DataFrame) -> tuple[pd.DataFrame, list[Problem]]:
             out[col] = ts
             problems += _cell_problems(name, col, s, bad, "unparseable timestamp")
         if not spec.nullable and spec.kind != "text":
-            empty = out[col].isna() & ~df.index.isin([p.row - 1 for p in problems
-                                                      if p.column == col])
+            empty = out[col].isna() & ~df.index.isin(
+                [p.row - 1 for p in problems if p.column == col]
+            )
             if spec.kind in ("id", "str"):
                 empty |= out[col].map(lambda v: isinstance(v, str) and v == "")
-            problems += [Problem(name, "value is empty but required", row=int(i) + 1, column=col)
-                         for i in np.flatnonzero(empty.to_numpy())]
+            problems += [
+                Problem(name, "value is empty but required", row=int(i) + 1, column=col)
+                for i in np.flatnonzero(empty.to_numpy())
+            ]
     return out, problems
 
 
@@ -273,10 +307,11 @@ def _parse_timestamps(s: pd.Series) -> pd.Series:
     return ts.astype("datetime64[ns]")
 
 
-def _cell_problems(name: str, col: str, raw: pd.Series, bad: pd.Series, what: str
-                   ) -> list[Problem]:
-    return [Problem(name, f"{what}: {_show(raw.iat[i])}", row=int(i) + 1, column=col)
-            for i in np.flatnonzero(bad.to_numpy())]
+def _cell_problems(name: str, col: str, raw: pd.Series, bad: pd.Series, what: str) -> list[Problem]:
+    return [
+        Problem(name, f"{what}: {_show(raw.iat[i])}", row=int(i) + 1, column=col)
+        for i in np.flatnonzero(bad.to_numpy())
+    ]
 
 
 def _show(value: object, limit: int = 40) -> str:
@@ -289,19 +324,31 @@ def _value_schema(name: str, catalog: Catalog) -> pa.DataFrameSchema:
     checks: dict[str, list[pa.Check]] = {
         "accounts": {"employees": [pa.Check.ge(0, error="must be >= 0")]},
         "activities": {
-            "channel": [pa.Check.isin(CHANNELS, error=f"unknown channel; expected one of "
-                                                      f"{', '.join(CHANNELS)}")],
-            "topic": [pa.Check.isin([*catalog.names, GENERAL_TOPIC],
-                                    error=f"unknown product topic; expected '{GENERAL_TOPIC}' or "
-                                          f"a catalog product ({', '.join(catalog.names)})")],
+            "channel": [
+                pa.Check.isin(
+                    CHANNELS, error=f"unknown channel; expected one of {', '.join(CHANNELS)}"
+                )
+            ],
+            "topic": [
+                pa.Check.isin(
+                    [*catalog.names, GENERAL_TOPIC],
+                    error=f"unknown product topic; expected '{GENERAL_TOPIC}' or "
+                    f"a catalog product ({', '.join(catalog.names)})",
+                )
+            ],
         },
         "opportunities": {
-            "product": [pa.Check.isin(catalog.names, error=f"unknown product; the catalog has "
-                                                           f"{', '.join(catalog.names)}")],
+            "product": [
+                pa.Check.isin(
+                    catalog.names,
+                    error=f"unknown product; the catalog has {', '.join(catalog.names)}",
+                )
+            ],
         },
         "opportunity_contact_roles": {
-            "role": [pa.Check.isin(ROLES, error=f"unknown role; expected one of "
-                                               f"{', '.join(ROLES)}")],
+            "role": [
+                pa.Check.isin(ROLES, error=f"unknown role; expected one of {', '.join(ROLES)}")
+            ],
         },
     }.get(name, {})
     return pa.DataFrameSchema(
@@ -317,22 +364,31 @@ def _check_values(name: str, df: pd.DataFrame, catalog: Catalog) -> list[Problem
     except pa.errors.SchemaErrors as exc:
         fc = exc.failure_cases.dropna(subset=["index"])
         for col, check, value, idx in fc[["column", "check", "failure_case", "index"]].itertuples(
-                index=False):
-            problems.append(Problem(name, f"{check}: {_show(value)}", row=int(idx) + 1,
-                                    column=str(col)))
+            index=False
+        ):
+            problems.append(
+                Problem(name, f"{check}: {_show(value)}", row=int(idx) + 1, column=str(col))
+            )
     key = PRIMARY_KEYS.get(name)
     if key is not None and key in df.columns:
         ids = df[key]
         dup = ids.duplicated(keep="first") & ids.notna()
         first = {v: i for i, v in reversed(list(enumerate(ids)))}
-        problems += [Problem(name, f"duplicate id {_show(ids.iat[i])} (first seen in row "
-                                   f"{first[ids.iat[i]] + 1})", row=int(i) + 1, column=key)
-                     for i in np.flatnonzero(dup.to_numpy())]
+        problems += [
+            Problem(
+                name,
+                f"duplicate id {_show(ids.iat[i])} (first seen in row {first[ids.iat[i]] + 1})",
+                row=int(i) + 1,
+                column=key,
+            )
+            for i in np.flatnonzero(dup.to_numpy())
+        ]
     return problems
 
 
-def _check_references(name: str, df: pd.DataFrame, typed: Mapping[str, pd.DataFrame]
-                      ) -> list[Problem]:
+def _check_references(
+    name: str, df: pd.DataFrame, typed: Mapping[str, pd.DataFrame]
+) -> list[Problem]:
     problems = []
     for col, spec in SCHEMA[name].items():
         if spec.references is None or col not in df.columns:
@@ -342,30 +398,54 @@ def _check_references(name: str, df: pd.DataFrame, typed: Mapping[str, pd.DataFr
             continue  # the referenced table already failed; its problems say why
         known = pd.Index(typed[table][key].dropna())
         orphan = df[col].notna() & ~df[col].isin(known)
-        problems += [Problem(name, f"unknown {key} {_show(df[col].iat[i])} (not among the valid rows of "
-                                   f"{table})", row=int(i) + 1, column=col)
-                     for i in np.flatnonzero(orphan.to_numpy())]
+        problems += [
+            Problem(
+                name,
+                f"unknown {key} {_show(df[col].iat[i])} (not among the valid rows of {table})",
+                row=int(i) + 1,
+                column=col,
+            )
+            for i in np.flatnonzero(orphan.to_numpy())
+        ]
     return problems
 
 
 def _empty_rejects() -> pd.DataFrame:
-    return pd.DataFrame({"table": pd.Series(dtype=object), "row": pd.Series(dtype="int64"),
-                         "column": pd.Series(dtype=object), "reason": pd.Series(dtype=object),
-                         "record": pd.Series(dtype=object)})
+    return pd.DataFrame(
+        {
+            "table": pd.Series(dtype=object),
+            "row": pd.Series(dtype="int64"),
+            "column": pd.Series(dtype=object),
+            "reason": pd.Series(dtype=object),
+            "record": pd.Series(dtype=object),
+        }
+    )
 
 
-def _rejects(raw: Mapping[str, pd.DataFrame], bad_rows: Mapping[str, Mapping[int, list[Problem]]]
-             ) -> pd.DataFrame:
+def _rejects(
+    raw: Mapping[str, pd.DataFrame], bad_rows: Mapping[str, Mapping[int, list[Problem]]]
+) -> pd.DataFrame:
     """One row per rejected input row: where, why (all reasons) and the raw record as JSON."""
     rows = []
     for name, by_row in bad_rows.items():
         df = raw[name].reset_index(drop=True)
         for i in sorted(by_row):
             ps = by_row[i]
-            record = {str(k): (None if pd.isna(v) else str(v)) if not isinstance(v, (list, dict))
-                      else str(v) for k, v in df.iloc[i].items()}
-            rows.append((name, i + 1, ", ".join(sorted({p.column or "" for p in ps})),
-                         "; ".join(p.message for p in ps), json.dumps(record, ensure_ascii=False)))
+            record = {
+                str(k): (None if pd.isna(v) else str(v))
+                if not isinstance(v, (list, dict))
+                else str(v)
+                for k, v in df.iloc[i].items()
+            }
+            rows.append(
+                (
+                    name,
+                    i + 1,
+                    ", ".join(sorted({p.column or "" for p in ps})),
+                    "; ".join(p.message for p in ps),
+                    json.dumps(record, ensure_ascii=False),
+                )
+            )
     if not rows:
         return _empty_rejects()
     return pd.DataFrame(rows, columns=["table", "row", "column", "reason", "record"])

@@ -17,6 +17,10 @@ Conventions, kept terse because this module is mostly data:
 
 from __future__ import annotations
 
+# ruff: noqa: E501
+# This module is data: keep its lists compact.
+# fmt: off
+
 LANGUAGES = ("en", "de", "fr", "es", "ru")
 
 FUNCTION_TERMS: dict[str, dict[str, list[str]]] = {
