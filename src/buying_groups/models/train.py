@@ -1,0 +1,179 @@
+"""Fine-tune the role model with the Hugging Face Trainer.
+
+Core functions only: they take data and settings and return models and numbers. Tracking
+(MLflow) happens through the Trainer's ``report_to`` and in the entry point.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from transformers import (
+    EarlyStoppingCallback,
+    PreTrainedTokenizerBase,
+    Trainer,
+    TrainingArguments,
+    set_seed,
+)
+from transformers import AutoTokenizer
+
+from buying_groups.evaluate import head_metrics
+from buying_groups.models.role_model import IGNORE, RoleModel, clean_inputs, default_encoder_path
+
+log = logging.getLogger(__name__)
+TOKEN_KEYS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+class RoleDataset(torch.utils.data.Dataset):
+    """Tokenised contacts with their (possibly missing) labels."""
+
+    def __init__(self, frame: pd.DataFrame, tokenizer: PreTrainedTokenizerBase,
+                 model: RoleModel) -> None:
+        cfg = model.config
+        titles, texts = clean_inputs(frame)
+        self.enc = tokenizer(titles, texts, truncation="longest_first", max_length=cfg.max_length)
+        ids = cfg.label2id
+        n = len(frame)
+
+        def encode(col: str, mapping: Mapping[str, int]) -> np.ndarray:
+            if col not in frame.columns:
+                return np.full(n, IGNORE)
+            return frame[col].map(mapping).fillna(IGNORE).astype(int).to_numpy()
+
+        self.function = encode("function", ids["function"])
+        self.seniority = encode("seniority", ids["seniority"])
+        self.role = np.stack([encode(f"role_{p}", ids["role"]) for p in cfg.products], axis=1)
+
+    def __len__(self) -> int:
+        return len(self.function)
+
+    def __getitem__(self, i: int) -> dict:
+        item = {k: self.enc[k][i] for k in TOKEN_KEYS if k in self.enc}
+        item["function_labels"] = int(self.function[i])
+        item["seniority_labels"] = int(self.seniority[i])
+        item["role_labels"] = self.role[i].tolist()
+        return item
+
+
+@dataclass
+class Collator:
+    """Pads token fields dynamically and stacks the label fields."""
+
+    tokenizer: PreTrainedTokenizerBase
+
+    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
+        tokens = [{k: f[k] for k in TOKEN_KEYS if k in f} for f in features]
+        batch = dict(self.tokenizer.pad(tokens, return_tensors="pt"))
+        for key in ("function_labels", "seniority_labels", "role_labels"):
+            batch[key] = torch.tensor([f[key] for f in features], dtype=torch.long)
+        return batch
+
+
+def compute_metrics(eval_pred) -> dict[str, float]:  # noqa: ANN001 (Trainer's EvalPrediction)
+    """Accuracy and macro-F1 per head, the same definitions as ``evaluate``."""
+    (f_logits, s_logits, r_logits), (f_true, s_true, r_true) = eval_pred
+    out = {}
+    for head, logits, true in (("function", f_logits, f_true), ("seniority", s_logits, s_true)):
+        known = true != IGNORE
+        for k, v in head_metrics(true[known], logits.argmax(-1)[known]).items():
+            out[f"{head}_{k}"] = v
+    r_pred = r_logits.argmax(-1).reshape(-1)
+    r_true = r_true.reshape(-1)
+    known = r_true != IGNORE
+    for k, v in head_metrics(r_true[known], r_pred[known]).items():
+        out[f"role_{k}"] = v
+    return out
+
+
+def bf16_supported() -> bool:
+    """bf16 where it is fast: a CUDA GPU with bf16, or a CPU with AVX512-BF16/AMX."""
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def training_arguments(tcfg: Mapping, output_dir: Path, seed: int, report_to: list[str],
+                       run_name: str | None = None) -> TrainingArguments:
+    """TrainingArguments from the ``trainer`` config group."""
+    bf16 = tcfg["bf16"]
+    if bf16 == "auto":
+        bf16 = bf16_supported()
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        learning_rate=float(tcfg["learning_rate"]),
+        num_train_epochs=float(tcfg["epochs"]),
+        max_steps=int(tcfg.get("max_steps") or -1),
+        per_device_train_batch_size=int(tcfg["batch_size"]),
+        per_device_eval_batch_size=int(tcfg["eval_batch_size"]),
+        weight_decay=float(tcfg["weight_decay"]),
+        warmup_steps=float(tcfg["warmup_ratio"]),
+        lr_scheduler_type=str(tcfg["lr_scheduler"]),
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        logging_strategy="steps",
+        logging_steps=int(tcfg["logging_steps"]),
+        save_total_limit=int(tcfg["save_total_limit"]),
+        load_best_model_at_end=True,
+        metric_for_best_model=str(tcfg["metric_for_best_model"]),
+        greater_is_better=True,
+        label_names=["function_labels", "seniority_labels", "role_labels"],
+        remove_unused_columns=False,
+        train_sampling_strategy="group_by_length",
+        bf16=bool(bf16),
+        seed=seed,
+        data_seed=seed,
+        report_to=report_to,
+        run_name=run_name,
+        dataloader_num_workers=int(tcfg["dataloader_num_workers"]),
+        disable_tqdm=bool(tcfg["disable_tqdm"]),
+    )
+
+
+def train_role_model(
+    train: pd.DataFrame,
+    validation: pd.DataFrame,
+    products: list[str],
+    model_cfg: Mapping,
+    trainer_cfg: Mapping,
+    output_dir: Path,
+    seed: int,
+    report_to: list[str] | None = None,
+    run_name: str | None = None,
+) -> tuple[RoleModel, PreTrainedTokenizerBase, dict]:
+    """Fine-tune on ``train`` with early stopping on ``validation``; returns the best model,
+    its tokenizer and the Trainer's train/eval metrics."""
+    set_seed(seed)
+    name = model_cfg.get("name_or_path") or default_encoder_path()
+    tokenizer = AutoTokenizer.from_pretrained(name)
+    model = RoleModel.from_encoder(
+        model_cfg.get("name_or_path"), products,
+        max_length=int(model_cfg["max_length"]),
+        product_embedding_dim=int(model_cfg["product_embedding_dim"]),
+        dropout=float(model_cfg["dropout"]),
+    )
+    args = training_arguments(trainer_cfg, output_dir, seed, report_to or [], run_name)
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=RoleDataset(train, tokenizer, model),
+        eval_dataset=RoleDataset(validation, tokenizer, model),
+        data_collator=Collator(tokenizer),
+        compute_metrics=compute_metrics,
+        callbacks=[EarlyStoppingCallback(int(trainer_cfg["early_stopping_patience"]))],
+    )
+    resume = trainer_cfg.get("resume_from_checkpoint")
+    result = trainer.train(resume_from_checkpoint=resume if resume else None)
+    metrics = dict(result.metrics)
+    metrics.update(trainer.evaluate())
+    model.eval()
+    return model, tokenizer, metrics
