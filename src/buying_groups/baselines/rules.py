@@ -461,7 +461,7 @@ SENIORITY_KEYWORDS: list[tuple[str, list[str]]] = [
 ADVOCACY_PHRASES = {
     "requested_demo": "requested demo",
     "started_trial": "started trial",
-    "attended_workshop": "attended workshop",
+    "attended_workshop": "attended hands-on workshop",
     "requested_pricing": "requested pricing",
     "invited_colleague": "invited colleague",
 }

@@ -12,7 +12,7 @@ import pandas as pd
 
 from buying_groups.taxonomy import ADVOCACY_KINDS, GENERAL_TOPIC
 
-DEFAULT_MAX_EVENTS = 8
+DEFAULT_MAX_EVENTS = 6
 DEFAULT_MAX_CHARS = 600
 WORKSHOP_PREFIX = "Hands-on workshop"
 
@@ -45,7 +45,8 @@ def advocacy_kind(events: pd.DataFrame) -> pd.Series:
 
 
 def describe_events(events: pd.DataFrame) -> pd.Series:
-    """One short phrase per event, e.g. ``attended webinar "Zero trust" (security_platform)``."""
+    """One short phrase per event, e.g. ``attended webinar "Zero trust"`` or
+    ``requested demo (security_platform)`` (the product is named where the asset does not)."""
     action = events["action"].astype(str).to_numpy()
     asset = events["asset"].fillna("").astype(str).to_numpy()
     topic = events["topic"].fillna(GENERAL_TOPIC).astype(str).to_numpy()
@@ -55,37 +56,29 @@ def describe_events(events: pd.DataFrame) -> pd.Series:
     workshop = np.char.startswith(asset.astype(str), WORKSHOP_PREFIX)
     obj = np.where(is_page, asset, quoted)
     verb = np.char.replace(action.astype(str), "_", " ")
+    # Actions without a telling asset name their product: "requested demo (data_platform)".
+    bare = np.isin(action, ["requested_demo", "started_trial", "requested_pricing",
+                            "invited_colleague", "met_sales", "logged_in"]) | (
+        (action == "attended") & workshop)
     text = np.select(
         [
-            np.isin(
-                action,
-                [
-                    "requested_demo",
-                    "started_trial",
-                    "requested_pricing",
-                    "invited_colleague",
-                    "met_sales",
-                    "logged_in",
-                ],
-            ),
-            (action == "attended") & workshop,
+            bare & (action == "attended"),
+            bare,
             np.isin(action, ["opened", "clicked"]) & (channel == "email"),
             action == "registered",
             action == "attended",
         ],
         [
+            "attended hands-on workshop",
             verb,
-            np.char.add("attended workshop ", quoted),
             np.char.add(np.char.add(verb, " email "), quoted),
             np.char.add("registered for webinar ", obj.astype(str)),
             np.char.add("attended webinar ", obj.astype(str)),
         ],
         default=np.char.add(np.char.add(verb, " "), obj),
     )
-    product_topic = topic != GENERAL_TOPIC
-    text = np.where(
-        product_topic, np.char.add(np.char.add(np.char.add(text, " ("), topic), ")"), text
-    )
+    named = bare & (topic != GENERAL_TOPIC)
+    text = np.where(named, np.char.add(np.char.add(np.char.add(text, " ("), topic), ")"), text)
     return pd.Series(text, index=events.index, dtype=object)
 
 

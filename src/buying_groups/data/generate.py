@@ -621,7 +621,7 @@ def _committee_events(
         else:
             n_adv = 0
         for kind in rng.choice(ADVOCACY_KINDS, size=n_adv, replace=False):
-            t = start + pd.Timedelta(seconds=float(rng.uniform(0.6, 1.0) * dur))
+            t = start + pd.Timedelta(seconds=float(rng.uniform(0.8, 1.0) * dur))
             ch, ac, asset = _advocacy_event(str(kind), m.product)
             out.append((m.contact_id, t, ch, ac, asset, m.product))
     return pd.DataFrame(out, columns=EVENT_COLUMNS)

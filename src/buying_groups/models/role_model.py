@@ -88,12 +88,18 @@ class RoleModel(nn.Module):
         self.function_head = nn.Linear(hidden, len(config.functions))
         self.seniority_head = nn.Linear(hidden, len(config.seniorities))
         self.product_embedding = nn.Embedding(len(config.products), config.product_embedding_dim)
+        # The role head sees the text representation, the product, and the persona heads'
+        # distributions: roles follow from persona x product, so this is the easy path to learn.
+        persona = len(config.functions) + len(config.seniorities)
         self.role_head = nn.Sequential(
-            nn.Linear(hidden + config.product_embedding_dim, hidden),
+            nn.Linear(hidden + config.product_embedding_dim + persona, hidden),
             nn.GELU(),
             nn.Dropout(config.dropout),
             nn.Linear(hidden, len(config.roles)),
         )
+        # Per-class loss weights of the role head (set from training data; rare roles such as
+        # champion would otherwise be drowned by "none"). Saved with the weights.
+        self.register_buffer("role_class_weights", torch.ones(len(config.roles)))
 
     @classmethod
     def from_encoder(cls, name_or_path: str | None, products: list[str], **kwargs) -> RoleModel:
@@ -119,12 +125,15 @@ class RoleModel(nn.Module):
         hidden = self.encoder(**kwargs).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         pooled = self.dropout((hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0))
+        f_logits = self.function_head(pooled)
+        s_logits = self.seniority_head(pooled)
+        contact = torch.cat([pooled, f_logits.softmax(-1), s_logits.softmax(-1)], dim=-1)
         n_products = self.product_embedding.num_embeddings
         products = self.product_embedding.weight.unsqueeze(0).expand(pooled.size(0), -1, -1)
-        pairs = torch.cat([pooled.unsqueeze(1).expand(-1, n_products, -1), products], dim=-1)
+        pairs = torch.cat([contact.unsqueeze(1).expand(-1, n_products, -1), products], dim=-1)
         out = {
-            "function_logits": self.function_head(pooled),
-            "seniority_logits": self.seniority_head(pooled),
+            "function_logits": f_logits,
+            "seniority_logits": s_logits,
             "role_logits": self.role_head(pairs),  # (batch, products, roles)
         }
         if function_labels is not None:
@@ -133,7 +142,8 @@ class RoleModel(nn.Module):
             loss = loss + ce(out["seniority_logits"], seniority_labels, ignore_index=IGNORE)
             if (role_labels != IGNORE).any():  # masked roles contribute nothing
                 loss = loss + ce(out["role_logits"].reshape(-1, len(self.config.roles)),
-                                 role_labels.reshape(-1), ignore_index=IGNORE)
+                                 role_labels.reshape(-1), ignore_index=IGNORE,
+                                 weight=self.role_class_weights.to(hidden.dtype))
             out["loss"] = loss
         return out
 

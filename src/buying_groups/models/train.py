@@ -139,6 +139,38 @@ def training_arguments(tcfg: Mapping, output_dir: Path, seed: int, report_to: li
     )
 
 
+def role_class_weights(role_ids: np.ndarray, n_roles: int, power: float) -> torch.Tensor:
+    """``(count / max count) ** -power`` per role over known labels (power 0: all ones)."""
+    known = role_ids[role_ids != IGNORE]
+    counts = np.bincount(known, minlength=n_roles).astype(float)
+    counts = np.maximum(counts, 1.0)
+    return torch.tensor((counts / counts.max()) ** -power, dtype=torch.float32)
+
+
+def optimizer(model: RoleModel, tcfg: Mapping) -> torch.optim.Optimizer:
+    """AdamW with a higher learning rate for the new heads than for the pretrained encoder:
+    the heads start from scratch and must catch up within a short CPU budget."""
+    lr = float(tcfg["learning_rate"])
+    head_lr = lr * float(tcfg["head_lr_multiplier"])
+    decay, no_decay = [], []
+    heads = []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if not name.startswith("encoder."):
+            heads.append(p)
+        elif p.ndim < 2:
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    wd = float(tcfg["weight_decay"])
+    return torch.optim.AdamW([
+        {"params": decay, "lr": lr, "weight_decay": wd},
+        {"params": no_decay, "lr": lr, "weight_decay": 0.0},
+        {"params": heads, "lr": head_lr, "weight_decay": wd},
+    ], lr=lr)
+
+
 def train_role_model(
     train: pd.DataFrame,
     validation: pd.DataFrame,
@@ -161,15 +193,19 @@ def train_role_model(
         product_embedding_dim=int(model_cfg["product_embedding_dim"]),
         dropout=float(model_cfg["dropout"]),
     )
+    train_ds = RoleDataset(train, tokenizer, model)
+    model.role_class_weights.copy_(role_class_weights(train_ds.role, len(model.config.roles),
+                                                      float(trainer_cfg["role_weight_power"])))
     args = training_arguments(trainer_cfg, output_dir, seed, report_to or [], run_name)
     trainer = Trainer(
         model=model,
         args=args,
-        train_dataset=RoleDataset(train, tokenizer, model),
+        train_dataset=train_ds,
         eval_dataset=RoleDataset(validation, tokenizer, model),
         data_collator=Collator(tokenizer),
         compute_metrics=compute_metrics,
         callbacks=[EarlyStoppingCallback(int(trainer_cfg["early_stopping_patience"]))],
+        optimizers=(optimizer(model, trainer_cfg), None),
     )
     resume = trainer_cfg.get("resume_from_checkpoint")
     result = trainer.train(resume_from_checkpoint=resume if resume else None)
