@@ -49,3 +49,20 @@ def tiny_dir(
 @pytest.fixture(scope="session")
 def tiny_tables(tiny_dir: Path, catalog: Catalog):
     return load_dataset(tiny_dir, catalog)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised 2-layer BERT with MiniLM's tokenizer, saved like a Hub model:
+    proves ``model.name_or_path=<dir>`` works for any encoder, and trains in seconds."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from buying_groups.models.role_model import default_encoder_path
+
+    out = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(default_encoder_path())
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    BertModel(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out

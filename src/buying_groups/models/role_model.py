@@ -25,7 +25,8 @@ from buying_groups.taxonomy import FUNCTIONS, ROLES, SENIORITIES
 IGNORE = -100  # label id excluded from the loss (unknown role, as in a sparse CRM)
 MAX_TITLE_CHARS = 256  # longer titles are cut before tokenisation (defined truncation)
 MAX_ACTIVITY_CHARS = 2000
-CONFIG_NAME = "config.json"
+CONFIG_NAME = "role_model.json"
+TOKENIZER_DIR = "tokenizer"
 WEIGHTS_NAME = "model.safetensors"
 
 
@@ -49,6 +50,9 @@ class RoleModelConfig:
     max_length: int = 64
     product_embedding_dim: int = 32
     dropout: float = 0.1
+    freeze_layers: int = 0  # embeddings + this many lowest encoder layers stay fixed
+    teacher_forcing: float = 0.5  # training only: share of contacts whose known persona
+    # (one-hot) feeds the role head instead of the persona heads' predictions
 
     @property
     def id2label(self) -> dict[str, dict[int, str]]:
@@ -66,6 +70,11 @@ class RoleModelConfig:
         d = asdict(self)
         d["model_type"] = "buying_groups.role_model"
         d["id2label"] = {h: {str(k): v for k, v in m.items()} for h, m in self.id2label.items()}
+        return d
+
+    def to_dict(self) -> dict:  # what transformers' MLflow callback logs as params
+        d = self.to_json()
+        d.pop("encoder")
         return d
 
     @classmethod
@@ -88,11 +97,15 @@ class RoleModel(nn.Module):
         self.function_head = nn.Linear(hidden, len(config.functions))
         self.seniority_head = nn.Linear(hidden, len(config.seniorities))
         self.product_embedding = nn.Embedding(len(config.products), config.product_embedding_dim)
-        # The role head sees the text representation, the product, and the persona heads'
-        # distributions: roles follow from persona x product, so this is the easy path to learn.
+        # Each product also pools the tokens with its own attention (a learned query per
+        # product): evidence such as "requested demo (security_platform)" is a few tokens that
+        # mean pooling would dilute. Still one encoder pass for all products.
+        self.product_query = nn.Embedding(len(config.products), hidden)
+        # The role head sees the text, the product's view of it, the product, and the persona
+        # heads' distributions: roles follow from persona x product x advocacy.
         persona = len(config.functions) + len(config.seniorities)
         self.role_head = nn.Sequential(
-            nn.Linear(hidden + config.product_embedding_dim + persona, hidden),
+            nn.Linear(2 * hidden + config.product_embedding_dim + persona, hidden),
             nn.GELU(),
             nn.Dropout(config.dropout),
             nn.Linear(hidden, len(config.roles)),
@@ -100,6 +113,17 @@ class RoleModel(nn.Module):
         # Per-class loss weights of the role head (set from training data; rare roles such as
         # champion would otherwise be drowned by "none"). Saved with the weights.
         self.register_buffer("role_class_weights", torch.ones(len(config.roles)))
+        self._freeze(config.freeze_layers)
+
+    def _freeze(self, n_layers: int) -> None:
+        """Fix the embeddings and the lowest ``n_layers`` layers: faster training on CPU
+        (no backward pass through them) at little cost, as lower layers are generic."""
+        if n_layers <= 0:
+            return
+        for name, param in self.encoder.named_parameters():
+            layer = next((int(p) for p in name.split(".") if p.isdigit()), None)
+            if name.startswith("embeddings.") or (layer is not None and layer < n_layers):
+                param.requires_grad = False
 
     @classmethod
     def from_encoder(cls, name_or_path: str | None, products: list[str], **kwargs) -> RoleModel:
@@ -125,12 +149,23 @@ class RoleModel(nn.Module):
         hidden = self.encoder(**kwargs).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         pooled = self.dropout((hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0))
+        scores = torch.einsum("bth,ph->bpt", hidden, self.product_query.weight)
+        scores = scores / hidden.size(-1) ** 0.5
+        scores = scores.masked_fill(attention_mask.unsqueeze(1) == 0, torch.finfo(scores.dtype).min)
+        product_view = self.dropout(torch.einsum("bpt,bth->bph", scores.softmax(-1), hidden))
         f_logits = self.function_head(pooled)
         s_logits = self.seniority_head(pooled)
-        contact = torch.cat([pooled, f_logits.softmax(-1), s_logits.softmax(-1)], dim=-1)
+        f_in, s_in = f_logits.softmax(-1), s_logits.softmax(-1)
+        if self.training and function_labels is not None and self.config.teacher_forcing > 0:
+            # Teacher forcing: the role head learns persona x product -> role from clean
+            # personas instead of waiting for the persona heads to become accurate.
+            f_in = self._force(f_in, function_labels)
+            s_in = self._force(s_in, seniority_labels)
+        contact = torch.cat([pooled, f_in, s_in], dim=-1)
         n_products = self.product_embedding.num_embeddings
         products = self.product_embedding.weight.unsqueeze(0).expand(pooled.size(0), -1, -1)
-        pairs = torch.cat([contact.unsqueeze(1).expand(-1, n_products, -1), products], dim=-1)
+        pairs = torch.cat([contact.unsqueeze(1).expand(-1, n_products, -1), product_view,
+                           products], dim=-1)
         out = {
             "function_logits": f_logits,
             "seniority_logits": s_logits,
@@ -147,6 +182,13 @@ class RoleModel(nn.Module):
             out["loss"] = loss
         return out
 
+    def _force(self, probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        known = labels != IGNORE
+        use = known & (torch.rand(labels.shape, device=labels.device)
+                       < self.config.teacher_forcing)
+        one_hot = nn.functional.one_hot(labels.clamp(min=0), probs.size(-1)).to(probs.dtype)
+        return torch.where(use.unsqueeze(-1), one_hot, probs)
+
     # -- persistence ---------------------------------------------------------------------------
     def save(self, directory: Path | str, tokenizer: PreTrainedTokenizerBase) -> None:
         directory = Path(directory)
@@ -154,7 +196,7 @@ class RoleModel(nn.Module):
         (directory / CONFIG_NAME).write_text(json.dumps(self.config.to_json(), indent=2))
         state = {k: v.contiguous() for k, v in self.state_dict().items()}
         save_file(state, str(directory / WEIGHTS_NAME))
-        tokenizer.save_pretrained(directory)
+        tokenizer.save_pretrained(directory / TOKENIZER_DIR)
 
     @classmethod
     def load(cls, directory: Path | str) -> tuple[RoleModel, PreTrainedTokenizerBase]:
@@ -163,7 +205,7 @@ class RoleModel(nn.Module):
         model = cls(config)
         model.load_state_dict(load_file(str(directory / WEIGHTS_NAME)))
         model.eval()
-        return model, AutoTokenizer.from_pretrained(directory)
+        return model, AutoTokenizer.from_pretrained(directory / TOKENIZER_DIR)
 
 
 def clean_inputs(frame: pd.DataFrame) -> tuple[list[str], list[str]]:

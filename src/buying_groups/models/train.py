@@ -192,6 +192,8 @@ def train_role_model(
         max_length=int(model_cfg["max_length"]),
         product_embedding_dim=int(model_cfg["product_embedding_dim"]),
         dropout=float(model_cfg["dropout"]),
+        freeze_layers=int(model_cfg.get("freeze_layers") or 0),
+        teacher_forcing=float(model_cfg.get("teacher_forcing") or 0.0),
     )
     train_ds = RoleDataset(train, tokenizer, model)
     model.role_class_weights.copy_(role_class_weights(train_ds.role, len(model.config.roles),

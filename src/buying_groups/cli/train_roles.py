@@ -1,0 +1,168 @@
+"""bg-train-roles: fine-tune the role model, evaluate it and the baselines, log to MLflow.
+
+config -> data -> model -> train -> evaluate -> log. Three runs land in one MLflow
+experiment with the same metric names, so the UI compares them side by side: the
+transformer, the rules baseline and TF-IDF + logistic regression.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from buying_groups import tracking
+from buying_groups.baselines.rules import RulesBaseline
+from buying_groups.baselines.tfidf import TfidfBaseline
+from buying_groups.cli.baseline import ensure_dataset
+from buying_groups.cli.common import console, exit_on_data_error, print_frame
+from buying_groups.config import catalog_from, hydra_entry
+from buying_groups.data.dataset import MANIFEST, load_dataset
+from buying_groups.data.examples import labelled_examples
+from buying_groups.data.io import read_json
+from buying_groups.data.validate import DataValidationError
+from buying_groups.evaluate import metrics_table
+from buying_groups.models.evaluation import evaluate_predictor
+from buying_groups.models.role_model import decode, predict_proba
+from buying_groups.models.train import train_role_model
+from buying_groups.serving.role_pyfunc import role_outputs
+from buying_groups.taxonomy import Catalog
+
+log = logging.getLogger(__name__)
+INPUT_COLUMNS = ["job_title", "activity_text"]
+
+
+def load_examples(cfg: DictConfig, catalog: Catalog) -> tuple[pd.DataFrame, dict]:
+    """Labelled contacts with their split; role labels thinned to ``role_label_fraction``."""
+    data_dir = Path(cfg.data_dir)
+    try:
+        tables, labels = load_dataset(data_dir, catalog)
+    except DataValidationError as exc:
+        exit_on_data_error(exc)
+    if labels is None:
+        raise SystemExit(f"{data_dir} has no labels/: training needs a labelled dataset")
+    examples = labelled_examples(
+        tables, labels, catalog, as_of=tables["activities"]["timestamp"].max(),
+        max_events=cfg.data.max_events, split_fractions=tuple(cfg.split.fractions),
+        split_seed=cfg.split.seed,
+    )
+    if cfg.role_label_fraction < 1.0:
+        rng = np.random.default_rng(cfg.seed)
+        train = (examples["split"] == "train").to_numpy()
+        for p in catalog.names:
+            drop = train & (rng.random(len(examples)) >= cfg.role_label_fraction)
+            examples.loc[drop, f"role_{p}"] = None
+    return examples, read_json(data_dir / MANIFEST)
+
+
+def cap(frame: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
+    """At most ``n`` rows (a fixed random sample): the ``max_*_samples`` debug knobs."""
+    return frame if not n or len(frame) <= n else frame.sample(n, random_state=seed)
+
+
+def sweep_context(experiment_id: str) -> tuple[str | None, int | None]:
+    """(parent run id, trial number) under ``-m`` (multirun); (None, None) otherwise."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hc = HydraConfig.get()
+    if hc.mode != RunMode.MULTIRUN:
+        return None, None
+    parent = tracking.sweep_parent(hc.sweep.dir, experiment_id, f"sweep {hc.job.name}")
+    return parent, int(hc.job.num)
+
+
+def run(cfg: DictConfig) -> float:
+    # -- config and data ------------------------------------------------------------------------
+    catalog = catalog_from(cfg)
+    if cfg.generate_if_missing:
+        ensure_dataset(cfg)
+    examples, manifest = load_examples(cfg, catalog)
+    t = cfg.trainer
+    train = cap(examples[examples["split"] == "train"], t.max_train_samples, cfg.seed)
+    validation = cap(examples[examples["split"] == "validation"], t.max_eval_samples, cfg.seed)
+    evaluation = pd.concat([validation, examples[examples["split"].isin(["test", "test_ood"])]])
+    evaluation = pd.concat([cap(g, t.max_eval_samples, cfg.seed)
+                            for _, g in evaluation.groupby("split")])
+    console.print(f"data: {manifest['name']}  train {len(train):,}  validation "
+                  f"{len(validation):,}  test+ood {len(evaluation) - len(validation):,}")
+    experiment_id = tracking.setup(cfg.tracking)
+    parent, trial = sweep_context(experiment_id)
+    context = {"cfg": cfg, "dataset_name": manifest["name"], "dataset_digest": manifest["digest"]}
+    results: dict[str, dict[str, float]] = {}
+
+    # -- the transformer -------------------------------------------------------------------------
+    with tracking.run("transformer", {"bg.kind": "role_model", "bg.model": "transformer"},
+                      parent_run_id=parent) as active:
+        tracking.log_context(**context, dataset_frame=train[INPUT_COLUMNS])
+        output_dir = Path(cfg.output_dir)
+        started = time.perf_counter()
+        model, tokenizer, train_metrics = train_role_model(
+            train, validation, list(catalog.names), cfg.model, t,
+            output_dir / "checkpoints", cfg.seed, report_to=["mlflow"],
+        )
+        train_seconds = time.perf_counter() - started
+        model_dir = output_dir / "role_model"
+        model.save(model_dir, tokenizer)
+
+        def predict(frame: pd.DataFrame) -> pd.DataFrame:
+            return decode(model.config, predict_proba(model, tokenizer, frame))
+
+        started = time.perf_counter()
+        metrics, reports, figures = evaluate_predictor(predict, evaluation, catalog)
+        eval_seconds = time.perf_counter() - started
+        metrics.update({"train_seconds": train_seconds,
+                        "train_examples_per_second": len(train) * float(t.epochs) / train_seconds,
+                        "eval_contacts_per_second": len(evaluation) / eval_seconds})
+        tracking.log_metrics(metrics)
+        tracking.log_json(reports, "reports/classification_reports.json")
+        tracking.log_figures(figures)
+        if cfg.tracking.log_model:
+            example = evaluation[INPUT_COLUMNS].head(5).reset_index(drop=True)
+            info = tracking.log_role_pyfunc(
+                model_dir, example, role_outputs(model, tokenizer, example),
+                metadata={"products": list(catalog.names), "dataset": manifest["name"],
+                          "dataset_digest": manifest["digest"], "variant": "fp32"},
+            )
+            console.print(f"model: {info.model_uri}")
+        results["transformer"] = metrics
+        run_id = active.info.run_id
+
+    # -- baselines, same data, same metrics, own runs ------------------------------------------
+    for name in cfg.baselines:
+        with tracking.run(name, {"bg.kind": "role_model", "bg.model": name},
+                          parent_run_id=parent):
+            tracking.log_context(**context)
+            baseline = RulesBaseline(catalog) if name == "rules" else TfidfBaseline(catalog)
+            if name == "tfidf_logreg":
+                baseline.fit(train)
+            metrics, reports, figures = evaluate_predictor(baseline.predict, evaluation, catalog)
+            tracking.log_metrics(metrics)
+            tracking.log_json(reports, "reports/classification_reports.json")
+            tracking.log_figures(figures)
+            results[name] = metrics
+
+    # -- report --------------------------------------------------------------------------------
+    rows = {}
+    for name, m in results.items():
+        for split in ("validation", "test", "test_ood"):
+            rows[f"{name} / {split}"] = {k.split("/", 1)[1]: v for k, v in m.items()
+                                         if k.startswith(f"{split}/")}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "model / split"
+    print_frame(table, "role model vs baselines")
+    console.print(f"trained in {train_seconds:.0f}s; MLflow run {run_id} in "
+                  f"{tracking.default_tracking_hint()}")
+    objective = results["transformer"][cfg.optimized_metric]
+    if parent is not None:
+        tracking.update_sweep_parent(parent, cfg.optimized_metric.replace("/", "_"), objective,
+                                     trial)
+    OmegaConf.save(cfg, Path(cfg.output_dir) / "train_roles_config.yaml", resolve=True)
+    return float(objective)
+
+
+main = hydra_entry("train_roles", run)

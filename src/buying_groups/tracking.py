@@ -1,0 +1,178 @@
+"""MLflow at the edge: the only module (with the entry points) that talks to MLflow.
+
+Core code returns models, frames and numbers; this module turns them into runs: params,
+the resolved config, dataset name and digest, the git commit, metrics, tables, plots and
+models. Sweeps (Hydra multirun) get one parent run with every trial nested under it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+MAX_PARAM_LENGTH = 500
+
+
+def setup(tracking_cfg: Mapping) -> str:
+    """Point MLflow at the configured store and experiment; returns the experiment id.
+
+    ``uri: null`` keeps ``MLFLOW_TRACKING_URI`` or MLflow's default (``sqlite:///mlflow.db``).
+    """
+    if tracking_cfg.get("uri"):
+        mlflow.set_tracking_uri(str(tracking_cfg["uri"]))
+    experiment = mlflow.set_experiment(str(tracking_cfg["experiment_name"]))
+    return experiment.experiment_id
+
+
+def flatten(cfg: DictConfig | Mapping, prefix: str = "") -> dict[str, str]:
+    """Nested config -> ``{"trainer.learning_rate": "0.0001", ...}`` (values cut to fit)."""
+    if isinstance(cfg, DictConfig):
+        cfg = OmegaConf.to_container(cfg, resolve=True)
+    out: dict[str, str] = {}
+    for key, value in cfg.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = str(value)[:MAX_PARAM_LENGTH]
+    return out
+
+
+def git_commit() -> str | None:
+    """The checkout's commit (with ``-dirty`` when it has changes), or None outside git."""
+    try:
+        root = Path(__file__).resolve().parent
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                             text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=root, capture_output=True, text=True).stdout.strip()
+        return f"{sha}-dirty" if dirty else sha
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+@contextmanager
+def run(name: str, tags: Mapping[str, str] | None = None,
+        parent_run_id: str | None = None) -> Iterator[mlflow.ActiveRun]:
+    """A run (nested under ``parent_run_id`` when given) tagged with the git commit."""
+    all_tags = {"mlflow.source.git.commit": git_commit() or "unknown", **(tags or {})}
+    with mlflow.start_run(run_name=name, tags=all_tags, parent_run_id=parent_run_id,
+                          nested=parent_run_id is not None) as active:
+        yield active
+
+
+def log_context(cfg: DictConfig, dataset_name: str, dataset_digest: str,
+                dataset_frame: pd.DataFrame | None = None) -> None:
+    """Params (flattened config), the resolved config as YAML, and the dataset's identity."""
+    params = flatten(cfg)
+    # output_dir is a runtime path (in the resolved config); the Trainer logs its own.
+    params = {k: v for k, v in params.items()
+              if not k.startswith("catalog.products") and k != "output_dir"}
+    mlflow.log_params(params)
+    mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config/resolved_config.yaml")
+    mlflow.set_tags({"dataset.name": dataset_name, "dataset.digest": dataset_digest})
+    if dataset_frame is not None:
+        ds = mlflow.data.from_pandas(dataset_frame, name=dataset_name, digest=dataset_digest[:16])
+        mlflow.log_input(ds, context="training")
+
+
+def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
+    clean = {k: float(v) for k, v in metrics.items() if v == v}  # drop NaN
+    mlflow.log_metrics(clean, step=step)
+
+
+def log_table(frame: pd.DataFrame, artifact_file: str) -> None:
+    mlflow.log_table(frame.reset_index(), artifact_file)
+
+
+def log_json(obj: object, artifact_file: str) -> None:
+    mlflow.log_text(json.dumps(obj, indent=2, default=str), artifact_file)
+
+
+def log_figures(figures: Mapping[str, object]) -> None:
+    import matplotlib.pyplot as plt
+
+    for path, fig in figures.items():
+        mlflow.log_figure(fig, path)
+        plt.close(fig)
+
+
+def sweep_parent(sweep_dir: str, experiment_id: str, name: str) -> str:
+    """The parent run of a Hydra multirun (created by its first trial)."""
+    found = mlflow.search_runs([experiment_id], filter_string=f"tags.`bg.sweep_dir` = '{sweep_dir}'"
+                               " and tags.`bg.kind` = 'sweep'", output_format="list")
+    if found:
+        return found[0].info.run_id
+    with mlflow.start_run(run_name=name, tags={"bg.sweep_dir": sweep_dir, "bg.kind": "sweep",
+                                               "mlflow.source.git.commit": git_commit() or ""}
+                          ) as parent:
+        return parent.info.run_id
+
+
+def update_sweep_parent(parent_run_id: str, metric: str, value: float, trial: int) -> None:
+    """Record a trial's result on the parent, and the best so far."""
+    client = mlflow.MlflowClient()
+    history = client.get_metric_history(parent_run_id, f"trial_{metric}")
+    best = max([value, *[m.value for m in history]])
+    client.log_metric(parent_run_id, f"trial_{metric}", value, step=trial)
+    client.log_metric(parent_run_id, f"best_{metric}", best, step=trial)
+
+
+def log_role_pyfunc(model_dir: Path, input_example: pd.DataFrame, output_example: pd.DataFrame,
+                    metadata: Mapping[str, object] | None = None) -> mlflow.models.model.ModelInfo:
+    """Log the role model as an MLflow pyfunc (weights, tokenizer and labels as an artifact;
+    this package's code shipped with it; pinned requirements; signature and example)."""
+    import torch
+    import transformers
+
+    import buying_groups
+    from buying_groups.serving.role_pyfunc import RoleModelPyfunc
+
+    signature = mlflow.models.infer_signature(input_example, output_example)
+    requirements = [
+        f"mlflow=={mlflow.__version__}",
+        f"torch=={torch.__version__.split('+')[0]}",
+        f"transformers=={transformers.__version__}",
+        f"pandas=={pd.__version__}",
+        f"safetensors=={__import__('safetensors').__version__}",
+        f"tokenizers=={__import__('tokenizers').__version__}",
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        # Ship the package without its bytecode caches.
+        code = Path(tmp) / "buying_groups"
+        _copy_package(Path(buying_groups.__file__).parent, code)
+        return mlflow.pyfunc.log_model(
+            name="role_model",
+            python_model=RoleModelPyfunc(),
+            artifacts={"role_model": str(model_dir)},
+            code_paths=[str(code)],
+            signature=signature,
+            input_example=input_example,
+            pip_requirements=requirements,
+            metadata=dict(metadata or {}),
+        )
+
+
+def _copy_package(src: Path, dst: Path) -> None:
+    import shutil
+
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "configs"))
+
+
+def default_tracking_hint() -> str:
+    """Where the runs are, in words a user can act on."""
+    uri = mlflow.get_tracking_uri()
+    return f"{uri}  (browse: mlflow ui --backend-store-uri {uri})" if "://" in uri else uri
+
+
+def environment_uri() -> str | None:
+    return os.environ.get("MLFLOW_TRACKING_URI")

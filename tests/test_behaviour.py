@@ -1,0 +1,90 @@
+"""Behavioural tests of a role model trained in this test session on the tiny dataset
+(the default MiniLM encoder, a few epochs): invariance, direction, languages, activity."""
+
+import pandas as pd
+import pytest
+
+from buying_groups.data.examples import labelled_examples
+from buying_groups.models.role_model import decode, predict_proba
+from buying_groups.models.train import train_role_model
+from buying_groups.taxonomy import seniority_rank
+
+from .conftest import compose_config
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def model(tiny_dataset, catalog, tmp_path_factory):
+    cfg = compose_config("train_roles", ["experiment=tiny", "data_dir=unused",
+                                         "trainer.epochs=4"])
+    ex = labelled_examples(tiny_dataset.tables, tiny_dataset.labels, catalog,
+                           as_of=tiny_dataset.config.end, max_events=cfg.data.max_events)
+    model, tok, _ = train_role_model(
+        ex[ex["split"] == "train"], ex[ex["split"] == "validation"], list(catalog.names),
+        cfg.model, cfg.trainer, tmp_path_factory.mktemp("behaviour"), seed=cfg.seed)
+
+    def predict(titles, activities=None):
+        frame = pd.DataFrame({"job_title": titles,
+                              "activity_text": activities or [""] * len(titles)})
+        return decode(model.config, predict_proba(model, tok, frame))
+
+    return predict
+
+
+INVARIANT = [
+    ["VP Procurement", "Vice President, Procurement", "vp procurement"],
+    ["IT Director", "Director, IT", "Director of IT"],
+    ["Head of Marketing", "HEAD OF MARKETING", "head of marketing"],
+    ["Senior Software Engineer", "Sr. Software Engineer", "senior software engineer"],
+    ["Chief Financial Officer", "CFO", "cfo"],
+]
+
+
+@pytest.mark.parametrize("titles", INVARIANT, ids=[t[0] for t in INVARIANT])
+def test_invariance_to_case_abbreviation_and_word_order(model, titles):
+    pred = model(titles)
+    assert pred["function"].nunique() == 1, pred[["function", "seniority"]]
+    assert pred["seniority"].nunique() == 1, pred[["function", "seniority"]]
+
+
+DIRECTION = [
+    ("Marketing Specialist", "Senior Marketing Specialist"),
+    ("Data Analyst", "Senior Data Analyst"),
+    ("Security Analyst", "Head of Security"),
+    ("Procurement Specialist", "Head of Procurement"),
+    ("Sales Manager", "Head of Sales"),
+    ("Finance Analyst", "Senior Finance Analyst"),
+]
+
+
+@pytest.mark.parametrize(("base", "more"), DIRECTION, ids=[d[1] for d in DIRECTION])
+def test_senior_or_head_of_never_lowers_seniority(model, base, more):
+    pred = model([base, more])
+    ranks = seniority_rank(pred["seniority"])
+    assert ranks[1] >= ranks[0], list(pred["seniority"])
+
+
+LANGUAGES = ["Head of Procurement", "Leiter Einkauf", "Directeur des achats",
+             "Руководитель отдела закупок"]
+
+
+@pytest.mark.parametrize("title", LANGUAGES)
+def test_same_persona_across_languages(model, title):
+    pred = model([title])
+    assert (pred["function"].iat[0], pred["seniority"].iat[0]) == ("procurement", "director")
+
+
+ACTIVITY = [
+    ("security", 'downloaded "Phishing simulation kit"; downloaded "CVE weekly digest"; '
+                 'visited /blog/incident-postmortems'),
+    ("finance", 'downloaded "Month-end close checklist"; downloaded "Budget planning template"; '
+                'visited /blog/cash-flow'),
+    ("engineering", 'downloaded "API design guidelines"; visited /blog/ci-cd-pipelines; '
+                    'downloaded "Code review checklist"'),
+]
+
+
+@pytest.mark.parametrize(("function", "activity"), ACTIVITY, ids=[a[0] for a in ACTIVITY])
+def test_activity_decides_function_for_an_empty_title(model, function, activity):
+    assert model([""], [activity])["function"].iat[0] == function

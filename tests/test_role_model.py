@@ -1,0 +1,112 @@
+"""Unit tests of the role model on a tiny random BERT (seconds)."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from buying_groups.models.role_model import (
+    IGNORE,
+    MAX_TITLE_CHARS,
+    RoleModel,
+    clean_inputs,
+    decode,
+    predict_proba,
+)
+from buying_groups.models.train import Collator, RoleDataset, role_class_weights
+from buying_groups.taxonomy import FUNCTIONS, ROLES, SENIORITIES
+
+PRODUCTS = ["marketing_automation", "security_platform", "data_platform"]
+
+
+@pytest.fixture(scope="module")
+def model_and_tokenizer(tiny_bert_dir):
+    from transformers import AutoTokenizer
+
+    torch.manual_seed(0)
+    model = RoleModel.from_encoder(str(tiny_bert_dir), PRODUCTS, max_length=32)
+    return model.eval(), AutoTokenizer.from_pretrained(tiny_bert_dir)
+
+
+@pytest.fixture
+def frame():
+    return pd.DataFrame({
+        "job_title": ["VP Procurement", "", "Leiter Einkauf", None],
+        "activity_text": ["requested demo (data_platform)", "visited /pricing", "", ""],
+        "function": ["procurement", "marketing", "procurement", None],
+        "seniority": ["vp", "professional", "director", None],
+        "role_marketing_automation": ["gatekeeper", None, "gatekeeper", None],
+        "role_security_platform": ["gatekeeper", "none", None, None],
+        "role_data_platform": ["gatekeeper", "none", "gatekeeper", None],
+    })
+
+
+def test_shapes_one_pass_for_all_products(model_and_tokenizer, frame):
+    model, tok = model_and_tokenizer
+    calls = []
+    handle = model.encoder.register_forward_hook(lambda *a: calls.append(1))
+    batch = Collator(tok)([RoleDataset(frame, tok, model)[i] for i in range(len(frame))])
+    out = model(**{k: v for k, v in batch.items() if not k.endswith("_labels")})
+    handle.remove()
+    assert len(calls) == 1  # one encoder pass serves every product
+    assert out["function_logits"].shape == (4, len(FUNCTIONS))
+    assert out["seniority_logits"].shape == (4, len(SENIORITIES))
+    assert out["role_logits"].shape == (4, len(PRODUCTS), len(ROLES))
+
+
+def test_missing_labels_are_masked_not_invented(model_and_tokenizer, frame):
+    model, tok = model_and_tokenizer
+    ds = RoleDataset(frame, tok, model)
+    assert ds.role[1, 0] == IGNORE and ds.function[3] == IGNORE
+    batch = Collator(tok)([ds[i] for i in range(len(frame))])
+    full = model(**batch)["loss"]
+    assert torch.isfinite(full)
+    # With every role masked, the loss is the persona heads' loss only.
+    batch_masked = dict(batch, role_labels=torch.full_like(batch["role_labels"], IGNORE))
+    masked = model(**batch_masked)
+    ce = torch.nn.functional.cross_entropy
+    expect = ce(masked["function_logits"], batch["function_labels"], ignore_index=IGNORE) + ce(
+        masked["seniority_logits"], batch["seniority_labels"], ignore_index=IGNORE)
+    assert torch.allclose(masked["loss"], expect)
+
+
+def test_save_load_roundtrip_keeps_labels_and_predictions(model_and_tokenizer, frame, tmp_path):
+    model, tok = model_and_tokenizer
+    model.save(tmp_path, tok)
+    cfg = json.loads((tmp_path / "role_model.json").read_text())
+    assert cfg["id2label"]["function"]["0"] == FUNCTIONS[0]
+    assert cfg["id2label"]["role"][str(len(ROLES) - 1)] == ROLES[-1]
+    assert cfg["products"] == PRODUCTS
+    loaded, loaded_tok = RoleModel.load(tmp_path)
+    a = predict_proba(model, tok, frame)
+    b = predict_proba(loaded, loaded_tok, frame)
+    for head in a:
+        np.testing.assert_allclose(a[head], b[head], atol=1e-6)
+    decoded = decode(loaded.config, b)
+    assert set(decoded["function"]) <= set(FUNCTIONS)
+    assert {f"role_{p}" for p in PRODUCTS} <= set(decoded.columns)
+
+
+def test_predictions_do_not_depend_on_batching_or_duplicates(model_and_tokenizer, frame):
+    model, tok = model_and_tokenizer
+    doubled = pd.concat([frame, frame], ignore_index=True)
+    a = predict_proba(model, tok, doubled, batch_size=3)
+    b = predict_proba(model, tok, frame, batch_size=64)
+    np.testing.assert_allclose(a["role"][:4], b["role"], atol=1e-5)
+    np.testing.assert_allclose(a["role"][4:], b["role"], atol=1e-5)
+
+
+def test_input_errors_are_clear():
+    with pytest.raises(ValueError, match="missing input column 'activity_text'"):
+        clean_inputs(pd.DataFrame({"job_title": ["x"]}))
+    with pytest.raises(ValueError, match="column 'job_title', row 1: expected text, got int"):
+        clean_inputs(pd.DataFrame({"job_title": ["ok", 7], "activity_text": ["", ""]}))
+    titles, _ = clean_inputs(pd.DataFrame({"job_title": ["x" * 100_000], "activity_text": [""]}))
+    assert len(titles[0]) == MAX_TITLE_CHARS  # defined truncation, not a crash
+
+
+def test_role_class_weights_favour_rare_roles():
+    w = role_class_weights(np.array([[0, 5], [5, 5], [5, IGNORE]]), len(ROLES), 0.5)
+    assert w[0] > w[5] == 1.0 and w[1] == pytest.approx(np.sqrt(4))  # unseen counted as 1

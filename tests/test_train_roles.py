@@ -1,0 +1,138 @@
+"""bg-train-roles end to end on the tiny dataset with a tiny random BERT from a local dir
+(any HF id or path works through ``model.name_or_path``), tracked in a temporary MLflow
+SQLite store; then the logged pyfunc, loaded in a fresh process."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from buying_groups.models.role_model import RoleModel
+from buying_groups.serving.role_pyfunc import role_outputs
+
+from .conftest import compose_config
+
+
+def _train(tmp_path, tiny_dir, tiny_bert_dir, *extra):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    code = "from buying_groups.cli.train_roles import main; main()"
+    args = ["experiment=tiny", f"model.name_or_path={tiny_bert_dir}", f"data_dir={tiny_dir}",
+            "trainer.epochs=1", "baselines=[rules,tfidf_logreg]", f"tracking.uri={uri}",
+            f"hydra.run.dir={tmp_path / 'run'}", f"hydra.sweep.dir={tmp_path / 'multi'}", *extra]
+    flags = [a for a in args if a.startswith("-")]
+    overrides = [a for a in args if not a.startswith("-")]
+    proc = subprocess.run([sys.executable, "-c", code, *flags, *overrides], capture_output=True,
+                          text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return uri, proc
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_dir, tiny_bert_dir):
+    tmp = tmp_path_factory.mktemp("train")
+    uri, proc = _train(tmp, tiny_dir, tiny_bert_dir)
+    return tmp, uri, proc
+
+
+def test_configs_compose_for_training():
+    cfg = compose_config("train_roles", ["experiment=tiny", "data_dir=x"])
+    assert cfg.data.name == "tiny" and cfg.trainer.epochs == 2
+    assert cfg.model.name_or_path is None  # default: the bundled MiniLM
+    sweep = compose_config("train_roles", ["hparams_search=optuna"])
+    assert sweep.optimized_metric == "validation/role_macro_f1"
+
+
+def test_three_comparable_runs(trained):
+    _, uri, proc = trained
+    mlflow.set_tracking_uri(uri)
+    runs = mlflow.search_runs(experiment_names=["buying-groups-roles"])
+    by_name = {r["tags.mlflow.runName"]: r for _, r in runs.iterrows()}
+    assert {"transformer", "rules", "tfidf_logreg"} <= set(by_name)
+    names = {n: {c for c in runs.columns if c.startswith("metrics.test_ood/")
+                 and pd.notna(by_name[n][c])} for n in ("transformer", "rules", "tfidf_logreg")}
+    assert names["transformer"] == names["rules"] == names["tfidf_logreg"]
+    assert "metrics.test_ood/role_macro_f1" in names["rules"]
+    t = by_name["transformer"]
+    assert t["tags.dataset.name"] == "tiny" and len(t["tags.dataset.digest"]) == 64
+    assert t["tags.mlflow.source.git.commit"]
+    assert t["params.trainer.learning_rate"] and t["params.model.name_or_path"]
+    assert pd.notna(t["metrics.eval_role_macro_f1"])  # per-epoch metrics from the Trainer
+    client = mlflow.MlflowClient(uri)
+    arts = {a.path for a in client.list_artifacts(t["run_id"], "plots")}
+    assert "plots/confusion_test_ood_role.png" in arts
+    assert client.list_artifacts(t["run_id"], "config")
+    assert "role model vs baselines" in proc.stdout
+
+
+def test_pyfunc_in_a_fresh_process_matches_the_model(trained, tiny_dir):
+    tmp, uri, _ = trained
+    mlflow.set_tracking_uri(uri)
+    run = mlflow.search_runs(experiment_names=["buying-groups-roles"],
+                             filter_string="tags.`bg.model` = 'transformer'").iloc[0]
+    model_uri = mlflow.search_logged_models(
+        experiment_ids=[run["experiment_id"]], output_format="list")[0].model_uri
+    sample = pd.DataFrame({
+        "job_title": ["VP Procurement", "", "Leiter Einkauf", "x" * 100_000],
+        "activity_text": ["requested demo (data_platform)", "visited /pricing", "", ""],
+    })
+    sample.to_json(tmp / "sample.json", orient="split")
+    script = textwrap.dedent(f"""
+        import json, mlflow, pandas as pd
+        mlflow.set_tracking_uri({uri!r})
+        m = mlflow.pyfunc.load_model({model_uri!r})
+        df = pd.read_json({str(tmp / 'sample.json')!r}, orient="split")
+        out = m.predict(df)
+        out.to_json({str(tmp / 'out.json')!r}, orient="split")
+        print(json.dumps(m.metadata.get_input_schema().input_names()))
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == ["job_title", "activity_text"]
+    fresh = pd.read_json(tmp / "out.json", orient="split")
+    model, tok = RoleModel.load(tmp / "run" / "role_model")
+    here = role_outputs(model, tok, sample)
+    assert list(fresh["function"]) == list(here["function"])
+    for p in model.config.products:
+        assert list(fresh[f"role_{p}"]) == list(here[f"role_{p}"])
+        np.testing.assert_allclose(np.stack(fresh[f"role_{p}_probs"]),
+                                   np.stack(here[f"role_{p}_probs"]), atol=1e-5)
+    assert len(fresh["function_probs"][0]) == 19
+
+
+def test_pyfunc_bad_input_gets_a_clear_error(trained):
+    tmp, uri, _ = trained
+    mlflow.set_tracking_uri(uri)
+    run = mlflow.search_runs(experiment_names=["buying-groups-roles"],
+                             filter_string="tags.`bg.model` = 'transformer'").iloc[0]
+    model_uri = mlflow.search_logged_models(
+        experiment_ids=[run["experiment_id"]], output_format="list")[0].model_uri
+    m = mlflow.pyfunc.load_model(model_uri)
+    with pytest.raises(mlflow.exceptions.MlflowException, match="activity_text"):
+        m.predict(pd.DataFrame({"job_title": ["CTO"]}))
+    with pytest.raises(mlflow.exceptions.MlflowException, match="job_title"):
+        m.predict(pd.DataFrame({"job_title": [123], "activity_text": [""]}))
+
+
+@pytest.mark.slow
+def test_optuna_sweep_nests_trials_under_one_parent(tmp_path, tiny_dir, tiny_bert_dir):
+    uri, proc = _train(tmp_path, tiny_dir, tiny_bert_dir, "-m", "hparams_search=optuna",
+                       "hydra.sweeper.n_trials=2", "baselines=[]", "tracking.log_model=false",
+                       "trainer.max_train_samples=200")
+    mlflow.set_tracking_uri(uri)
+    runs = mlflow.search_runs(experiment_names=["buying-groups-roles"])
+    parents = runs[runs["tags.bg.kind"] == "sweep"]
+    assert len(parents) == 1
+    children = runs[runs["tags.mlflow.parentRunId"] == parents.iloc[0]["run_id"]]
+    assert len(children) == 2
+    best = parents.iloc[0]["metrics.best_validation_role_macro_f1"]
+    assert best == pytest.approx(children["metrics.validation/role_macro_f1"].max())
+    # The sweeper got each trial's return value: its summary agrees with MLflow.
+    import yaml
+
+    result = yaml.safe_load((tmp_path / "multi" / "optimization_results.yaml").read_text())
+    assert result["best_value"] == pytest.approx(best)
