@@ -35,9 +35,11 @@ def main() -> None:
     started = time.perf_counter()
     out = model.predict(frame)
     seconds = time.perf_counter() - started
-    print(f"{len(out)} contacts x {sum(c.endswith('_probs') for c in out.columns) - 2} products "
-          f"in {seconds:.1f}s: {len(out) / seconds:.0f} contacts/s "
-          f"(torch threads {torch.get_num_threads()})")
+    print(
+        f"{len(out)} contacts x {sum(c.endswith('_probs') for c in out.columns) - 2} products "
+        f"in {seconds:.1f}s: {len(out) / seconds:.0f} contacts/s "
+        f"(torch threads {torch.get_num_threads()})"
+    )
 
 
 if __name__ == "__main__":

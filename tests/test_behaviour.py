@@ -16,17 +16,28 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def model(tiny_dataset, catalog, tmp_path_factory):
-    cfg = compose_config("train_roles", ["experiment=tiny", "data_dir=unused",
-                                         "trainer.epochs=4"])
-    ex = labelled_examples(tiny_dataset.tables, tiny_dataset.labels, catalog,
-                           as_of=tiny_dataset.config.end, max_events=cfg.data.max_events)
+    cfg = compose_config("train_roles", ["experiment=tiny", "data_dir=unused", "trainer.epochs=6"])
+    ex = labelled_examples(
+        tiny_dataset.tables,
+        tiny_dataset.labels,
+        catalog,
+        as_of=tiny_dataset.config.end,
+        max_events=cfg.data.max_events,
+    )
     model, tok, _ = train_role_model(
-        ex[ex["split"] == "train"], ex[ex["split"] == "validation"], list(catalog.names),
-        cfg.model, cfg.trainer, tmp_path_factory.mktemp("behaviour"), seed=cfg.seed)
+        ex[ex["split"] == "train"],
+        ex[ex["split"] == "validation"],
+        list(catalog.names),
+        cfg.model,
+        cfg.trainer,
+        tmp_path_factory.mktemp("behaviour"),
+        seed=cfg.seed,
+    )
 
     def predict(titles, activities=None):
-        frame = pd.DataFrame({"job_title": titles,
-                              "activity_text": activities or [""] * len(titles)})
+        frame = pd.DataFrame(
+            {"job_title": titles, "activity_text": activities or [""] * len(titles)}
+        )
         return decode(model.config, predict_proba(model, tok, frame))
 
     return predict
@@ -65,8 +76,12 @@ def test_senior_or_head_of_never_lowers_seniority(model, base, more):
     assert ranks[1] >= ranks[0], list(pred["seniority"])
 
 
-LANGUAGES = ["Head of Procurement", "Leiter Einkauf", "Directeur des achats",
-             "Руководитель отдела закупок"]
+LANGUAGES = [
+    "Head of Procurement",
+    "Leiter Einkauf",
+    "Directeur des achats",
+    "Руководитель отдела закупок",
+]
 
 
 @pytest.mark.parametrize("title", LANGUAGES)
@@ -76,12 +91,21 @@ def test_same_persona_across_languages(model, title):
 
 
 ACTIVITY = [
-    ("security", 'downloaded "Phishing simulation kit"; downloaded "CVE weekly digest"; '
-                 'visited /blog/incident-postmortems'),
-    ("finance", 'downloaded "Month-end close checklist"; downloaded "Budget planning template"; '
-                'visited /blog/cash-flow'),
-    ("engineering", 'downloaded "API design guidelines"; visited /blog/ci-cd-pipelines; '
-                    'downloaded "Code review checklist"'),
+    (
+        "security",
+        'downloaded "Phishing simulation kit"; downloaded "CVE weekly digest"; '
+        "visited /blog/incident-postmortems",
+    ),
+    (
+        "finance",
+        'downloaded "Month-end close checklist"; downloaded "Budget planning template"; '
+        "visited /blog/cash-flow",
+    ),
+    (
+        "engineering",
+        'downloaded "API design guidelines"; visited /blog/ci-cd-pipelines; '
+        'downloaded "Code review checklist"',
+    ),
 ]
 
 

@@ -32,15 +32,17 @@ def model_and_tokenizer(tiny_bert_dir):
 
 @pytest.fixture
 def frame():
-    return pd.DataFrame({
-        "job_title": ["VP Procurement", "", "Leiter Einkauf", None],
-        "activity_text": ["requested demo (data_platform)", "visited /pricing", "", ""],
-        "function": ["procurement", "marketing", "procurement", None],
-        "seniority": ["vp", "professional", "director", None],
-        "role_marketing_automation": ["gatekeeper", None, "gatekeeper", None],
-        "role_security_platform": ["gatekeeper", "none", None, None],
-        "role_data_platform": ["gatekeeper", "none", "gatekeeper", None],
-    })
+    return pd.DataFrame(
+        {
+            "job_title": ["VP Procurement", "", "Leiter Einkauf", None],
+            "activity_text": ["requested demo (data_platform)", "visited /pricing", "", ""],
+            "function": ["procurement", "marketing", "procurement", None],
+            "seniority": ["vp", "professional", "director", None],
+            "role_marketing_automation": ["gatekeeper", None, "gatekeeper", None],
+            "role_security_platform": ["gatekeeper", "none", None, None],
+            "role_data_platform": ["gatekeeper", "none", "gatekeeper", None],
+        }
+    )
 
 
 def test_shapes_one_pass_for_all_products(model_and_tokenizer, frame):
@@ -68,7 +70,8 @@ def test_missing_labels_are_masked_not_invented(model_and_tokenizer, frame):
     masked = model(**batch_masked)
     ce = torch.nn.functional.cross_entropy
     expect = ce(masked["function_logits"], batch["function_labels"], ignore_index=IGNORE) + ce(
-        masked["seniority_logits"], batch["seniority_labels"], ignore_index=IGNORE)
+        masked["seniority_logits"], batch["seniority_labels"], ignore_index=IGNORE
+    )
     assert torch.allclose(masked["loss"], expect)
 
 

@@ -21,13 +21,25 @@ from .conftest import compose_config
 def _train(tmp_path, tiny_dir, tiny_bert_dir, *extra):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     code = "from buying_groups.cli.train_roles import main; main()"
-    args = ["experiment=tiny", f"model.name_or_path={tiny_bert_dir}", f"data_dir={tiny_dir}",
-            "trainer.epochs=1", "baselines=[rules,tfidf_logreg]", f"tracking.uri={uri}",
-            f"hydra.run.dir={tmp_path / 'run'}", f"hydra.sweep.dir={tmp_path / 'multi'}", *extra]
+    args = [
+        "experiment=tiny",
+        f"model.name_or_path={tiny_bert_dir}",
+        f"data_dir={tiny_dir}",
+        "trainer.epochs=1",
+        "baselines=[rules,tfidf_logreg]",
+        f"tracking.uri={uri}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        f"hydra.sweep.dir={tmp_path / 'multi'}",
+        *extra,
+    ]
     flags = [a for a in args if a.startswith("-")]
     overrides = [a for a in args if not a.startswith("-")]
-    proc = subprocess.run([sys.executable, "-c", code, *flags, *overrides], capture_output=True,
-                          text=True, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *flags, *overrides],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return uri, proc
 
@@ -53,8 +65,12 @@ def test_three_comparable_runs(trained):
     runs = mlflow.search_runs(experiment_names=["buying-groups-roles"])
     by_name = {r["tags.mlflow.runName"]: r for _, r in runs.iterrows()}
     assert {"transformer", "rules", "tfidf_logreg"} <= set(by_name)
-    names = {n: {c for c in runs.columns if c.startswith("metrics.test_ood/")
-                 and pd.notna(by_name[n][c])} for n in ("transformer", "rules", "tfidf_logreg")}
+    names = {
+        n: {
+            c for c in runs.columns if c.startswith("metrics.test_ood/") and pd.notna(by_name[n][c])
+        }
+        for n in ("transformer", "rules", "tfidf_logreg")
+    }
     assert names["transformer"] == names["rules"] == names["tfidf_logreg"]
     assert "metrics.test_ood/role_macro_f1" in names["rules"]
     t = by_name["transformer"]
@@ -72,22 +88,26 @@ def test_three_comparable_runs(trained):
 def test_pyfunc_in_a_fresh_process_matches_the_model(trained, tiny_dir):
     tmp, uri, _ = trained
     mlflow.set_tracking_uri(uri)
-    run = mlflow.search_runs(experiment_names=["buying-groups-roles"],
-                             filter_string="tags.`bg.model` = 'transformer'").iloc[0]
+    run = mlflow.search_runs(
+        experiment_names=["buying-groups-roles"], filter_string="tags.`bg.model` = 'transformer'"
+    ).iloc[0]
     model_uri = mlflow.search_logged_models(
-        experiment_ids=[run["experiment_id"]], output_format="list")[0].model_uri
-    sample = pd.DataFrame({
-        "job_title": ["VP Procurement", "", "Leiter Einkauf", "x" * 100_000],
-        "activity_text": ["requested demo (data_platform)", "visited /pricing", "", ""],
-    })
+        experiment_ids=[run["experiment_id"]], output_format="list"
+    )[0].model_uri
+    sample = pd.DataFrame(
+        {
+            "job_title": ["VP Procurement", "", "Leiter Einkauf", "x" * 100_000],
+            "activity_text": ["requested demo (data_platform)", "visited /pricing", "", ""],
+        }
+    )
     sample.to_json(tmp / "sample.json", orient="split")
     script = textwrap.dedent(f"""
         import json, mlflow, pandas as pd
         mlflow.set_tracking_uri({uri!r})
         m = mlflow.pyfunc.load_model({model_uri!r})
-        df = pd.read_json({str(tmp / 'sample.json')!r}, orient="split")
+        df = pd.read_json({str(tmp / "sample.json")!r}, orient="split")
         out = m.predict(df)
-        out.to_json({str(tmp / 'out.json')!r}, orient="split")
+        out.to_json({str(tmp / "out.json")!r}, orient="split")
         print(json.dumps(m.metadata.get_input_schema().input_names()))
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
@@ -99,18 +119,21 @@ def test_pyfunc_in_a_fresh_process_matches_the_model(trained, tiny_dir):
     assert list(fresh["function"]) == list(here["function"])
     for p in model.config.products:
         assert list(fresh[f"role_{p}"]) == list(here[f"role_{p}"])
-        np.testing.assert_allclose(np.stack(fresh[f"role_{p}_probs"]),
-                                   np.stack(here[f"role_{p}_probs"]), atol=1e-5)
+        np.testing.assert_allclose(
+            np.stack(fresh[f"role_{p}_probs"]), np.stack(here[f"role_{p}_probs"]), atol=1e-5
+        )
     assert len(fresh["function_probs"][0]) == 19
 
 
 def test_pyfunc_bad_input_gets_a_clear_error(trained):
     tmp, uri, _ = trained
     mlflow.set_tracking_uri(uri)
-    run = mlflow.search_runs(experiment_names=["buying-groups-roles"],
-                             filter_string="tags.`bg.model` = 'transformer'").iloc[0]
+    run = mlflow.search_runs(
+        experiment_names=["buying-groups-roles"], filter_string="tags.`bg.model` = 'transformer'"
+    ).iloc[0]
     model_uri = mlflow.search_logged_models(
-        experiment_ids=[run["experiment_id"]], output_format="list")[0].model_uri
+        experiment_ids=[run["experiment_id"]], output_format="list"
+    )[0].model_uri
     m = mlflow.pyfunc.load_model(model_uri)
     with pytest.raises(mlflow.exceptions.MlflowException, match="activity_text"):
         m.predict(pd.DataFrame({"job_title": ["CTO"]}))
@@ -120,9 +143,17 @@ def test_pyfunc_bad_input_gets_a_clear_error(trained):
 
 @pytest.mark.slow
 def test_optuna_sweep_nests_trials_under_one_parent(tmp_path, tiny_dir, tiny_bert_dir):
-    uri, proc = _train(tmp_path, tiny_dir, tiny_bert_dir, "-m", "hparams_search=optuna",
-                       "hydra.sweeper.n_trials=2", "baselines=[]", "tracking.log_model=false",
-                       "trainer.max_train_samples=200")
+    uri, proc = _train(
+        tmp_path,
+        tiny_dir,
+        tiny_bert_dir,
+        "-m",
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=2",
+        "baselines=[]",
+        "tracking.log_model=false",
+        "trainer.max_train_samples=200",
+    )
     mlflow.set_tracking_uri(uri)
     runs = mlflow.search_runs(experiment_names=["buying-groups-roles"])
     parents = runs[runs["tags.bg.kind"] == "sweep"]
@@ -136,3 +167,30 @@ def test_optuna_sweep_nests_trials_under_one_parent(tmp_path, tiny_dir, tiny_ber
 
     result = yaml.safe_load((tmp_path / "multi" / "optimization_results.yaml").read_text())
     assert result["best_value"] == pytest.approx(best)
+
+
+def test_training_resumes_from_a_checkpoint(trained, tmp_path, tiny_dir, tiny_bert_dir):
+    first, _, _ = trained
+    checkpoints = sorted(
+        (first / "run" / "checkpoints").glob("checkpoint-*"),
+        key=lambda p: int(p.name.split("-")[1]),
+    )
+    assert checkpoints, "the Trainer saves a checkpoint per epoch"
+    done = int(checkpoints[-1].name.split("-")[1])
+    _, proc = _train(
+        tmp_path,
+        tiny_dir,
+        tiny_bert_dir,
+        "trainer.epochs=2",
+        "baselines=[]",
+        "tracking.log_model=false",
+        f"trainer.resume_from_checkpoint={checkpoints[-1]}",
+    )
+    state = json.loads(
+        max(
+            (tmp_path / "run" / "checkpoints").glob("checkpoint-*/trainer_state.json"),
+            key=lambda p: int(p.parent.name.split("-")[1]),
+        ).read_text()
+    )
+    assert state["global_step"] == 2 * done  # continued from the first epoch, not from zero
+    assert min(h["step"] for h in state["log_history"]) > 0

@@ -51,32 +51,46 @@ def git_commit() -> str | None:
     """The checkout's commit (with ``-dirty`` when it has changes), or None outside git."""
     try:
         root = Path(__file__).resolve().parent
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                             text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=root, capture_output=True, text=True).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
         return f"{sha}-dirty" if dirty else sha
     except (OSError, subprocess.CalledProcessError):
         return None
 
 
 @contextmanager
-def run(name: str, tags: Mapping[str, str] | None = None,
-        parent_run_id: str | None = None) -> Iterator[mlflow.ActiveRun]:
+def run(
+    name: str, tags: Mapping[str, str] | None = None, parent_run_id: str | None = None
+) -> Iterator[mlflow.ActiveRun]:
     """A run (nested under ``parent_run_id`` when given) tagged with the git commit."""
     all_tags = {"mlflow.source.git.commit": git_commit() or "unknown", **(tags or {})}
-    with mlflow.start_run(run_name=name, tags=all_tags, parent_run_id=parent_run_id,
-                          nested=parent_run_id is not None) as active:
+    with mlflow.start_run(
+        run_name=name, tags=all_tags, parent_run_id=parent_run_id, nested=parent_run_id is not None
+    ) as active:
         yield active
 
 
-def log_context(cfg: DictConfig, dataset_name: str, dataset_digest: str,
-                dataset_frame: pd.DataFrame | None = None) -> None:
+def log_context(
+    cfg: DictConfig,
+    dataset_name: str,
+    dataset_digest: str,
+    dataset_frame: pd.DataFrame | None = None,
+) -> None:
     """Params (flattened config), the resolved config as YAML, and the dataset's identity."""
     params = flatten(cfg)
     # output_dir is a runtime path (in the resolved config); the Trainer logs its own.
-    params = {k: v for k, v in params.items()
-              if not k.startswith("catalog.products") and k != "output_dir"}
+    params = {
+        k: v
+        for k, v in params.items()
+        if not k.startswith("catalog.products") and k != "output_dir"
+    }
     mlflow.log_params(params)
     mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config/resolved_config.yaml")
     mlflow.set_tags({"dataset.name": dataset_name, "dataset.digest": dataset_digest})
@@ -108,13 +122,21 @@ def log_figures(figures: Mapping[str, object]) -> None:
 
 def sweep_parent(sweep_dir: str, experiment_id: str, name: str) -> str:
     """The parent run of a Hydra multirun (created by its first trial)."""
-    found = mlflow.search_runs([experiment_id], filter_string=f"tags.`bg.sweep_dir` = '{sweep_dir}'"
-                               " and tags.`bg.kind` = 'sweep'", output_format="list")
+    found = mlflow.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`bg.sweep_dir` = '{sweep_dir}' and tags.`bg.kind` = 'sweep'",
+        output_format="list",
+    )
     if found:
         return found[0].info.run_id
-    with mlflow.start_run(run_name=name, tags={"bg.sweep_dir": sweep_dir, "bg.kind": "sweep",
-                                               "mlflow.source.git.commit": git_commit() or ""}
-                          ) as parent:
+    with mlflow.start_run(
+        run_name=name,
+        tags={
+            "bg.sweep_dir": sweep_dir,
+            "bg.kind": "sweep",
+            "mlflow.source.git.commit": git_commit() or "",
+        },
+    ) as parent:
         return parent.info.run_id
 
 
@@ -127,8 +149,12 @@ def update_sweep_parent(parent_run_id: str, metric: str, value: float, trial: in
     client.log_metric(parent_run_id, f"best_{metric}", best, step=trial)
 
 
-def log_role_pyfunc(model_dir: Path, input_example: pd.DataFrame, output_example: pd.DataFrame,
-                    metadata: Mapping[str, object] | None = None) -> mlflow.models.model.ModelInfo:
+def log_role_pyfunc(
+    model_dir: Path,
+    input_example: pd.DataFrame,
+    output_example: pd.DataFrame,
+    metadata: Mapping[str, object] | None = None,
+) -> mlflow.models.model.ModelInfo:
     """Log the role model as an MLflow pyfunc (weights, tokenizer and labels as an artifact;
     this package's code shipped with it; pinned requirements; signature and example)."""
     import torch

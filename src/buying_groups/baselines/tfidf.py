@@ -19,12 +19,26 @@ from buying_groups.taxonomy import Catalog
 
 
 def _features() -> ColumnTransformer:
-    return ColumnTransformer([
-        ("title", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), min_df=2,
-                                  sublinear_tf=True, lowercase=True), "job_title"),
-        ("activity", TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True),
-         "activity_text"),
-    ])
+    return ColumnTransformer(
+        [
+            (
+                "title",
+                TfidfVectorizer(
+                    analyzer="char_wb",
+                    ngram_range=(2, 4),
+                    min_df=2,
+                    sublinear_tf=True,
+                    lowercase=True,
+                ),
+                "job_title",
+            ),
+            (
+                "activity",
+                TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True),
+                "activity_text",
+            ),
+        ]
+    )
 
 
 class TfidfBaseline:
@@ -39,8 +53,9 @@ class TfidfBaseline:
         self.models: dict[str, Pipeline] = {}
 
     def _pipeline(self) -> Pipeline:
-        return Pipeline([("tfidf", _features()),
-                         ("clf", LogisticRegression(C=self.C, max_iter=self.max_iter))])
+        return Pipeline(
+            [("tfidf", _features()), ("clf", LogisticRegression(C=self.C, max_iter=self.max_iter))]
+        )
 
     @staticmethod
     def _inputs(frame: pd.DataFrame) -> pd.DataFrame:
@@ -57,5 +72,7 @@ class TfidfBaseline:
 
     def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
         x = self._inputs(frame)
-        return pd.DataFrame({t: np.asarray(m.predict(x), dtype=object)
-                             for t, m in self.models.items()}, index=frame.index)
+        return pd.DataFrame(
+            {t: np.asarray(m.predict(x), dtype=object) for t, m in self.models.items()},
+            index=frame.index,
+        )

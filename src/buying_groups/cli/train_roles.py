@@ -25,7 +25,6 @@ from buying_groups.data.dataset import MANIFEST, load_dataset
 from buying_groups.data.examples import labelled_examples
 from buying_groups.data.io import read_json
 from buying_groups.data.validate import DataValidationError
-from buying_groups.evaluate import metrics_table
 from buying_groups.models.evaluation import evaluate_predictor
 from buying_groups.models.role_model import decode, predict_proba
 from buying_groups.models.train import train_role_model
@@ -46,8 +45,12 @@ def load_examples(cfg: DictConfig, catalog: Catalog) -> tuple[pd.DataFrame, dict
     if labels is None:
         raise SystemExit(f"{data_dir} has no labels/: training needs a labelled dataset")
     examples = labelled_examples(
-        tables, labels, catalog, as_of=tables["activities"]["timestamp"].max(),
-        max_events=cfg.data.max_events, split_fractions=tuple(cfg.split.fractions),
+        tables,
+        labels,
+        catalog,
+        as_of=tables["activities"]["timestamp"].max(),
+        max_events=cfg.data.max_events,
+        split_fractions=tuple(cfg.split.fractions),
         split_seed=cfg.split.seed,
     )
     if cfg.role_label_fraction < 1.0:
@@ -86,24 +89,34 @@ def run(cfg: DictConfig) -> float:
     train = cap(examples[examples["split"] == "train"], t.max_train_samples, cfg.seed)
     validation = cap(examples[examples["split"] == "validation"], t.max_eval_samples, cfg.seed)
     evaluation = pd.concat([validation, examples[examples["split"].isin(["test", "test_ood"])]])
-    evaluation = pd.concat([cap(g, t.max_eval_samples, cfg.seed)
-                            for _, g in evaluation.groupby("split")])
-    console.print(f"data: {manifest['name']}  train {len(train):,}  validation "
-                  f"{len(validation):,}  test+ood {len(evaluation) - len(validation):,}")
+    evaluation = pd.concat(
+        [cap(g, t.max_eval_samples, cfg.seed) for _, g in evaluation.groupby("split")]
+    )
+    console.print(
+        f"data: {manifest['name']}  train {len(train):,}  validation "
+        f"{len(validation):,}  test+ood {len(evaluation) - len(validation):,}"
+    )
     experiment_id = tracking.setup(cfg.tracking)
     parent, trial = sweep_context(experiment_id)
     context = {"cfg": cfg, "dataset_name": manifest["name"], "dataset_digest": manifest["digest"]}
     results: dict[str, dict[str, float]] = {}
 
     # -- the transformer -------------------------------------------------------------------------
-    with tracking.run("transformer", {"bg.kind": "role_model", "bg.model": "transformer"},
-                      parent_run_id=parent) as active:
+    with tracking.run(
+        "transformer", {"bg.kind": "role_model", "bg.model": "transformer"}, parent_run_id=parent
+    ) as active:
         tracking.log_context(**context, dataset_frame=train[INPUT_COLUMNS])
         output_dir = Path(cfg.output_dir)
         started = time.perf_counter()
         model, tokenizer, train_metrics = train_role_model(
-            train, validation, list(catalog.names), cfg.model, t,
-            output_dir / "checkpoints", cfg.seed, report_to=["mlflow"],
+            train,
+            validation,
+            list(catalog.names),
+            cfg.model,
+            t,
+            output_dir / "checkpoints",
+            cfg.seed,
+            report_to=["mlflow"],
         )
         train_seconds = time.perf_counter() - started
         model_dir = output_dir / "role_model"
@@ -115,18 +128,28 @@ def run(cfg: DictConfig) -> float:
         started = time.perf_counter()
         metrics, reports, figures = evaluate_predictor(predict, evaluation, catalog)
         eval_seconds = time.perf_counter() - started
-        metrics.update({"train_seconds": train_seconds,
-                        "train_examples_per_second": len(train) * float(t.epochs) / train_seconds,
-                        "eval_contacts_per_second": len(evaluation) / eval_seconds})
+        metrics.update(
+            {
+                "train_seconds": train_seconds,
+                "train_examples_per_second": len(train) * float(t.epochs) / train_seconds,
+                "eval_contacts_per_second": len(evaluation) / eval_seconds,
+            }
+        )
         tracking.log_metrics(metrics)
         tracking.log_json(reports, "reports/classification_reports.json")
         tracking.log_figures(figures)
         if cfg.tracking.log_model:
             example = evaluation[INPUT_COLUMNS].head(5).reset_index(drop=True)
             info = tracking.log_role_pyfunc(
-                model_dir, example, role_outputs(model, tokenizer, example),
-                metadata={"products": list(catalog.names), "dataset": manifest["name"],
-                          "dataset_digest": manifest["digest"], "variant": "fp32"},
+                model_dir,
+                example,
+                role_outputs(model, tokenizer, example),
+                metadata={
+                    "products": list(catalog.names),
+                    "dataset": manifest["name"],
+                    "dataset_digest": manifest["digest"],
+                    "variant": "fp32",
+                },
             )
             console.print(f"model: {info.model_uri}")
         results["transformer"] = metrics
@@ -134,8 +157,7 @@ def run(cfg: DictConfig) -> float:
 
     # -- baselines, same data, same metrics, own runs ------------------------------------------
     for name in cfg.baselines:
-        with tracking.run(name, {"bg.kind": "role_model", "bg.model": name},
-                          parent_run_id=parent):
+        with tracking.run(name, {"bg.kind": "role_model", "bg.model": name}, parent_run_id=parent):
             tracking.log_context(**context)
             baseline = RulesBaseline(catalog) if name == "rules" else TfidfBaseline(catalog)
             if name == "tfidf_logreg":
@@ -150,17 +172,21 @@ def run(cfg: DictConfig) -> float:
     rows = {}
     for name, m in results.items():
         for split in ("validation", "test", "test_ood"):
-            rows[f"{name} / {split}"] = {k.split("/", 1)[1]: v for k, v in m.items()
-                                         if k.startswith(f"{split}/")}
+            rows[f"{name} / {split}"] = {
+                k.split("/", 1)[1]: v for k, v in m.items() if k.startswith(f"{split}/")
+            }
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "model / split"
     print_frame(table, "role model vs baselines")
-    console.print(f"trained in {train_seconds:.0f}s; MLflow run {run_id} in "
-                  f"{tracking.default_tracking_hint()}")
+    console.print(
+        f"trained in {train_seconds:.0f}s; MLflow run {run_id} in "
+        f"{tracking.default_tracking_hint()}"
+    )
     objective = results["transformer"][cfg.optimized_metric]
     if parent is not None:
-        tracking.update_sweep_parent(parent, cfg.optimized_metric.replace("/", "_"), objective,
-                                     trial)
+        tracking.update_sweep_parent(
+            parent, cfg.optimized_metric.replace("/", "_"), objective, trial
+        )
     OmegaConf.save(cfg, Path(cfg.output_dir) / "train_roles_config.yaml", resolve=True)
     return float(objective)
 

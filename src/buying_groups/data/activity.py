@@ -57,9 +57,17 @@ def describe_events(events: pd.DataFrame) -> pd.Series:
     obj = np.where(is_page, asset, quoted)
     verb = np.char.replace(action.astype(str), "_", " ")
     # Actions without a telling asset name their product: "requested demo (data_platform)".
-    bare = np.isin(action, ["requested_demo", "started_trial", "requested_pricing",
-                            "invited_colleague", "met_sales", "logged_in"]) | (
-        (action == "attended") & workshop)
+    bare = np.isin(
+        action,
+        [
+            "requested_demo",
+            "started_trial",
+            "requested_pricing",
+            "invited_colleague",
+            "met_sales",
+            "logged_in",
+        ],
+    ) | ((action == "attended") & workshop)
     text = np.select(
         [
             bare & (action == "attended"),

@@ -17,9 +17,13 @@ Predictor = Callable[[pd.DataFrame], pd.DataFrame]
 EVAL_SPLITS = tuple(s for s in ROLE_SPLITS if s != "train")
 
 
-def evaluate_predictor(predict: Predictor, examples: pd.DataFrame, catalog: Catalog,
-                       splits: tuple[str, ...] = EVAL_SPLITS, figures: bool = True
-                       ) -> tuple[dict[str, float], dict[str, dict], dict[str, object]]:
+def evaluate_predictor(
+    predict: Predictor,
+    examples: pd.DataFrame,
+    catalog: Catalog,
+    splits: tuple[str, ...] = EVAL_SPLITS,
+    figures: bool = True,
+) -> tuple[dict[str, float], dict[str, dict], dict[str, object]]:
     """(flat metrics, per-class reports, confusion-matrix figures) on every split.
 
     Metrics: ``<split>/<head>_accuracy|macro_f1`` for each split and
@@ -47,9 +51,14 @@ def evaluate_predictor(predict: Predictor, examples: pd.DataFrame, catalog: Cata
             else:
                 yt, yp = t[head], p[head]
             reports[f"{split}/{head}"] = classification_report(
-                yt, yp, labels=[x for x in labels if x in set(yt) | set(yp)],
-                output_dict=True, zero_division=0)
+                yt,
+                yp,
+                labels=[x for x in labels if x in set(yt) | set(yp)],
+                output_dict=True,
+                zero_division=0,
+            )
             if figures and split in ("test", "test_ood"):
                 figs[f"plots/confusion_{split}_{head}.png"] = confusion_matrix_figure(
-                    yt, yp, labels, f"{head} - {split}")
+                    yt, yp, labels, f"{head} - {split}"
+                )
     return metrics, reports, figs

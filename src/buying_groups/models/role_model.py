@@ -130,8 +130,12 @@ class RoleModel(nn.Module):
         """A fresh model on a pretrained encoder (HF id or local directory)."""
         path = name_or_path or default_encoder_path()
         encoder = AutoModel.from_pretrained(path)
-        config = RoleModelConfig(products=list(products), encoder=encoder.config.to_dict(),
-                                 base_model=str(name_or_path or "all-MiniLM-L6-v2"), **kwargs)
+        config = RoleModelConfig(
+            products=list(products),
+            encoder=encoder.config.to_dict(),
+            base_model=str(name_or_path or "all-MiniLM-L6-v2"),
+            **kwargs,
+        )
         return cls(config, encoder)
 
     def forward(
@@ -164,8 +168,9 @@ class RoleModel(nn.Module):
         contact = torch.cat([pooled, f_in, s_in], dim=-1)
         n_products = self.product_embedding.num_embeddings
         products = self.product_embedding.weight.unsqueeze(0).expand(pooled.size(0), -1, -1)
-        pairs = torch.cat([contact.unsqueeze(1).expand(-1, n_products, -1), product_view,
-                           products], dim=-1)
+        pairs = torch.cat(
+            [contact.unsqueeze(1).expand(-1, n_products, -1), product_view, products], dim=-1
+        )
         out = {
             "function_logits": f_logits,
             "seniority_logits": s_logits,
@@ -176,16 +181,18 @@ class RoleModel(nn.Module):
             loss = ce(out["function_logits"], function_labels, ignore_index=IGNORE)
             loss = loss + ce(out["seniority_logits"], seniority_labels, ignore_index=IGNORE)
             if (role_labels != IGNORE).any():  # masked roles contribute nothing
-                loss = loss + ce(out["role_logits"].reshape(-1, len(self.config.roles)),
-                                 role_labels.reshape(-1), ignore_index=IGNORE,
-                                 weight=self.role_class_weights.to(hidden.dtype))
+                loss = loss + ce(
+                    out["role_logits"].reshape(-1, len(self.config.roles)),
+                    role_labels.reshape(-1),
+                    ignore_index=IGNORE,
+                    weight=self.role_class_weights.to(hidden.dtype),
+                )
             out["loss"] = loss
         return out
 
     def _force(self, probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         known = labels != IGNORE
-        use = known & (torch.rand(labels.shape, device=labels.device)
-                       < self.config.teacher_forcing)
+        use = known & (torch.rand(labels.shape, device=labels.device) < self.config.teacher_forcing)
         one_hot = nn.functional.one_hot(labels.clamp(min=0), probs.size(-1)).to(probs.dtype)
         return torch.where(use.unsqueeze(-1), one_hot, probs)
 
@@ -226,8 +233,7 @@ def clean_inputs(frame: pd.DataFrame) -> tuple[list[str], list[str]]:
             elif isinstance(v, str):
                 texts.append(v[:limit])
             else:
-                raise ValueError(f"column '{col}', row {i}: expected text, got "
-                                 f"{type(v).__name__}")
+                raise ValueError(f"column '{col}', row {i}: expected text, got {type(v).__name__}")
         out.append(texts)
     return out[0], out[1]
 
@@ -250,8 +256,9 @@ def predict_proba(
     codes, uniques = pd.factorize(pairs)
     u_titles = [t for t, _ in uniques]
     u_texts = [a for _, a in uniques]
-    enc = tokenizer(u_titles, u_texts, truncation="longest_first",
-                    max_length=model.config.max_length)
+    enc = tokenizer(
+        u_titles, u_texts, truncation="longest_first", max_length=model.config.max_length
+    )
     order = np.argsort([len(ids) for ids in enc["input_ids"]], kind="stable")
     n_u = len(uniques)
     cfg = model.config
@@ -260,8 +267,9 @@ def predict_proba(
     r = np.zeros((n_u, len(cfg.products), len(cfg.roles)), dtype=np.float32)
     for start in range(0, n_u, batch_size):
         idx = order[start : start + batch_size]
-        batch = tokenizer.pad({k: [enc[k][i] for i in idx] for k in enc.keys()},
-                              return_tensors="pt")
+        batch = tokenizer.pad(
+            {k: [enc[k][i] for i in idx] for k in enc}, return_tensors="pt"
+        )
         out = model(**batch)
         f[idx] = out["function_logits"].float().softmax(-1).numpy()
         s[idx] = out["seniority_logits"].float().softmax(-1).numpy()

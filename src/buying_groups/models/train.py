@@ -15,13 +15,13 @@ import numpy as np
 import pandas as pd
 import torch
 from transformers import (
+    AutoTokenizer,
     EarlyStoppingCallback,
     PreTrainedTokenizerBase,
     Trainer,
     TrainingArguments,
     set_seed,
 )
-from transformers import AutoTokenizer
 
 from buying_groups.evaluate import head_metrics
 from buying_groups.models.role_model import IGNORE, RoleModel, clean_inputs, default_encoder_path
@@ -33,8 +33,9 @@ TOKEN_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 class RoleDataset(torch.utils.data.Dataset):
     """Tokenised contacts with their (possibly missing) labels."""
 
-    def __init__(self, frame: pd.DataFrame, tokenizer: PreTrainedTokenizerBase,
-                 model: RoleModel) -> None:
+    def __init__(
+        self, frame: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, model: RoleModel
+    ) -> None:
         cfg = model.config
         titles, texts = clean_inputs(frame)
         self.enc = tokenizer(titles, texts, truncation="longest_first", max_length=cfg.max_length)
@@ -102,8 +103,9 @@ def bf16_supported() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def training_arguments(tcfg: Mapping, output_dir: Path, seed: int, report_to: list[str],
-                       run_name: str | None = None) -> TrainingArguments:
+def training_arguments(
+    tcfg: Mapping, output_dir: Path, seed: int, report_to: list[str], run_name: str | None = None
+) -> TrainingArguments:
     """TrainingArguments from the ``trainer`` config group."""
     bf16 = tcfg["bf16"]
     if bf16 == "auto":
@@ -164,11 +166,14 @@ def optimizer(model: RoleModel, tcfg: Mapping) -> torch.optim.Optimizer:
         else:
             decay.append(p)
     wd = float(tcfg["weight_decay"])
-    return torch.optim.AdamW([
-        {"params": decay, "lr": lr, "weight_decay": wd},
-        {"params": no_decay, "lr": lr, "weight_decay": 0.0},
-        {"params": heads, "lr": head_lr, "weight_decay": wd},
-    ], lr=lr)
+    return torch.optim.AdamW(
+        [
+            {"params": decay, "lr": lr, "weight_decay": wd},
+            {"params": no_decay, "lr": lr, "weight_decay": 0.0},
+            {"params": heads, "lr": head_lr, "weight_decay": wd},
+        ],
+        lr=lr,
+    )
 
 
 def train_role_model(
@@ -188,7 +193,8 @@ def train_role_model(
     name = model_cfg.get("name_or_path") or default_encoder_path()
     tokenizer = AutoTokenizer.from_pretrained(name)
     model = RoleModel.from_encoder(
-        model_cfg.get("name_or_path"), products,
+        model_cfg.get("name_or_path"),
+        products,
         max_length=int(model_cfg["max_length"]),
         product_embedding_dim=int(model_cfg["product_embedding_dim"]),
         dropout=float(model_cfg["dropout"]),
@@ -196,8 +202,11 @@ def train_role_model(
         teacher_forcing=float(model_cfg.get("teacher_forcing") or 0.0),
     )
     train_ds = RoleDataset(train, tokenizer, model)
-    model.role_class_weights.copy_(role_class_weights(train_ds.role, len(model.config.roles),
-                                                      float(trainer_cfg["role_weight_power"])))
+    model.role_class_weights.copy_(
+        role_class_weights(
+            train_ds.role, len(model.config.roles), float(trainer_cfg["role_weight_power"])
+        )
+    )
     args = training_arguments(trainer_cfg, output_dir, seed, report_to or [], run_name)
     trainer = Trainer(
         model=model,
