@@ -8,7 +8,6 @@ models. Sweeps (Hydra multirun) get one parent run with every trial nested under
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -198,7 +197,3 @@ def default_tracking_hint() -> str:
     """Where the runs are, in words a user can act on."""
     uri = mlflow.get_tracking_uri()
     return f"{uri}  (browse: mlflow ui --backend-store-uri {uri})" if "://" in uri else uri
-
-
-def environment_uri() -> str | None:
-    return os.environ.get("MLFLOW_TRACKING_URI")

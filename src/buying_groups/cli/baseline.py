@@ -8,13 +8,11 @@ from omegaconf import DictConfig
 
 from buying_groups.baselines.rules import RulesBaseline
 from buying_groups.cli import generate as generate_cli
-from buying_groups.cli.common import console, exit_on_data_error, print_frame
+from buying_groups.cli.common import console, load_labelled_examples, print_frame
 from buying_groups.config import catalog_from, hydra_entry
-from buying_groups.data.dataset import MANIFEST, load_dataset
-from buying_groups.data.examples import labelled_examples
+from buying_groups.data.dataset import MANIFEST
 from buying_groups.data.io import write_json
 from buying_groups.data.splits import ROLE_SPLITS
-from buying_groups.data.validate import DataValidationError
 from buying_groups.evaluate import evaluate_predictions, metrics_table
 
 
@@ -29,24 +27,7 @@ def ensure_dataset(cfg: DictConfig, regenerate: bool = False) -> Path:
 def rules_report(cfg: DictConfig) -> dict[str, float]:
     """Rules-baseline metrics on every role split and language of a labelled dataset."""
     catalog = catalog_from(cfg)
-    try:
-        tables, labels = load_dataset(Path(cfg.data_dir), catalog)
-    except DataValidationError as exc:
-        exit_on_data_error(exc)
-    if labels is None:
-        raise SystemExit(
-            f"{cfg.data_dir} has no labels/ (ground truth): the baseline report "
-            "needs a generated dataset"
-        )
-    examples = labelled_examples(
-        tables,
-        labels,
-        catalog,
-        as_of=tables["activities"]["timestamp"].max(),
-        max_events=cfg.data.max_events,
-        split_fractions=tuple(cfg.split.fractions),
-        split_seed=cfg.split.seed,
-    )
+    examples = load_labelled_examples(cfg, catalog, "the baseline report")
     pred = RulesBaseline(catalog).predict(examples)
     metrics = evaluate_predictions(examples, pred, catalog.names, groups=ROLE_SPLITS)
     by_lang = evaluate_predictions(examples, pred, catalog.names, group_col="language")

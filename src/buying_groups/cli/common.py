@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pandas as pd
+from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
+from buying_groups.data.dataset import load_dataset
+from buying_groups.data.examples import labelled_examples
 from buying_groups.data.validate import DataValidationError, Problem
+from buying_groups.taxonomy import Catalog
 
 # Piped output (CI logs, files) gets a readable width instead of rich's default 80.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
@@ -46,3 +51,25 @@ def print_mapping(values: dict, title: str) -> None:
     for k, v in values.items():
         table.add_row(str(k), f"{v:.3f}" if isinstance(v, float) else str(v))
     console.print(table)
+
+
+def load_labelled_examples(cfg: DictConfig, catalog: Catalog, purpose: str) -> pd.DataFrame:
+    """The labelled contacts of ``cfg.data_dir`` with their splits, as of the export date;
+    input errors and a missing ground truth end the command with a clear message."""
+    try:
+        tables, labels = load_dataset(Path(cfg.data_dir), catalog)
+    except DataValidationError as exc:
+        exit_on_data_error(exc)
+    if labels is None:
+        raise SystemExit(
+            f"{cfg.data_dir} has no labels/ (ground truth): {purpose} needs a generated dataset"
+        )
+    return labelled_examples(
+        tables,
+        labels,
+        catalog,
+        as_of=tables["activities"]["timestamp"].max(),
+        max_events=cfg.data.max_events,
+        split_fractions=tuple(cfg.split.fractions),
+        split_seed=cfg.split.seed,
+    )

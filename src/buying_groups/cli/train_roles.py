@@ -19,12 +19,10 @@ from buying_groups import tracking
 from buying_groups.baselines.rules import RulesBaseline
 from buying_groups.baselines.tfidf import TfidfBaseline
 from buying_groups.cli.baseline import ensure_dataset
-from buying_groups.cli.common import console, exit_on_data_error, print_frame
+from buying_groups.cli.common import console, load_labelled_examples, print_frame
 from buying_groups.config import catalog_from, hydra_entry
-from buying_groups.data.dataset import MANIFEST, load_dataset
-from buying_groups.data.examples import labelled_examples
+from buying_groups.data.dataset import MANIFEST
 from buying_groups.data.io import read_json
-from buying_groups.data.validate import DataValidationError
 from buying_groups.models.evaluation import evaluate_predictor
 from buying_groups.models.role_model import decode, predict_proba
 from buying_groups.models.train import train_role_model
@@ -37,29 +35,14 @@ INPUT_COLUMNS = ["job_title", "activity_text"]
 
 def load_examples(cfg: DictConfig, catalog: Catalog) -> tuple[pd.DataFrame, dict]:
     """Labelled contacts with their split; role labels thinned to ``role_label_fraction``."""
-    data_dir = Path(cfg.data_dir)
-    try:
-        tables, labels = load_dataset(data_dir, catalog)
-    except DataValidationError as exc:
-        exit_on_data_error(exc)
-    if labels is None:
-        raise SystemExit(f"{data_dir} has no labels/: training needs a labelled dataset")
-    examples = labelled_examples(
-        tables,
-        labels,
-        catalog,
-        as_of=tables["activities"]["timestamp"].max(),
-        max_events=cfg.data.max_events,
-        split_fractions=tuple(cfg.split.fractions),
-        split_seed=cfg.split.seed,
-    )
+    examples = load_labelled_examples(cfg, catalog, "training")
     if cfg.role_label_fraction < 1.0:
         rng = np.random.default_rng(cfg.seed)
         train = (examples["split"] == "train").to_numpy()
         for p in catalog.names:
             drop = train & (rng.random(len(examples)) >= cfg.role_label_fraction)
             examples.loc[drop, f"role_{p}"] = None
-    return examples, read_json(data_dir / MANIFEST)
+    return examples, read_json(Path(cfg.data_dir) / MANIFEST)
 
 
 def cap(frame: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:

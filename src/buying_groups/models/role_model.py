@@ -267,9 +267,7 @@ def predict_proba(
     r = np.zeros((n_u, len(cfg.products), len(cfg.roles)), dtype=np.float32)
     for start in range(0, n_u, batch_size):
         idx = order[start : start + batch_size]
-        batch = tokenizer.pad(
-            {k: [enc[k][i] for i in idx] for k in enc}, return_tensors="pt"
-        )
+        batch = tokenizer.pad({k: [enc[k][i] for i in idx] for k in enc}, return_tensors="pt")
         out = model(**batch)
         f[idx] = out["function_logits"].float().softmax(-1).numpy()
         s[idx] = out["seniority_logits"].float().softmax(-1).numpy()

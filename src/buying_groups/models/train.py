@@ -6,7 +6,6 @@ Core functions only: they take data and settings and return models and numbers. 
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,6 @@ from transformers import (
 from buying_groups.evaluate import head_metrics
 from buying_groups.models.role_model import IGNORE, RoleModel, clean_inputs, default_encoder_path
 
-log = logging.getLogger(__name__)
 TOKEN_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 
 
