@@ -44,6 +44,17 @@ def _train(tmp_path, tiny_dir, tiny_bert_dir, *extra):
     return uri, proc
 
 
+def _logged_model_uri(uri: str) -> str:
+    """The model logged by the transformer run in the store at ``uri``."""
+    mlflow.set_tracking_uri(uri)
+    run = mlflow.search_runs(
+        experiment_names=["buying-groups-roles"], filter_string="tags.`bg.model` = 'transformer'"
+    ).iloc[0]
+    return mlflow.search_logged_models(experiment_ids=[run["experiment_id"]], output_format="list")[
+        0
+    ].model_uri
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_dir, tiny_bert_dir):
     tmp = tmp_path_factory.mktemp("train")
@@ -87,13 +98,7 @@ def test_three_comparable_runs(trained):
 
 def test_pyfunc_in_a_fresh_process_matches_the_model(trained, tiny_dir):
     tmp, uri, _ = trained
-    mlflow.set_tracking_uri(uri)
-    run = mlflow.search_runs(
-        experiment_names=["buying-groups-roles"], filter_string="tags.`bg.model` = 'transformer'"
-    ).iloc[0]
-    model_uri = mlflow.search_logged_models(
-        experiment_ids=[run["experiment_id"]], output_format="list"
-    )[0].model_uri
+    model_uri = _logged_model_uri(uri)
     sample = pd.DataFrame(
         {
             "job_title": ["VP Procurement", "", "Leiter Einkauf", "x" * 100_000],
@@ -127,13 +132,7 @@ def test_pyfunc_in_a_fresh_process_matches_the_model(trained, tiny_dir):
 
 def test_pyfunc_bad_input_gets_a_clear_error(trained):
     tmp, uri, _ = trained
-    mlflow.set_tracking_uri(uri)
-    run = mlflow.search_runs(
-        experiment_names=["buying-groups-roles"], filter_string="tags.`bg.model` = 'transformer'"
-    ).iloc[0]
-    model_uri = mlflow.search_logged_models(
-        experiment_ids=[run["experiment_id"]], output_format="list"
-    )[0].model_uri
+    model_uri = _logged_model_uri(uri)
     m = mlflow.pyfunc.load_model(model_uri)
     with pytest.raises(mlflow.exceptions.MlflowException, match="activity_text"):
         m.predict(pd.DataFrame({"job_title": ["CTO"]}))
