@@ -91,7 +91,7 @@ def run(cfg: DictConfig) -> float:
         tracking.log_context(**context, dataset_frame=train[INPUT_COLUMNS])
         output_dir = Path(cfg.output_dir)
         started = time.perf_counter()
-        model, tokenizer, train_metrics = train_role_model(
+        model, tokenizer, _ = train_role_model(
             train,
             validation,
             list(catalog.names),

@@ -434,15 +434,14 @@ def _committees(
 EVENT_COLUMNS = ["contact_id", "timestamp", "channel", "action", "asset", "topic"]
 
 
-def _asset_event(kind: str, asset: str) -> tuple[str, str]:
-    """(channel, action) for engaging with one asset of a kind."""
-    return {
-        "page": ("web", "visited"),
-        "document": ("web", "downloaded"),
-        "webinar": ("event", "attended"),
-        "email": ("email", "opened"),
-        "workshop": ("event", "attended"),
-    }[kind]
+# (channel, action) for engaging with one asset of a kind.
+ASSET_EVENT = {
+    "page": ("web", "visited"),
+    "document": ("web", "downloaded"),
+    "webinar": ("event", "attended"),
+    "email": ("email", "opened"),
+    "workshop": ("event", "attended"),
+}
 
 
 def _advocacy_event(kind: str, product: str) -> tuple[str, str, str]:
@@ -506,13 +505,13 @@ def _background_events(
             else:
                 k = ("document", "webinar", "page")[rng.integers(3)]
                 asset = assets[k][rng.integers(len(assets[k]))]
-                ch, ac = _asset_event(k, asset)
+                ch, ac = ASSET_EVENT[k]
             rows_channel[i], rows_action[i], rows_asset[i], rows_topic[i] = ch, ac, asset, p
             continue
         if r < 0.42:
             k = general_kinds[rng.integers(len(general_kinds))]
             asset = vocab.GENERAL_ASSETS[k][rng.integers(len(vocab.GENERAL_ASSETS[k]))]
-            ch, ac = _asset_event(k, asset)
+            ch, ac = ASSET_EVENT[k]
             if k == "email" and rng.random() < 0.3:
                 ac = "clicked"
         elif r < 0.74:
@@ -528,7 +527,7 @@ def _background_events(
             k = ("page", "email")[rng.integers(2)]
             assets = catalog[p].assets[k]
             asset = assets[rng.integers(len(assets))]
-            ch, ac = _asset_event(k, asset)
+            ch, ac = ASSET_EVENT[k]
             rows_topic[i] = p
         rows_channel[i], rows_action[i], rows_asset[i] = ch, ac, asset
     return pd.DataFrame(
@@ -598,7 +597,7 @@ def _committee_events(
                 ch, ac = ("web", "visited") if asset.startswith("/") else ("web", "downloaded")
             else:
                 asset = assets[k][rng.integers(len(assets[k]))]
-                ch, ac = _asset_event(k, asset)
+                ch, ac = ASSET_EVENT[k]
                 if k == "webinar" and rng.random() < 0.5:  # registered first, then attended
                     out.append(
                         (

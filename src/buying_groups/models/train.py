@@ -186,7 +186,7 @@ def train_role_model(
     run_name: str | None = None,
 ) -> tuple[RoleModel, PreTrainedTokenizerBase, dict]:
     """Fine-tune on ``train`` with early stopping on ``validation``; returns the best model,
-    its tokenizer and the Trainer's train/eval metrics."""
+    its tokenizer and the Trainer's training metrics."""
     set_seed(seed)
     name = model_cfg.get("name_or_path") or default_encoder_path()
     tokenizer = AutoTokenizer.from_pretrained(name)
@@ -218,7 +218,8 @@ def train_role_model(
     )
     resume = trainer_cfg.get("resume_from_checkpoint")
     result = trainer.train(resume_from_checkpoint=resume if resume else None)
+    # The best checkpoint's validation metrics were logged at its epoch; the caller
+    # evaluates the final model on every split, so no extra evaluation pass here.
     metrics = dict(result.metrics)
-    metrics.update(trainer.evaluate())
     model.eval()
     return model, tokenizer, metrics
