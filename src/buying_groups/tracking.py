@@ -148,6 +148,41 @@ def update_sweep_parent(parent_run_id: str, metric: str, value: float, trial: in
     client.log_metric(parent_run_id, f"best_{metric}", best, step=trial)
 
 
+def _pin(*packages: str) -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{p}=={version(p).split('+')[0]}" for p in packages]
+
+
+def _log_pyfunc(
+    name: str,
+    python_model: mlflow.pyfunc.PythonModel,
+    artifacts: Mapping[str, str],
+    input_example: pd.DataFrame,
+    output_example: pd.DataFrame,
+    requirements: list[str],
+    metadata: Mapping[str, object] | None,
+) -> mlflow.models.model.ModelInfo:
+    """Log a pyfunc with this package's code, pinned requirements, signature and example."""
+    import buying_groups
+
+    signature = mlflow.models.infer_signature(input_example, output_example)
+    with tempfile.TemporaryDirectory() as tmp:
+        # Ship the package without its bytecode caches.
+        code = Path(tmp) / "buying_groups"
+        _copy_package(Path(buying_groups.__file__).parent, code)
+        return mlflow.pyfunc.log_model(
+            name=name,
+            python_model=python_model,
+            artifacts=dict(artifacts),
+            code_paths=[str(code)],
+            signature=signature,
+            input_example=input_example,
+            pip_requirements=requirements,
+            metadata=dict(metadata or {}),
+        )
+
+
 def log_role_pyfunc(
     model_dir: Path,
     input_example: pd.DataFrame,
@@ -156,35 +191,67 @@ def log_role_pyfunc(
 ) -> mlflow.models.model.ModelInfo:
     """Log the role model as an MLflow pyfunc (weights, tokenizer and labels as an artifact;
     this package's code shipped with it; pinned requirements; signature and example)."""
-    import torch
-    import transformers
-
-    import buying_groups
     from buying_groups.serving.role_pyfunc import RoleModelPyfunc
 
-    signature = mlflow.models.infer_signature(input_example, output_example)
-    requirements = [
-        f"mlflow=={mlflow.__version__}",
-        f"torch=={torch.__version__.split('+')[0]}",
-        f"transformers=={transformers.__version__}",
-        f"pandas=={pd.__version__}",
-        f"safetensors=={__import__('safetensors').__version__}",
-        f"tokenizers=={__import__('tokenizers').__version__}",
-    ]
-    with tempfile.TemporaryDirectory() as tmp:
-        # Ship the package without its bytecode caches.
-        code = Path(tmp) / "buying_groups"
-        _copy_package(Path(buying_groups.__file__).parent, code)
-        return mlflow.pyfunc.log_model(
-            name="role_model",
-            python_model=RoleModelPyfunc(),
-            artifacts={"role_model": str(model_dir)},
-            code_paths=[str(code)],
-            signature=signature,
-            input_example=input_example,
-            pip_requirements=requirements,
-            metadata=dict(metadata or {}),
+    return _log_pyfunc(
+        "role_model",
+        RoleModelPyfunc(),
+        {"role_model": str(model_dir)},
+        input_example,
+        output_example,
+        _pin("mlflow", "torch", "transformers", "pandas", "safetensors", "tokenizers"),
+        metadata,
+    )
+
+
+def log_qualifier_pyfunc(
+    qualifier_file: Path,
+    input_example: pd.DataFrame,
+    output_example: pd.DataFrame,
+    metadata: Mapping[str, object] | None = None,
+) -> mlflow.models.model.ModelInfo:
+    """Log the qualifier (group-state table in; score, flag and reasons out) as a pyfunc."""
+    from buying_groups.serving.qualifier_pyfunc import QualifierPyfunc
+
+    return _log_pyfunc(
+        "qualifier",
+        QualifierPyfunc(),
+        {"qualifier": str(qualifier_file)},
+        input_example,
+        output_example,
+        _pin("mlflow", "scikit-learn", "pandas", "numpy", "shap", "joblib"),
+        metadata,
+    )
+
+
+def find_role_model(experiment_name: str, dataset_name: str | None = None) -> tuple[str, str]:
+    """(run id, model URI) of the newest finished role-model run that logged its model,
+    preferring runs trained on ``dataset_name``."""
+    experiment = mlflow.get_experiment_by_name(experiment_name)
+    runs = (
+        mlflow.search_runs(
+            [experiment.experiment_id],
+            filter_string="tags.`bg.model` = 'transformer' and attributes.status = 'FINISHED'",
+            order_by=["attributes.start_time DESC"],
+            output_format="list",
         )
+        if experiment
+        else []
+    )
+    runs.sort(key=lambda r: r.data.tags.get("dataset.name") != dataset_name)  # stable
+    for run in runs:
+        models = mlflow.search_logged_models(
+            experiment_ids=[experiment.experiment_id],
+            filter_string=f"source_run_id = '{run.info.run_id}'",
+            output_format="list",
+        )
+        if models:
+            return run.info.run_id, models[0].model_uri
+    raise SystemExit(
+        f"no logged role model in MLflow experiment {experiment_name!r} at "
+        f"{mlflow.get_tracking_uri()}: run bg-train-roles first, pass roles.model_uri=<uri>, "
+        "or use roles.source=rules"
+    )
 
 
 def _copy_package(src: Path, dst: Path) -> None:

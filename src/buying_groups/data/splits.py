@@ -46,6 +46,13 @@ def role_splits(
     return contacts["account_id"].map(split).rename("split")
 
 
+def account_holdout(account_ids: pd.Series, fraction: float, seed: int = 0) -> np.ndarray:
+    """True for the accounts (a stable ``fraction`` of them) held out for validation."""
+    accounts = pd.Series(account_ids.unique())
+    held = pd.Series(_unit_hash(accounts, seed + 1) < fraction, index=accounts.to_numpy())
+    return account_ids.map(held).to_numpy(dtype=bool)
+
+
 def snapshot_dates(
     start: pd.Timestamp | str,
     end: pd.Timestamp | str,

@@ -1,0 +1,132 @@
+"""QBG against MQL and MQA on the same snapshots: tables at equal flagged volume, PR curves,
+a lift chart, journey stages and their transitions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import average_precision_score, precision_recall_curve
+
+STAGES = ("none", "identified", "engaged", "qualified", "opportunity", "won", "lost")
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """A boolean mask of the ``k`` highest scores (ties broken by position: deterministic)."""
+    order = np.argsort(-np.asarray(scores, dtype=float), kind="stable")
+    mask = np.zeros(len(order), dtype=bool)
+    mask[order[:k]] = True
+    return mask
+
+
+def flag_metrics(labels: np.ndarray, flagged: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    labels = np.asarray(labels, dtype=int)
+    flagged = np.asarray(flagged, dtype=bool)
+    tp = int((labels & flagged).sum())
+    base = labels.mean() if len(labels) else float("nan")
+    precision = tp / flagged.sum() if flagged.sum() else 0.0
+    return {
+        "flagged": int(flagged.sum()),
+        "precision": precision,
+        "recall": tp / labels.sum() if labels.sum() else float("nan"),
+        "pr_auc": float(average_precision_score(labels, scores)) if labels.any() else float("nan"),
+        "lift": precision / base if base else float("nan"),
+        "base_rate": float(base),
+    }
+
+
+def comparison_table(
+    frame: pd.DataFrame, scores: Mapping[str, str], k: int, own_flags: Mapping[str, str]
+) -> pd.DataFrame:
+    """One row per method: at equal volume (its top ``k``) and at its own threshold."""
+    rows = {}
+    labels = frame["label"].to_numpy()
+    for name, col in scores.items():
+        s = frame[col].to_numpy(float)
+        equal = flag_metrics(labels, top_k(s, k), s)
+        own = flag_metrics(labels, frame[own_flags[name]].to_numpy(bool), s)
+        rows[name] = {
+            **equal,
+            "own_threshold_flagged": own["flagged"],
+            "own_threshold_precision": own["precision"],
+            "own_threshold_recall": own["recall"],
+        }
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "method"
+    return table
+
+
+def pr_curve_figure(frame: pd.DataFrame, scores: Mapping[str, str], title: str):  # noqa: ANN201
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    y = frame["label"].to_numpy()
+    for name, col in scores.items():
+        p, r, _ = precision_recall_curve(y, frame[col].to_numpy(float))
+        ap = average_precision_score(y, frame[col].to_numpy(float))
+        ax.plot(r, p, label=f"{name} (PR-AUC {ap:.3f})")
+    ax.axhline(y.mean(), color="grey", ls=":", label=f"base rate {y.mean():.3f}")
+    ax.set(xlabel="recall", ylabel="precision", title=title, xlim=(0, 1), ylim=(0, 1))
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def lift_figure(frame: pd.DataFrame, scores: Mapping[str, str], k: int, title: str):  # noqa: ANN201
+    """Cumulative lift over the base rate against the number of flagged groups."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    y = frame["label"].to_numpy()
+    n = np.arange(1, len(y) + 1)
+    for name, col in scores.items():
+        order = np.argsort(-frame[col].to_numpy(float), kind="stable")
+        lift = (np.cumsum(y[order]) / n) / y.mean()
+        ax.plot(n, lift, label=name)
+    ax.axvline(k, color="grey", ls=":", label=f"QBG volume ({k})")
+    ax.axhline(1, color="black", lw=0.5)
+    ax.set(xscale="log", xlabel="groups flagged (highest score first)", ylabel="lift", title=title)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def journey_stages(groups: pd.DataFrame, qualified: np.ndarray) -> pd.Series:
+    """Stage of each group at its snapshot; later stages win.
+
+    ``won``/``lost``: the pair's last opportunity closed within the past 90 days;
+    ``opportunity``: one is open; ``qualified``: QBG; ``engaged``: 2+ members active in
+    30 days; ``identified``: has members; ``none``: no member yet.
+    """
+    recent_close = groups["days_since_closed"].to_numpy() <= 90
+    outcome = groups["last_outcome"].to_numpy()
+    stage = np.select(
+        [
+            groups["open_opportunity"].to_numpy(bool),
+            recent_close & (outcome == "won"),
+            recent_close & (outcome == "lost"),
+            np.asarray(qualified, dtype=bool),
+            groups["engaged_members"].to_numpy() >= 2,
+            groups["members"].to_numpy() > 0,
+        ],
+        ["opportunity", "won", "lost", "qualified", "engaged", "identified"],
+        "none",
+    )
+    return pd.Series(stage, index=groups.index, name="stage")
+
+
+def stage_transitions(groups: pd.DataFrame) -> pd.DataFrame:
+    """Counts of stage at one snapshot (rows) -> stage at the next (columns), per group."""
+    g = groups.sort_values(["account_id", "product", "snapshot"])
+    nxt = g.groupby(["account_id", "product"])["stage"].shift(-1)
+    pairs = pd.DataFrame({"from": g["stage"], "to": nxt}).dropna()
+    table = pd.crosstab(pairs["from"], pairs["to"])
+    order = [s for s in STAGES if s in table.index or s in table.columns]
+    return table.reindex(index=order, columns=order, fill_value=0)

@@ -1,0 +1,326 @@
+"""Buying groups (account x product) and their state at snapshot dates.
+
+Members come from *predicted* roles (the role model's output, so its mistakes count); the
+group's state at a date ``t`` uses only what was known at ``t``: activities at or before
+``t``, opportunities created at or before ``t`` and closed at or before ``t``. Everything is
+vectorised over integer codes (no Python loop over activities), one pass per snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from buying_groups.data.activity import advocacy_kind
+from buying_groups.data.validate import CHANNELS
+from buying_groups.taxonomy import ADVOCACY_KINDS, CHAMPION_MIN_ADVOCACY, ROLES, Catalog
+
+MEMBER_ROLES: tuple[str, ...] = tuple(r for r in ROLES if r != "none")
+HIGH_INTENT_ACTIONS: tuple[str, ...] = (
+    "requested_demo",
+    "requested_pricing",
+    "started_trial",
+    "met_sales",
+)
+ENGAGED_DAYS = 30
+LONG_DAYS = 90
+RECENCY_CAP_DAYS = 365
+KEYS = ["snapshot", "account_id", "product"]
+
+# A role predictor maps model inputs (job_title, activity_text) to the role model's decoded
+# output: role_<product> and, optionally, role_<product>_probs (full probability vectors).
+RolePredictor = Callable[[pd.DataFrame], pd.DataFrame]
+
+
+def predict_contact_roles(
+    predict: RolePredictor, contacts: pd.DataFrame, catalog: Catalog
+) -> pd.DataFrame:
+    """Persona and per-product role of every contact, from its job title.
+
+    One row per (contact, product): ``contact_id, account_id, product, function, seniority,
+    role, role_proba`` and ``p_<role>`` for every role. Titles are scored once each (many
+    contacts share a title). The role model reads the title with an empty activity text:
+    activity enters the groups through their time-stamped engagement features instead, so
+    a contact's membership needs one model pass, not one per snapshot.
+    """
+    titles = contacts["job_title"].fillna("").astype(str)
+    unique = pd.DataFrame({"job_title": titles.unique(), "activity_text": ""})
+    pred = predict(unique).reset_index(drop=True)
+    codes = pd.Index(unique["job_title"]).get_indexer(titles)
+    frames = []
+    for product in catalog.names:
+        role = pred[f"role_{product}"].to_numpy()[codes]
+        probs_col = f"role_{product}_probs"
+        if probs_col in pred:
+            probs = np.stack(pred[probs_col].to_numpy())[codes]
+        else:  # a predictor without probabilities (the rules): its answer is certain
+            probs = (np.array(ROLES)[None, :] == role[:, None]).astype(float)
+        frame = pd.DataFrame(
+            {
+                "contact_id": contacts["contact_id"].to_numpy(),
+                "account_id": contacts["account_id"].to_numpy(),
+                "product": product,
+                "function": pred["function"].to_numpy()[codes],
+                "seniority": pred["seniority"].to_numpy()[codes],
+                "role": role,
+                "role_proba": probs[np.arange(len(role)), pd.Index(ROLES).get_indexer(role)],
+            }
+        )
+        for j, r in enumerate(ROLES):
+            frame[f"p_{r}"] = probs[:, j]
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+@dataclass
+class _Codes:
+    """Integer codes shared by every snapshot."""
+
+    accounts: pd.Index
+    contacts: pd.Index
+    products: tuple[str, ...]
+    ev_ts: np.ndarray  # int64 ns, ascending
+    ev_contact: np.ndarray
+    ev_account: np.ndarray
+    ev_topic: np.ndarray  # product index, -1 for general
+    ev_channel: np.ndarray
+    ev_intent: np.ndarray  # bool
+    ev_adv: np.ndarray  # advocacy kind index, -1 for none
+    contact_account: np.ndarray
+    member_role: np.ndarray  # (contacts, products) role index, -1 for none
+
+
+def _codes(
+    accounts: pd.DataFrame,
+    contacts: pd.DataFrame,
+    activities: pd.DataFrame,
+    contact_roles: pd.DataFrame,
+    catalog: Catalog,
+) -> _Codes:
+    acc = pd.Index(accounts["account_id"])
+    con = pd.Index(contacts["contact_id"])
+    products = tuple(catalog.names)
+    ev = activities.sort_values(["timestamp", "activity_id"], kind="stable")
+    contact_account = acc.get_indexer(contacts["account_id"])
+    ev_contact = con.get_indexer(ev["contact_id"])
+    if (ev_contact < 0).any():
+        raise ValueError("activities reference contacts that are not in the contacts table")
+    kind = advocacy_kind(ev)
+    member_role = np.full((len(con), len(products)), -1, dtype=np.int8)
+    cr = contact_roles[contact_roles["role"] != "none"]
+    member_role[
+        con.get_indexer(cr["contact_id"]), pd.Index(products).get_indexer(cr["product"])
+    ] = pd.Index(MEMBER_ROLES).get_indexer(cr["role"])
+    return _Codes(
+        accounts=acc,
+        contacts=con,
+        products=products,
+        ev_ts=ev["timestamp"].to_numpy("datetime64[ns]").astype(np.int64),
+        ev_contact=ev_contact,
+        ev_account=contact_account[ev_contact],
+        ev_topic=pd.Index(products).get_indexer(ev["topic"]),
+        ev_channel=pd.Index(CHANNELS).get_indexer(ev["channel"]),
+        ev_intent=ev["action"].isin(HIGH_INTENT_ACTIONS).to_numpy(),
+        ev_adv=pd.Index(ADVOCACY_KINDS).get_indexer(kind.fillna("")),
+        contact_account=contact_account,
+        member_role=member_role,
+    )
+
+
+def _window(c: _Codes, t: pd.Timestamp, days: int) -> slice:
+    hi = np.searchsorted(c.ev_ts, t.value, side="right")
+    lo = np.searchsorted(c.ev_ts, (t - pd.Timedelta(days=days)).value, side="right")
+    return slice(lo, hi)
+
+
+def _count(index: np.ndarray, size: int, weights: np.ndarray | None = None) -> np.ndarray:
+    return np.bincount(index, weights=weights, minlength=size).astype(float)
+
+
+def _snapshot_state(c: _Codes, t: pd.Timestamp) -> dict[str, np.ndarray]:
+    """Features of every (account, product) at ``t`` as (accounts, products) arrays."""
+    n_a, n_p, n_c = len(c.accounts), len(c.products), len(c.contacts)
+    ap = n_a * n_p
+    short, long_ = _window(c, t, ENGAGED_DAYS), _window(c, t, LONG_DAYS)
+    recent = _window(c, t, RECENCY_CAP_DAYS)
+    out: dict[str, np.ndarray] = {}
+
+    # Who is engaged (any activity in 30 days) and who touched the product's topic.
+    active = _count(c.ev_contact[short], n_c) > 0
+    on_topic = c.ev_topic[short] >= 0
+    topic_key = c.ev_contact[short][on_topic] * n_p + c.ev_topic[short][on_topic]
+    active_topic = (_count(topic_key, n_c * n_p) > 0).reshape(n_c, n_p)
+
+    # Members and engaged members by role.
+    ci, pj = np.nonzero(c.member_role >= 0)
+    r = c.member_role[ci, pj].astype(int)
+    a = c.contact_account[ci]
+    for k, role in enumerate(MEMBER_ROLES):
+        sel = r == k
+        key = a[sel] * n_p + pj[sel]
+        out[f"members_{role}"] = _count(key, ap)
+        out[f"engaged_{role}"] = _count(key, ap, active[ci[sel]].astype(float))
+        out[f"topic_engaged_{role}"] = _count(key, ap, active_topic[ci[sel], pj[sel]].astype(float))
+    out["members"] = sum(out[f"members_{role}"] for role in MEMBER_ROLES)
+    out["engaged_members"] = sum(out[f"engaged_{role}"] for role in MEMBER_ROLES)
+    out["roles_present"] = sum((out[f"members_{role}"] > 0) * 1.0 for role in MEMBER_ROLES)
+    out["roles_engaged"] = sum((out[f"engaged_{role}"] > 0) * 1.0 for role in MEMBER_ROLES)
+    # The account's contacts active in 30 days (members or not); customer users show here.
+    out["active_contacts_30d"] = np.repeat(_count(c.contact_account[active], n_a), n_p)
+
+    # Activity volume on the product's topic: by channel (30 days), 90 days, intent.
+    s_topic, s_acc = c.ev_topic[short], c.ev_account[short]
+    key = s_acc[on_topic] * n_p + s_topic[on_topic]
+    out["topic_events_30d"] = _count(key, ap)
+    for k, ch in enumerate(CHANNELS):
+        sel = c.ev_channel[short][on_topic] == k
+        out[f"topic_{ch}_30d"] = _count(key[sel], ap)
+    out["intent_30d"] = _count(key, ap, c.ev_intent[short][on_topic].astype(float))
+    l_topic, l_acc = c.ev_topic[long_], c.ev_account[long_]
+    l_on = l_topic >= 0
+    l_key = l_acc[l_on] * n_p + l_topic[l_on]
+    out["topic_events_90d"] = _count(l_key, ap)
+    out["intent_90d"] = _count(l_key, ap, c.ev_intent[long_][l_on].astype(float))
+    acc_90 = np.repeat(_count(l_acc, n_a), n_p)
+    out["account_events_90d"] = acc_90
+    out["topic_share_90d"] = np.divide(
+        out["topic_events_90d"], acc_90, out=np.zeros(ap), where=acc_90 > 0
+    )
+
+    # Advocates: contacts with two distinct advocacy kinds for the product in 90 days.
+    adv = (c.ev_adv[long_] >= 0) & l_on
+    triples = np.unique(
+        np.stack([c.ev_contact[long_][adv], l_topic[adv], c.ev_adv[long_][adv]]), axis=1
+    )
+    per_cp = _count(triples[0] * n_p + triples[1], n_c * n_p).reshape(n_c, n_p)
+    is_adv = per_cp >= CHAMPION_MIN_ADVOCACY
+    adv_c, adv_p = np.nonzero(is_adv)
+    adv_key = c.contact_account[adv_c] * n_p + adv_p
+    out["advocates_90d"] = _count(adv_key, ap)
+    primary_like = np.isin(c.member_role[adv_c, adv_p], [0, 1, 2, 3])  # dm, champion, infl, user
+    out["member_advocates_90d"] = _count(adv_key[primary_like], ap)
+
+    # Recency of the topic's last event (capped).
+    rt, ra = c.ev_topic[recent], c.ev_account[recent]
+    r_on = rt >= 0
+    last = np.full(ap, np.iinfo(np.int64).min)
+    np.maximum.at(last, ra[r_on] * n_p + rt[r_on], c.ev_ts[recent][r_on])
+    days = (t.value - last) / 86_400e9
+    out["days_since_topic_event"] = np.where(
+        last == np.iinfo(np.int64).min, RECENCY_CAP_DAYS, np.minimum(days, RECENCY_CAP_DAYS)
+    )
+    return {k: v.reshape(n_a, n_p) if v.ndim == 1 else v for k, v in out.items()}
+
+
+def _opportunity_state(
+    opportunities: pd.DataFrame, keys: pd.DataFrame, t: pd.Timestamp
+) -> pd.DataFrame:
+    """Per key row: open opportunity at t, past opportunities, won before, days since close."""
+    o = opportunities[opportunities["created_at"] <= t]
+    closed = o["closed_at"].notna() & (o["closed_at"] <= t)
+    open_ = o[~closed]
+    past = o[closed]
+    idx = pd.MultiIndex.from_frame(keys[["account_id", "product"]])
+    open_set = pd.MultiIndex.from_frame(open_[["account_id", "product"]])
+    g = past.groupby(["account_id", "product"])
+    n_past = g.size().reindex(idx, fill_value=0).to_numpy()
+    won = g["won"].agg(lambda s: bool(s.fillna(False).any())).reindex(idx, fill_value=False)
+    last_close = g["closed_at"].max().reindex(idx)
+    last_won = (
+        past.sort_values("closed_at").groupby(["account_id", "product"])["won"].last().reindex(idx)
+    )
+    days = ((t - last_close).dt.days).fillna(9999).clip(upper=9999).to_numpy()
+    return pd.DataFrame(
+        {
+            "open_opportunity": idx.isin(open_set),
+            "past_opportunities": n_past.astype(float),
+            "won_before": won.to_numpy(dtype=bool).astype(float),
+            "days_since_closed": days.astype(float),
+            "last_outcome": np.where(
+                last_won.isna().to_numpy(),
+                "",
+                np.where(last_won.fillna(False).to_numpy(dtype=bool), "won", "lost"),
+            ),
+        }
+    )
+
+
+def group_states(
+    tables: dict[str, pd.DataFrame],
+    contact_roles: pd.DataFrame,
+    catalog: Catalog,
+    snapshots: Sequence[pd.Timestamp] | pd.DatetimeIndex,
+) -> pd.DataFrame:
+    """The state of every (account, product) group at every snapshot date.
+
+    One row per (snapshot, account, product) with ``KEYS``, the numeric features in
+    ``feature_columns()``, ``open_opportunity``, ``last_outcome`` and ``days_since_closed``.
+    Only data at or before each snapshot is used.
+    """
+    accounts, contacts = tables["accounts"], tables["contacts"]
+    c = _codes(accounts, contacts, tables["activities"], contact_roles, catalog)
+    n_a, n_p = len(c.accounts), len(c.products)
+    static = {
+        "is_customer": np.repeat(accounts["is_customer"].to_numpy(dtype=float), n_p),
+        "log_employees": np.repeat(np.log1p(accounts["employees"].to_numpy(dtype=float)), n_p),
+        "account_contacts": np.repeat(_count(c.contact_account, n_a), n_p),
+    }
+    frames = []
+    for t in pd.DatetimeIndex(snapshots):
+        state = _snapshot_state(c, t)
+        frame = pd.DataFrame(
+            {
+                "snapshot": t,
+                "account_id": np.repeat(c.accounts.to_numpy(), n_p),
+                "product": np.tile(np.array(c.products, dtype=object), n_a),
+                **static,
+                **{k: v.reshape(-1) for k, v in state.items()},
+            }
+        )
+        opp = _opportunity_state(tables["opportunities"], frame, t)
+        frames.append(pd.concat([frame, opp], axis=1))
+    return pd.concat(frames, ignore_index=True)
+
+
+def feature_columns(groups: pd.DataFrame) -> list[str]:
+    """The model's inputs: every numeric state column except keys, flags and labels."""
+    skip = {"open_opportunity", "label", "last_outcome"}
+    return [
+        col
+        for col in groups.columns
+        if col not in skip and col not in KEYS and pd.api.types.is_numeric_dtype(groups[col])
+    ]
+
+
+def add_labels(
+    groups: pd.DataFrame, opportunities: pd.DataFrame, horizon_days: int = 90
+) -> pd.DataFrame:
+    """``label``: an opportunity for the pair is created in (t, t + horizon]."""
+    opp = opportunities[["account_id", "product", "created_at"]]
+    pairs = groups[KEYS].reset_index().merge(opp, on=["account_id", "product"])
+    horizon = pd.Timedelta(days=horizon_days)
+    hit = (pairs["created_at"] > pairs["snapshot"]) & (
+        pairs["created_at"] <= pairs["snapshot"] + horizon
+    )
+    positive = pd.Index(pairs.loc[hit, "index"].unique())
+    out = groups.copy()
+    out["label"] = out.index.isin(positive).astype(int)
+    return out
+
+
+def members_at(
+    contact_roles: pd.DataFrame, activities: pd.DataFrame, as_of: pd.Timestamp
+) -> pd.DataFrame:
+    """Group members and candidates at ``as_of``: every (contact, product) with its role,
+    role probabilities and whether it was engaged in the last 30 days."""
+    window = activities[
+        (activities["timestamp"] <= as_of)
+        & (activities["timestamp"] > as_of - pd.Timedelta(days=ENGAGED_DAYS))
+    ]
+    engaged = set(window["contact_id"])
+    out = contact_roles.copy()
+    out["engaged_30d"] = out["contact_id"].isin(engaged)
+    return out

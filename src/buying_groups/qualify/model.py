@@ -1,0 +1,232 @@
+"""The qualifier: gradient boosting on group state, calibrated, with an operating threshold
+and per-group reasons from SHAP values (tree explainer, exact for these trees)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.frozen import FrozenEstimator
+from sklearn.pipeline import Pipeline
+
+from buying_groups.qualify.groups import MEMBER_ROLES
+
+
+def build_pipeline(params: Mapping, seed: int = 0) -> Pipeline:
+    """A scikit-learn Pipeline around the configured gradient-boosting classifier."""
+    params = dict(params)
+    kind = params.pop("kind", "hist_gradient_boosting")
+    if kind == "hist_gradient_boosting":
+        clf = HistGradientBoostingClassifier(random_state=seed, **params)
+    elif kind == "lightgbm":
+        try:
+            from lightgbm import LGBMClassifier
+        except ImportError as exc:  # optional extra
+            raise SystemExit(
+                "qualifier=lightgbm needs LightGBM: pip install 'buying-groups[lightgbm]'"
+            ) from exc
+        clf = LGBMClassifier(random_state=seed, verbose=-1, **params)
+    else:
+        raise ValueError(f"unknown qualifier kind {kind!r}")
+    return Pipeline([("classifier", clf)])
+
+
+@dataclass
+class Qualifier:
+    """Fitted pipeline + calibrator + threshold; ``features`` fixes the input columns."""
+
+    pipeline: Pipeline
+    calibrated: CalibratedClassifierCV
+    features: list[str]
+    threshold: float = 0.5
+    threshold_rule: dict = field(default_factory=dict)
+
+    def score(self, groups: pd.DataFrame) -> np.ndarray:
+        """Calibrated probability that the group opens an opportunity within the horizon."""
+        return self.calibrated.predict_proba(check_features(groups, self.features))[:, 1]
+
+    def contributions(self, groups: pd.DataFrame) -> pd.DataFrame:
+        """SHAP values (log-odds of the boosted model) per feature and group."""
+        import shap
+
+        explainer = shap.TreeExplainer(self.pipeline.named_steps["classifier"])
+        values = explainer.shap_values(check_features(groups, self.features))
+        values = values[1] if isinstance(values, list) else values
+        return pd.DataFrame(values, columns=self.features, index=groups.index)
+
+
+def check_features(groups: pd.DataFrame, features: list[str]) -> pd.DataFrame:
+    """The feature columns as floats, with a clear error for missing or non-numeric ones."""
+    missing = [f for f in features if f not in groups.columns]
+    if missing:
+        raise ValueError(f"group-state input is missing columns: {', '.join(missing)}")
+    X = groups[features]
+    for col in features:
+        if not pd.api.types.is_numeric_dtype(X[col]) and not pd.api.types.is_bool_dtype(X[col]):
+            bad = X.index[pd.to_numeric(X[col], errors="coerce").isna()]
+            if len(bad):
+                raise ValueError(f"row {bad[0]}, column {col!r}: not a number")
+    return X.astype(float)
+
+
+def fit_qualifier(
+    train: pd.DataFrame,
+    validation: pd.DataFrame,
+    features: list[str],
+    params: Mapping,
+    calibration: str = "sigmoid",
+    seed: int = 0,
+) -> Qualifier:
+    """Fit on ``train``; calibrate on the later ``validation`` period (held out)."""
+    pipeline = build_pipeline(params, seed).fit(train[features].astype(float), train["label"])
+    calibrated = CalibratedClassifierCV(FrozenEstimator(pipeline), method=calibration)
+    calibrated.fit(validation[features].astype(float), validation["label"])
+    return Qualifier(pipeline, calibrated, list(features))
+
+
+def choose_threshold(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    snapshots: pd.Series,
+    mode: str,
+    target_precision: float = 0.4,
+    capacity_per_snapshot: float = 50,
+) -> float:
+    """The operating threshold on validation data.
+
+    ``precision``: the lowest threshold whose precision reaches the target (more groups
+    flagged at the same precision); ``capacity``: sales can work ``capacity_per_snapshot``
+    groups a month, so the threshold flags that many on average.
+    """
+    scores = np.asarray(scores, dtype=float)
+    labels = np.asarray(labels, dtype=int)
+    if mode == "capacity":
+        n = capacity_per_snapshot * max(1, pd.Series(snapshots).nunique())
+        n = min(len(scores), max(1, int(round(n))))
+        return float(np.sort(scores)[::-1][n - 1])
+    if mode != "precision":
+        raise ValueError(f"threshold mode must be 'precision' or 'capacity', got {mode!r}")
+    order = np.argsort(-scores, kind="stable")
+    hits = np.cumsum(labels[order])
+    precision = hits / np.arange(1, len(scores) + 1)
+    ok = np.nonzero(precision >= target_precision)[0]
+    if len(ok) == 0:  # unreachable: flag only the single best group
+        return float(scores[order[0]])
+    return float(scores[order[ok[-1]]])
+
+
+# -- reasons in plain words ----------------------------------------------------------------------
+
+
+def _role_words(role: str) -> str:
+    return role.replace("_", " ")
+
+
+def describe_feature(feature: str, value: float) -> str:
+    """A feature and its value as a phrase a seller reads, e.g. ``no gatekeeper yet``."""
+    v = float(value)
+    n = int(round(v))
+    for role in MEMBER_ROLES:
+        w = _role_words(role)
+        if feature == f"engaged_{role}":
+            return (
+                f"{w} engaged in the last 30 days" if n else f"{w} not engaged in the last 30 days"
+            )
+        if feature == f"members_{role}":
+            return f"{n} {w}{'s' if n != 1 else ''} in the group" if n else f"no {w} yet"
+        if feature == f"topic_engaged_{role}":
+            return (
+                f"{w} active on this product in 30 days"
+                if n
+                else f"no {w} active on this product in 30 days"
+            )
+    phrases = {
+        "members": f"{n} group members",
+        "engaged_members": f"{n} members engaged in 30 days",
+        "roles_present": f"{n} of 5 roles filled",
+        "roles_engaged": f"{n} of 5 roles engaged in 30 days",
+        "active_contacts_30d": f"{n} contacts at the account active in 30 days",
+        "topic_events_30d": f"{n} interactions with the product in 30 days",
+        "topic_events_90d": f"{n} interactions with the product in 90 days",
+        "intent_30d": f"{n} high-intent action{'s' if n != 1 else ''} in 30 days",
+        "intent_90d": f"{n} high-intent action{'s' if n != 1 else ''} in 90 days",
+        "account_events_90d": f"{n} account interactions in 90 days",
+        "topic_share_90d": f"{v:.0%} of the account's attention on this product",
+        "advocates_90d": f"{n} advocate{'s' if n != 1 else ''} (demo, trial, pricing, ...)",
+        "member_advocates_90d": f"{n} group member{'s' if n != 1 else ''} advocating",
+        "days_since_topic_event": f"last product interaction {n} days ago",
+        "is_customer": "already a customer" if n else "not a customer yet",
+        "log_employees": f"{int(round(np.expm1(v))):,} employees",
+        "account_contacts": f"{n} contacts known at the account",
+        "past_opportunities": f"{n} past opportunit{'ies' if n != 1 else 'y'} for this product",
+        "won_before": "bought this product before" if n else "never bought this product",
+        "days_since_closed": "no closed opportunity"
+        if v >= 9999
+        else f"last opportunity closed {n} days ago",
+    }
+    if feature in phrases:
+        return phrases[feature]
+    if feature.startswith("topic_") and feature.endswith("_30d"):
+        channel = feature[len("topic_") : -len("_30d")]
+        return f"{n} {channel} interaction{'s' if n != 1 else ''} with the product in 30 days"
+    return f"{feature} = {v:g}"
+
+
+def reasons(groups: pd.DataFrame, contributions: pd.DataFrame, top: int = 3) -> pd.DataFrame:
+    """Top contributions towards and against qualification, in words, per group."""
+    values = contributions.to_numpy()
+    cols = list(contributions.columns)
+    ups, downs = [], []
+    for i in range(len(values)):
+        row = groups.iloc[i]
+        order = np.argsort(-values[i], kind="stable")
+        ups.append(
+            [describe_feature(cols[j], row[cols[j]]) for j in order[:top] if values[i, j] > 0]
+        )
+        downs.append(
+            [describe_feature(cols[j], row[cols[j]]) for j in order[::-1][:top] if values[i, j] < 0]
+        )
+    return pd.DataFrame({"reasons_for": ups, "reasons_against": downs}, index=groups.index)
+
+
+def missing_roles(groups: pd.DataFrame) -> pd.Series:
+    """Roles with no member, or with members none of whom was engaged in 30 days."""
+    out = []
+    for _, row in groups.iterrows():
+        missing = []
+        for role in MEMBER_ROLES:
+            if row.get(f"members_{role}", 0) == 0:
+                missing.append(role)
+            elif row.get(f"engaged_{role}", 0) == 0:
+                missing.append(f"{role} (not engaged)")
+        out.append(missing)
+    return pd.Series(out, index=groups.index, name="missing_roles")
+
+
+def engage_next(groups: pd.DataFrame, members: pd.DataFrame, per_role: int = 2) -> pd.Series:
+    """For each group, the account's contacts most likely to fill its missing or unengaged
+    roles (by predicted role probability; engaged contacts first among equals)."""
+    by_pair = {k: g for k, g in members.groupby(["account_id", "product"], sort=False)}
+    out = []
+    for _, row in groups.iterrows():
+        cands = by_pair.get((row["account_id"], row["product"]))
+        picks: list[dict] = []
+        if cands is not None:
+            for role in MEMBER_ROLES:
+                if row.get(f"engaged_{role}", 0) > 0:
+                    continue
+                p = cands[f"p_{role}"]
+                best = cands.assign(_p=p).sort_values(
+                    ["_p", "engaged_30d", "contact_id"], ascending=[False, False, True]
+                )
+                best = best[best["_p"] >= 0.2].head(per_role)
+                picks += [
+                    {"role": role, "contact_id": c, "probability": round(float(q), 3)}
+                    for c, q in zip(best["contact_id"], best["_p"], strict=True)
+                ]
+        out.append(picks)
+    return pd.Series(out, index=groups.index, name="engage_next")
