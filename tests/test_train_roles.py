@@ -193,3 +193,31 @@ def test_training_resumes_from_a_checkpoint(trained, tmp_path, tiny_dir, tiny_be
     )
     assert state["global_step"] == 2 * done  # continued from the first epoch, not from zero
     assert min(h["step"] for h in state["log_history"]) > 0
+
+
+def test_qualifier_after_roles_uses_and_links_the_role_model(trained, tiny_dir):
+    """bg-train-qualifier with no role arguments finds the newest role model and links it."""
+    tmp, uri, _ = trained
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from buying_groups.cli.train_qualifier import main; main()",
+            "data=tiny",
+            f"data_dir={tiny_dir}",
+            f"tracking.uri={uri}",
+            f"hydra.run.dir={tmp / 'qualifier'}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    mlflow.set_tracking_uri(uri)
+    roles_run = mlflow.search_runs(
+        experiment_names=["buying-groups-roles"], filter_string="tags.`bg.model` = 'transformer'"
+    ).iloc[0]
+    q = mlflow.search_runs(experiment_names=["buying-groups-qualifier"]).iloc[0]
+    assert q["tags.bg.role_source"] == "model"
+    assert q["tags.bg.role_model_run_id"] == roles_run["run_id"]
+    assert q["tags.bg.role_model_uri"] == _logged_model_uri(uri)
