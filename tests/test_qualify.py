@@ -218,6 +218,8 @@ def test_reasons_are_plain_words():
         row[f"engaged_{r}"] = 1
     row["engaged_gatekeeper"] = 0
     assert missing_roles(row).iloc[0] == ["champion", "gatekeeper (not engaged)"]
+    row["member_advocates_90d"] = 1  # an advocating member acts as champion
+    assert missing_roles(row).iloc[0] == ["gatekeeper (not engaged)"]
 
 
 def test_journey_stages_and_transitions(groups):

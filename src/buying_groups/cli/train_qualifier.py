@@ -40,7 +40,7 @@ from buying_groups.qualify.groups import (
     members_at,
     predict_contact_roles,
 )
-from buying_groups.qualify.model import choose_threshold, engage_next, fit_qualifier
+from buying_groups.qualify.model import Qualifier, choose_threshold, engage_next, fit_qualifier
 from buying_groups.qualify.scoring_baselines import lead_scores
 from buying_groups.serving.qualifier_pyfunc import qualifier_outputs
 from buying_groups.taxonomy import Catalog
@@ -105,6 +105,89 @@ def build_groups(cfg: DictConfig, tables: dict, catalog: Catalog, predict) -> tu
     return contact_roles, groups
 
 
+def train(cfg: DictConfig, usable: pd.DataFrame, features: list[str]) -> Qualifier:
+    """Fit on the training split, calibrate and set the threshold on validation."""
+    q = cfg.qualifier
+    train_, validation = (usable[usable["split"] == s] for s in ("train", "validation"))
+    qualifier = fit_qualifier(
+        train_, validation, features, {"kind": q.kind, **q.params}, q.calibration, cfg.seed
+    )
+    qualifier.threshold = choose_threshold(
+        qualifier.score(validation),
+        validation["label"].to_numpy(),
+        validation["snapshot"],
+        q.threshold.mode,
+        q.threshold.target_precision,
+        # Capacity is per month for the whole account base; validation holds a share of it.
+        q.threshold.capacity_per_snapshot
+        * validation["account_id"].nunique()
+        / usable["account_id"].nunique(),
+    )
+    qualifier.threshold_rule = dict(q.threshold)
+    return qualifier
+
+
+def evaluate(qualifier: Qualifier, usable: pd.DataFrame) -> tuple[dict, dict, dict, pd.DataFrame]:
+    """QBG vs MQL vs MQA at equal flagged volume on validation and test: metrics, tables,
+    figures, and the scored test groups."""
+    metrics: dict[str, float] = {"threshold": qualifier.threshold}
+    tables, figures, scored = {}, {}, {}
+    for name in ("validation", "test"):
+        frame = usable[usable["split"] == name]
+        scores = qualifier.score(frame)
+        frame = frame.assign(score=scores, qualified=scores >= qualifier.threshold)
+        k = int(frame["qualified"].sum())
+        table = comparison_table(frame, METHODS, k, FLAGS)
+        for method, row in table.iterrows():
+            for col in ("precision", "recall", "pr_auc", "lift", "flagged"):
+                metrics[f"{name}/{method.lower()}_{col}"] = float(row[col])
+        metrics[f"{name}/base_rate"] = float(frame["label"].mean())
+        metrics[f"{name}/qbg_brier"] = float(brier_score_loss(frame["label"], scores))
+        title = f"{name}: {frame['snapshot'].nunique()} snapshots, {len(frame):,} groups"
+        figures[f"plots/pr_curves_{name}.png"] = pr_curve_figure(frame, METHODS, title)
+        figures[f"plots/lift_{name}.png"] = lift_figure(frame, METHODS, max(k, 1), title)
+        tables[name], scored[name] = table, frame
+    for base in ("mql", "mqa"):
+        p = metrics[f"test/{base}_precision"]
+        metrics[f"test/precision_ratio_vs_{base}"] = (
+            metrics["test/qbg_precision"] / p if p else float("inf")
+        )
+    return metrics, tables, figures, scored["test"]
+
+
+def explain(
+    qualifier: Qualifier,
+    scored: pd.DataFrame,
+    contact_roles: pd.DataFrame,
+    activities: pd.DataFrame,
+    top: int = 3,
+) -> pd.DataFrame:
+    """The latest snapshot's qualified groups with reasons, missing roles, whom to engage."""
+    last = scored[scored["snapshot"] == scored["snapshot"].max()]
+    flagged = last[last["qualified"]].sort_values("score", ascending=False)
+    explained = pd.concat(
+        [
+            flagged[KEYS + ["score", "label"]].reset_index(drop=True),
+            qualifier_outputs(qualifier, flagged, top=top).drop(columns=["score"]),
+        ],
+        axis=1,
+    )
+    members = members_at(contact_roles, activities, last["snapshot"].max())
+    explained["engage_next"] = engage_next(flagged.reset_index(drop=True), members).to_numpy()
+    return explained
+
+
+def journeys(qualifier: Qualifier, groups: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every group's stage at every snapshot (added to ``groups``), the stage transitions
+    and the funnel (groups per stage per snapshot)."""
+    groups["score"] = qualifier.score(groups)
+    groups["stage"] = journey_stages(groups, groups["score"] >= qualifier.threshold).to_numpy()
+    funnel = groups.pivot_table(
+        index="snapshot", columns="stage", values="account_id", aggfunc="size", fill_value=0
+    )
+    return stage_transitions(groups), funnel
+
+
 def run(cfg: DictConfig) -> float:
     # -- config and data ------------------------------------------------------------------------
     catalog = catalog_from(cfg)
@@ -115,7 +198,7 @@ def run(cfg: DictConfig) -> float:
     except DataValidationError as exc:
         exit_on_data_error(exc)
     manifest = read_json(Path(cfg.data_dir) / MANIFEST)
-    experiment_id = tracking.setup(cfg.tracking)  # noqa: F841 (sets the active experiment)
+    tracking.setup(cfg.tracking)
     predict, role_tags = role_predictor(cfg, catalog)
 
     # -- buying groups at monthly snapshots ----------------------------------------------------
@@ -127,78 +210,15 @@ def run(cfg: DictConfig) -> float:
     sizes.columns = ["groups", "positives", "base_rate"]
     print_frame(sizes, f"snapshots (excluded {excluded:,} groups with an open opportunity)")
     features = feature_columns(usable.drop(columns=["mql_score", "mqa_score"]))
-    train, validation, test = (
-        usable[usable["split"] == s] for s in ("train", "validation", "test")
-    )
 
-    # -- model: fit, calibrate, threshold ------------------------------------------------------
+    # -- model, evaluation against MQL and MQA, explanations, journeys ------------------------
+    qualifier = train(cfg, usable, features)
+    metrics, tables_out, figures, test = evaluate(qualifier, usable)
+    explained = explain(
+        qualifier, test, contact_roles, tables["activities"], cfg.explain.top_reasons
+    )
+    transitions, funnel = journeys(qualifier, groups)
     q = cfg.qualifier
-    qualifier = fit_qualifier(
-        train, validation, features, {"kind": q.kind, **q.params}, q.calibration, cfg.seed
-    )
-    val_scores = qualifier.score(validation)
-    qualifier.threshold = choose_threshold(
-        val_scores,
-        validation["label"].to_numpy(),
-        validation["snapshot"],
-        q.threshold.mode,
-        q.threshold.target_precision,
-        # Capacity is per month for the whole account base; validation holds a share of it.
-        q.threshold.capacity_per_snapshot
-        * validation["account_id"].nunique()
-        / usable["account_id"].nunique(),
-    )
-    qualifier.threshold_rule = dict(q.threshold)
-
-    # -- evaluate against MQL and MQA at equal volume -----------------------------------------
-    metrics: dict[str, float] = {"threshold": qualifier.threshold}
-    tables_out, figures = {}, {}
-    for name, frame, scores in (
-        ("validation", validation, val_scores),
-        ("test", test, qualifier.score(test)),
-    ):
-        frame = frame.assign(score=scores, qualified=scores >= qualifier.threshold)
-        k = int(frame["qualified"].sum())
-        table = comparison_table(frame, METHODS, k, FLAGS)
-        tables_out[name] = table
-        for method, row in table.iterrows():
-            for col in ("precision", "recall", "pr_auc", "lift", "flagged"):
-                metrics[f"{name}/{method.lower()}_{col}"] = float(row[col])
-        metrics[f"{name}/base_rate"] = float(frame["label"].mean())
-        metrics[f"{name}/qbg_brier"] = float(brier_score_loss(frame["label"], scores))
-        title = f"{name}: {frame['snapshot'].nunique()} snapshots, {len(frame):,} groups"
-        figures[f"plots/pr_curves_{name}.png"] = pr_curve_figure(frame, METHODS, title)
-        figures[f"plots/lift_{name}.png"] = lift_figure(frame, METHODS, max(k, 1), title)
-        if name == "test":
-            test = frame
-    for base in ("mql", "mqa"):
-        p = metrics[f"test/{base}_precision"]
-        metrics[f"test/precision_ratio_vs_{base}"] = (
-            metrics["test/qbg_precision"] / p if p else float("inf")
-        )
-
-    # -- explanations for the latest test snapshot's qualified groups ------------------------
-    last = test[test["snapshot"] == test["snapshot"].max()]
-    flagged = last[last["qualified"]].sort_values("score", ascending=False)
-    explained = pd.concat(
-        [
-            flagged[KEYS + ["score", "label"]].reset_index(drop=True),
-            qualifier_outputs(qualifier, flagged, top=cfg.explain.top_reasons).drop(
-                columns=["score"]
-            ),
-        ],
-        axis=1,
-    )
-    members = members_at(contact_roles, tables["activities"], last["snapshot"].max())
-    explained["engage_next"] = engage_next(flagged.reset_index(drop=True), members).to_numpy()
-
-    # -- journey stages over every snapshot ----------------------------------------------------
-    groups["score"] = qualifier.score(groups)
-    groups["stage"] = journey_stages(groups, groups["score"] >= qualifier.threshold).to_numpy()
-    transitions = stage_transitions(groups)
-    funnel = groups.pivot_table(
-        index="snapshot", columns="stage", values="account_id", aggfunc="size", fill_value=0
-    )
 
     # -- log ------------------------------------------------------------------------------------
     out_dir = Path(cfg.output_dir)

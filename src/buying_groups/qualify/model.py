@@ -194,11 +194,17 @@ def reasons(groups: pd.DataFrame, contributions: pd.DataFrame, top: int = 3) -> 
 
 
 def missing_roles(groups: pd.DataFrame) -> pd.Series:
-    """Roles with no member, or with members none of whom was engaged in 30 days."""
+    """Roles with no member, or with members none of whom was engaged in 30 days.
+
+    A member advocating for the product (two advocacy kinds in 90 days) acts as its
+    champion even where the role model, reading the title alone, did not say so.
+    """
     out = []
     for _, row in groups.iterrows():
         missing = []
         for role in MEMBER_ROLES:
+            if role == "champion" and row.get("member_advocates_90d", 0) > 0:
+                continue
             if row.get(f"members_{role}", 0) == 0:
                 missing.append(role)
             elif row.get(f"engaged_{role}", 0) == 0:
