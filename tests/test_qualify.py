@@ -175,7 +175,8 @@ def test_qualifier_beats_lead_and_account_scoring_and_explains(groups):
     g = groups[~groups["open_opportunity"]]
     train = g[g["snapshot"] < "2025-09-01"]
     test = g[g["snapshot"] >= "2025-10-01"]
-    features = feature_columns(g.drop(columns=["mql_score", "mqa_score"]))
+    features = feature_columns(g)
+    assert not {"mql_score", "mqa_score", "label"} & set(features)
     params = {
         "kind": "hist_gradient_boosting",
         "max_iter": 100,
@@ -213,6 +214,13 @@ def test_reasons_are_plain_words():
         "decision maker engaged in the last 30 days"
     )
     assert describe_feature("intent_30d", 3) == "3 high-intent actions in 30 days"
+    assert (
+        describe_feature("topic_requested_demo_30d", 2)
+        == "2 demo requests for the product in 30 days"
+    )
+    assert (
+        describe_feature("topic_email_30d", 1) == "1 email interaction with the product in 30 days"
+    )
     row = pd.DataFrame([{f"members_{r}": 1 for r in MEMBER_ROLES} | {"members_champion": 0}])
     for r in MEMBER_ROLES:
         row[f"engaged_{r}"] = 1
@@ -282,3 +290,11 @@ def test_configs_compose_for_the_qualifier():
     assert cfg.qualifier.kind == "lightgbm"
     assert cfg.tracking.experiment_name == "buying-groups-qualifier"
     assert compose_config("train_qualifier").qualifier.threshold.mode == "capacity"
+
+
+def test_lightgbm_option_without_lightgbm_says_how_to_install(monkeypatch):
+    from buying_groups.qualify.model import build_pipeline
+
+    monkeypatch.setitem(sys.modules, "lightgbm", None)  # import fails as if not installed
+    with pytest.raises(SystemExit, match=r"buying-groups\[lightgbm\]"):
+        build_pipeline({"kind": "lightgbm"})

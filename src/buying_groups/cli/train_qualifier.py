@@ -209,7 +209,7 @@ def run(cfg: DictConfig) -> float:
     sizes = usable.groupby("split")["label"].agg(["size", "sum", "mean"])
     sizes.columns = ["groups", "positives", "base_rate"]
     print_frame(sizes, f"snapshots (excluded {excluded:,} groups with an open opportunity)")
-    features = feature_columns(usable.drop(columns=["mql_score", "mqa_score"]))
+    features = feature_columns(usable)
 
     # -- model, evaluation against MQL and MQA, explanations, journeys ------------------------
     qualifier = train(cfg, usable, features)

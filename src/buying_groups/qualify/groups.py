@@ -25,6 +25,22 @@ HIGH_INTENT_ACTIONS: tuple[str, ...] = (
     "started_trial",
     "met_sales",
 )
+# Actions counted one by one (others still count towards volume): the marketing-automation
+# and sales actions of the data schema.
+ACTIONS: tuple[str, ...] = (
+    "visited",
+    "opened",
+    "clicked",
+    "downloaded",
+    "registered",
+    "attended",
+    "logged_in",
+    "invited_colleague",
+    "started_trial",
+    "requested_demo",
+    "requested_pricing",
+    "met_sales",
+)
 ENGAGED_DAYS = 30
 LONG_DAYS = 90
 RECENCY_CAP_DAYS = 365
@@ -87,6 +103,7 @@ class _Codes:
     ev_account: np.ndarray
     ev_topic: np.ndarray  # product index, -1 for general
     ev_channel: np.ndarray
+    ev_action: np.ndarray  # index in ACTIONS, -1 for others
     ev_intent: np.ndarray  # bool
     ev_adv: np.ndarray  # advocacy kind index, -1 for none
     contact_account: np.ndarray
@@ -123,6 +140,7 @@ def _codes(
         ev_account=contact_account[ev_contact],
         ev_topic=pd.Index(products).get_indexer(ev["topic"]),
         ev_channel=pd.Index(CHANNELS).get_indexer(ev["channel"]),
+        ev_action=pd.Index(ACTIONS).get_indexer(ev["action"]),
         ev_intent=ev["action"].isin(HIGH_INTENT_ACTIONS).to_numpy(),
         ev_adv=pd.Index(ADVOCACY_KINDS).get_indexer(kind.fillna("")),
         contact_account=contact_account,
@@ -138,6 +156,15 @@ def _window(c: _Codes, t: pd.Timestamp, days: int) -> slice:
 
 def _count(index: np.ndarray, size: int, weights: np.ndarray | None = None) -> np.ndarray:
     return np.bincount(index, weights=weights, minlength=size).astype(float)
+
+
+def _days_since(key: np.ndarray, ts: np.ndarray, size: int, t: pd.Timestamp) -> np.ndarray:
+    """Days from each key's newest timestamp to ``t``, ``RECENCY_CAP_DAYS`` when none."""
+    never = np.iinfo(np.int64).min
+    last = np.full(size, never)
+    np.maximum.at(last, key, ts)
+    days = (t.value - last) / 86_400e9
+    return np.where(last == never, RECENCY_CAP_DAYS, np.minimum(days, RECENCY_CAP_DAYS))
 
 
 def _snapshot_state(c: _Codes, t: pd.Timestamp) -> dict[str, np.ndarray]:
@@ -178,6 +205,9 @@ def _snapshot_state(c: _Codes, t: pd.Timestamp) -> dict[str, np.ndarray]:
     for k, ch in enumerate(CHANNELS):
         sel = c.ev_channel[short][on_topic] == k
         out[f"topic_{ch}_30d"] = _count(key[sel], ap)
+    for k, action in enumerate(ACTIONS):
+        sel = c.ev_action[short][on_topic] == k
+        out[f"topic_{action}_30d"] = _count(key[sel], ap)
     out["intent_30d"] = _count(key, ap, c.ev_intent[short][on_topic].astype(float))
     l_topic, l_acc = c.ev_topic[long_], c.ev_account[long_]
     l_on = l_topic >= 0
@@ -203,15 +233,14 @@ def _snapshot_state(c: _Codes, t: pd.Timestamp) -> dict[str, np.ndarray]:
     primary_like = np.isin(c.member_role[adv_c, adv_p], [0, 1, 2, 3])  # dm, champion, infl, user
     out["member_advocates_90d"] = _count(adv_key[primary_like], ap)
 
-    # Recency of the topic's last event (capped).
+    # Recency of the topic's last event, overall and by channel (capped).
     rt, ra = c.ev_topic[recent], c.ev_account[recent]
     r_on = rt >= 0
-    last = np.full(ap, np.iinfo(np.int64).min)
-    np.maximum.at(last, ra[r_on] * n_p + rt[r_on], c.ev_ts[recent][r_on])
-    days = (t.value - last) / 86_400e9
-    out["days_since_topic_event"] = np.where(
-        last == np.iinfo(np.int64).min, RECENCY_CAP_DAYS, np.minimum(days, RECENCY_CAP_DAYS)
-    )
+    r_key, r_ts, r_ch = ra[r_on] * n_p + rt[r_on], c.ev_ts[recent][r_on], c.ev_channel[recent][r_on]
+    out["days_since_topic_event"] = _days_since(r_key, r_ts, ap, t)
+    for k, ch in enumerate(CHANNELS):
+        sel = r_ch == k
+        out[f"days_since_topic_{ch}"] = _days_since(r_key[sel], r_ts[sel], ap, t)
     return {k: v.reshape(n_a, n_p) if v.ndim == 1 else v for k, v in out.items()}
 
 
@@ -286,8 +315,10 @@ def group_states(
 
 
 def feature_columns(groups: pd.DataFrame) -> list[str]:
-    """The model's inputs: every numeric state column except keys, flags and labels."""
-    skip = {"open_opportunity", "label", "last_outcome"}
+    """The model's inputs: every numeric group-state column except keys, flags, labels and
+    anything added downstream (the lead-scoring baselines, scores)."""
+    skip = {"open_opportunity", "label", "last_outcome", "score", "qualified"}
+    skip |= {f"{b}_{k}" for b in ("mql", "mqa") for k in ("score", "flag")}
     return [
         col
         for col in groups.columns

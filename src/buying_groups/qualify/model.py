@@ -13,6 +13,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.frozen import FrozenEstimator
 from sklearn.pipeline import Pipeline
 
+from buying_groups.data.validate import CHANNELS
 from buying_groups.qualify.groups import MEMBER_ROLES
 
 
@@ -122,6 +123,22 @@ def choose_threshold(
 # -- reasons in plain words ----------------------------------------------------------------------
 
 
+ACTION_NOUNS = {
+    "visited": "page visits",
+    "opened": "emails opened",
+    "clicked": "email clicks",
+    "downloaded": "downloads",
+    "registered": "webinar registrations",
+    "attended": "events attended",
+    "logged_in": "product logins",
+    "invited_colleague": "colleague invitations",
+    "started_trial": "trials started",
+    "requested_demo": "demo requests",
+    "requested_pricing": "pricing requests",
+    "met_sales": "sales meetings",
+}
+
+
 def _role_words(role: str) -> str:
     return role.replace("_", " ")
 
@@ -170,9 +187,18 @@ def describe_feature(feature: str, value: float) -> str:
     }
     if feature in phrases:
         return phrases[feature]
+    if feature.startswith("days_since_topic_"):
+        channel = feature[len("days_since_topic_") :]
+        return (
+            f"no {channel} interaction with the product in a year"
+            if v >= 365
+            else f"last {channel} interaction with the product {n} days ago"
+        )
     if feature.startswith("topic_") and feature.endswith("_30d"):
-        channel = feature[len("topic_") : -len("_30d")]
-        return f"{n} {channel} interaction{'s' if n != 1 else ''} with the product in 30 days"
+        what = feature[len("topic_") : -len("_30d")]
+        if what in CHANNELS:
+            return f"{n} {what} interaction{'s' if n != 1 else ''} with the product in 30 days"
+        return f"{n} {ACTION_NOUNS.get(what, what)} for the product in 30 days"
     return f"{feature} = {v:g}"
 
 

@@ -1,0 +1,85 @@
+"""Score contacts and buying groups as of a date: the one code path that batch scoring
+(``bg-score``) and the deployable ``buying-groups`` model share."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from buying_groups.data.examples import contact_inputs
+from buying_groups.qualify.compare import journey_stages
+from buying_groups.qualify.groups import group_states, members_at, predict_contact_roles
+from buying_groups.qualify.model import Qualifier, engage_next
+from buying_groups.serving.qualifier_pyfunc import qualifier_outputs
+from buying_groups.taxonomy import Catalog
+
+RolePredictor = Callable[[pd.DataFrame], pd.DataFrame]
+
+
+def score_contacts(
+    predict: RolePredictor,
+    contacts: pd.DataFrame,
+    activities: pd.DataFrame,
+    catalog: Catalog,
+    as_of: pd.Timestamp,
+) -> pd.DataFrame:
+    """Persona and per-product role of each contact from its title and activity text."""
+    inputs = contact_inputs(contacts, activities, as_of=as_of)
+    pred = predict(inputs[["job_title", "activity_text"]]).reset_index(drop=True)
+    keep = ["function", "function_proba", "seniority", "seniority_proba"]
+    for p in catalog.names:
+        keep += [f"role_{p}", f"role_{p}_proba"]
+    return pd.concat([inputs, pred[keep]], axis=1)
+
+
+def _members(contact_roles: pd.DataFrame) -> pd.Series:
+    """Per (account, product): the members as a list of {contact_id, role, probability}."""
+    m = contact_roles[contact_roles["role"] != "none"].sort_values(
+        ["account_id", "product", "role", "contact_id"]
+    )
+    return m.groupby(["account_id", "product"], sort=False).apply(
+        lambda g: [
+            {"contact_id": c, "role": r, "probability": round(float(p), 4), "engaged_30d": bool(e)}
+            for c, r, p, e in zip(
+                g["contact_id"], g["role"], g["role_proba"], g["engaged_30d"], strict=True
+            )
+        ],
+        include_groups=False,
+    )
+
+
+def score_groups(
+    predict: RolePredictor,
+    qualifier: Qualifier,
+    tables: dict[str, pd.DataFrame],
+    catalog: Catalog,
+    as_of: pd.Timestamp,
+    top_reasons: int = 3,
+) -> pd.DataFrame:
+    """One row per (account, product) at ``as_of``: score, qualified flag, journey stage,
+    members with roles, reasons, missing roles and whom to engage next."""
+    contact_roles = predict_contact_roles(predict, tables["contacts"], catalog)
+    state = group_states(tables, contact_roles, catalog, [as_of])
+    out = qualifier_outputs(qualifier, state, top=top_reasons)
+    # A pair with an open opportunity is past qualification: scored, never flagged.
+    out["qualified"] = out["qualified"] & ~state["open_opportunity"].to_numpy()
+    members = members_at(contact_roles, tables["activities"], as_of)
+    groups = pd.DataFrame(
+        {
+            "account_id": state["account_id"],
+            "product": state["product"],
+            "as_of": as_of,
+            "score": out["score"].astype(np.float64),
+            "qualified": out["qualified"],
+            "stage": journey_stages(state, out["qualified"].to_numpy()).to_numpy(),
+        }
+    )
+    by_pair = _members(members)
+    idx = pd.MultiIndex.from_frame(groups[["account_id", "product"]])
+    groups["members"] = [by_pair.get(k, []) for k in idx]
+    for col in ("reasons_for", "reasons_against", "missing_roles"):
+        groups[col] = out[col]
+    groups["engage_next"] = engage_next(state, members).to_numpy()
+    return groups
