@@ -162,11 +162,12 @@ def _log_pyfunc(
     output_example: pd.DataFrame,
     requirements: list[str],
     metadata: Mapping[str, object] | None,
+    signature: mlflow.models.ModelSignature | None = None,
 ) -> mlflow.models.model.ModelInfo:
     """Log a pyfunc with this package's code, pinned requirements, signature and example."""
     import buying_groups
 
-    signature = mlflow.models.infer_signature(input_example, output_example)
+    signature = signature or mlflow.models.infer_signature(input_example, output_example)
     with tempfile.TemporaryDirectory() as tmp:
         # Ship the package without its bytecode caches.
         code = Path(tmp) / "buying_groups"
@@ -222,6 +223,49 @@ def log_qualifier_pyfunc(
         _pin("mlflow", "scikit-learn", "pandas", "numpy", "shap", "joblib"),
         metadata,
     )
+
+
+def log_buying_groups_pyfunc(
+    role_model_uri: str,
+    qualifier_uri: str,
+    catalog: Mapping,
+    input_example: pd.DataFrame,
+    metadata: Mapping[str, object] | None = None,
+) -> mlflow.models.model.ModelInfo:
+    """Log the deployable ``buying-groups`` model: the logged role model and qualifier as
+    artifacts, the catalog, and the request schema (contacts with arrays of events)."""
+    from mlflow.models import ModelSignature
+
+    from buying_groups.serving.buying_groups_pyfunc import BuyingGroupsPyfunc, input_schema
+
+    with tempfile.TemporaryDirectory() as tmp:
+        catalog_file = Path(tmp) / "catalog.json"
+        catalog_file.write_text(json.dumps(catalog))
+        artifacts = {
+            "role_model": role_model_uri,
+            "qualifier": qualifier_uri,
+            "catalog": str(catalog_file),
+        }
+        return _log_pyfunc(
+            "buying_groups",
+            BuyingGroupsPyfunc(),
+            artifacts,
+            input_example,
+            None,
+            _pin(
+                "mlflow",
+                "torch",
+                "transformers",
+                "pandas",
+                "safetensors",
+                "tokenizers",
+                "scikit-learn",
+                "shap",
+                "joblib",
+            ),
+            metadata,
+            signature=ModelSignature(inputs=input_schema()),
+        )
 
 
 def find_role_model(experiment_name: str, dataset_name: str | None = None) -> tuple[str, str]:

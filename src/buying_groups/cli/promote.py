@@ -1,0 +1,221 @@
+"""bg-promote: register the best model and move the ``champion`` alias only if it is better.
+
+config -> best qualifier run (mlflow.search_runs) -> deployable ``buying-groups`` model
+(role model + qualifier) -> candidate and current champion evaluated on the same held-out
+data -> register, describe, tag -> alias (aliases, not the deprecated stages).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+from sklearn.metrics import average_precision_score
+
+from buying_groups import tracking
+from buying_groups.cli.common import console, exit_on_data_error, print_frame
+from buying_groups.cli.train_qualifier import build_groups
+from buying_groups.config import catalog_from, hydra_entry
+from buying_groups.data.dataset import load_dataset
+from buying_groups.data.validate import DataValidationError
+from buying_groups.qualify.compare import top_k
+
+EXAMPLE = pd.DataFrame(
+    {
+        "account_id": ["A1", "A1"],
+        "contact_id": ["C1", "C2"],
+        "job_title": ["VP Information Security", "Procurement Manager"],
+        "activities": [
+            [
+                {
+                    "timestamp": "2026-05-01T10:00:00",
+                    "channel": "sales",
+                    "action": "requested_demo",
+                    "asset": "Demo request",
+                    "topic": "security_platform",
+                }
+            ],
+            [
+                {
+                    "timestamp": "2026-05-03T09:30:00",
+                    "channel": "web",
+                    "action": "visited",
+                    "asset": "/pricing",
+                    "topic": "general",
+                }
+            ],
+        ],
+    }
+)
+
+
+def best_qualifier_run(cfg: DictConfig) -> mlflow.entities.Run:
+    """The finished qualifier run with the best ``cfg.metric`` whose groups came from a
+    logged role model (a deployable model needs one), or ``cfg.run_id``."""
+    if cfg.run_id:
+        return mlflow.get_run(cfg.run_id)
+    runs = mlflow.search_runs(
+        experiment_names=[cfg.tracking.experiment_name],
+        filter_string="tags.`bg.kind` = 'qualifier' and tags.`bg.role_source` = 'model' "
+        "and attributes.status = 'FINISHED'",
+        order_by=[f"metrics.`{cfg.metric}` DESC", "attributes.start_time DESC"],
+        max_results=1,
+        output_format="list",
+    )
+    if not runs:
+        raise SystemExit(
+            f"no finished qualifier run built on a role model in experiment "
+            f"{cfg.tracking.experiment_name!r} at {mlflow.get_tracking_uri()}: run "
+            "bg-train-roles, then bg-train-qualifier"
+        )
+    return runs[0]
+
+
+def logged_model_uri(run: mlflow.entities.Run) -> str:
+    models = mlflow.search_logged_models(
+        experiment_ids=[run.info.experiment_id],
+        filter_string=f"source_run_id = '{run.info.run_id}'",
+        output_format="list",
+    )
+    if not models:
+        raise SystemExit(f"run {run.info.run_id} logged no model")
+    return models[0].model_uri
+
+
+def held_out_metrics(cfg: DictConfig, tables: dict, catalog, model_uri: str) -> dict[str, float]:  # noqa: ANN001
+    """A deployable model's PR-AUC and precision at the capacity volume on the test period
+    of ``cfg.data_dir``, its own role model building the groups."""
+    wrapped = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
+    _, groups = build_groups(cfg, tables, catalog, wrapped.predict_roles)
+    test = groups[(groups["split"] == "test") & ~groups["open_opportunity"]]
+    scores = wrapped.qualifier.score(test)
+    labels = test["label"].to_numpy()
+    k = int(cfg.qualifier.threshold.capacity_per_snapshot * test["snapshot"].nunique())
+    return {
+        "pr_auc": float(average_precision_score(labels, scores)),
+        f"precision_at_{k}": float(labels[top_k(scores, k)].mean()),
+        "groups": float(len(test)),
+        "positives": float(labels.sum()),
+    }
+
+
+def run(cfg: DictConfig) -> dict:
+    # -- config and data ------------------------------------------------------------------------
+    catalog = catalog_from(cfg)
+    try:
+        tables, _ = load_dataset(Path(cfg.data_dir), catalog)
+    except DataValidationError as exc:
+        exit_on_data_error(exc)
+    tracking.setup(cfg.tracking)
+    client = mlflow.MlflowClient()
+
+    # -- the candidate: best qualifier run + the role model it was built on -------------------
+    qrun = best_qualifier_run(cfg)
+    role_uri = qrun.data.tags["bg.role_model_uri"]
+    role_run_id = qrun.data.tags.get("bg.role_model_run_id", "")
+    console.print(
+        f"candidate: qualifier run {qrun.info.run_id} ({cfg.metric} = "
+        f"{qrun.data.metrics.get(cfg.metric, float('nan')):.3f}), role model {role_uri}"
+    )
+    tags = {
+        "bg.kind": "deployable",
+        "bg.qualifier_run_id": qrun.info.run_id,
+        "bg.role_model_run_id": role_run_id,
+        "bg.role_model_uri": role_uri,
+    }
+    with tracking.run("buying-groups", tags) as active:
+        info = tracking.log_buying_groups_pyfunc(
+            role_uri,
+            logged_model_uri(qrun),
+            OmegaConf.to_container(cfg.catalog, resolve=True),
+            EXAMPLE,
+            metadata={"qualifier_run_id": qrun.info.run_id, "role_model_run_id": role_run_id},
+        )
+        try:  # it must answer a request before anything else
+            mlflow.pyfunc.load_model(info.model_uri).predict(EXAMPLE)
+        except Exception as exc:
+            raise SystemExit(
+                f"the candidate from qualifier run {qrun.info.run_id} cannot score a request "
+                f"({exc}); retrain it with this version (bg-train-qualifier) or pick another "
+                "with run_id=<id>"
+            ) from exc
+        with console.status("evaluating the candidate on the held-out test period"):
+            candidate = held_out_metrics(cfg, tables, catalog, info.model_uri)
+        tracking.log_metrics({f"heldout/{k}": v for k, v in candidate.items()})
+        package_run_id = active.info.run_id
+
+    # -- the current champion, on the same data ----------------------------------------------
+    try:
+        current = client.get_model_version_by_alias(cfg.model_name, cfg.alias)
+    except mlflow.exceptions.MlflowException:
+        current = None
+    champion, broken = None, False
+    if current is not None:
+        champion_uri = f"models:/{cfg.model_name}@{cfg.alias}"
+        with console.status(f"evaluating {cfg.model_name}@{cfg.alias} (v{current.version})"):
+            try:
+                mlflow.pyfunc.load_model(champion_uri).predict(EXAMPLE)
+                champion = held_out_metrics(cfg, tables, catalog, champion_uri)
+            except Exception as exc:  # a champion that cannot answer a request is replaced
+                console.print(f"[yellow]![/] the current champion cannot score a request: {exc}")
+                broken = True
+    better = champion is None or candidate["pr_auc"] > champion["pr_auc"]
+    promote = better or cfg.force
+
+    # -- register, describe, alias -------------------------------------------------------------
+    table = pd.DataFrame({"candidate": candidate, "champion": champion or {}}).T
+    table.index.name = "model"
+    decision = (
+        "promoted (the champion cannot score a request)"
+        if broken
+        else "promoted (no champion yet)"
+        if champion is None
+        else "promoted (better PR-AUC)"
+        if better
+        else "promoted (forced)"
+        if cfg.force
+        else "not promoted (champion is as good or better)"
+    )
+    version = mlflow.register_model(info.model_uri, cfg.model_name)
+    description = (
+        f"Qualifier run {qrun.info.run_id}, role model {role_uri}. Held-out test period of "
+        f"{cfg.data_dir}: {decision}.\n\n{table.to_string(float_format=lambda v: f'{v:.4f}')}"
+    )
+    client.update_model_version(cfg.model_name, version.version, description=description)
+    for k, v in {
+        "decision": decision,
+        "candidate_pr_auc": f"{candidate['pr_auc']:.4f}",
+        "champion_pr_auc": f"{champion['pr_auc']:.4f}" if champion else "none",
+        "champion_version": current.version if current else "none",
+        "qualifier_run_id": qrun.info.run_id,
+        "role_model_uri": role_uri,
+    }.items():
+        client.set_model_version_tag(cfg.model_name, version.version, k, v)
+    roles_version = None
+    if promote:
+        client.set_registered_model_alias(cfg.model_name, cfg.alias, version.version)
+        roles_version = mlflow.register_model(role_uri, cfg.roles_model_name)
+        client.set_registered_model_alias(cfg.roles_model_name, cfg.alias, roles_version.version)
+
+    # -- report --------------------------------------------------------------------------------
+    print_frame(table, f"held-out comparison ({decision})")
+    console.print(
+        f"{cfg.model_name} v{version.version} registered (run {package_run_id})"
+        + (
+            f"; @{cfg.alias} -> v{version.version}; {cfg.roles_model_name} "
+            f"v{roles_version.version} @{cfg.alias}"
+            if promote
+            else f"; @{cfg.alias} stays on v{current.version}"
+        )
+    )
+    return {
+        "version": version.version,
+        "promoted": bool(promote),
+        "candidate": candidate,
+        "champion": champion,
+    }
+
+
+main = hydra_entry("promote", run)

@@ -1,0 +1,172 @@
+"""``buying-groups``: the deployable model. Contacts with their recent activities in; per
+account x product group: score, qualified flag, stage, members, reasons, missing roles and
+whom to engage next out. It wraps the logged role model and qualifier (MLflow artifacts, not
+copies of training state) and scores through ``buying_groups.scoring``, the code path
+``bg-score`` uses too."""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+from buying_groups.scoring import score_groups
+from buying_groups.taxonomy import Catalog
+
+REQUIRED = ("account_id", "contact_id", "job_title", "activities")
+EVENT_FIELDS = ("timestamp", "channel", "action", "asset", "topic")
+MAX_TITLE_CHARS = 256  # the role model cuts titles here anyway
+
+
+def input_schema() -> mlflow.types.Schema:
+    """One row per contact; ``activities`` is an array of event objects; ``as_of`` optional."""
+    from mlflow.types.schema import Array, ColSpec, Object, Property, Schema
+
+    event = Object(
+        [Property(f, "string", required=f in ("timestamp", "action")) for f in EVENT_FIELDS]
+    )
+    return Schema(
+        [
+            ColSpec("string", "account_id"),
+            ColSpec("string", "contact_id"),
+            ColSpec("string", "job_title"),
+            ColSpec(Array(event), "activities"),
+            ColSpec("string", "as_of", required=False),
+        ]
+    )
+
+
+def _fail(row: int, field: str, problem: str) -> None:
+    raise ValueError(f"row {row}, field '{field}': {problem}")
+
+
+def request_tables(frame: pd.DataFrame) -> tuple[dict[str, pd.DataFrame], pd.Timestamp]:
+    """The request's contacts and events as the tables the scorer reads, and the as-of date.
+
+    Errors name the row and field and never echo the input. Accounts' size and customer
+    status and opportunity history are unknown to a request: they enter as missing/none.
+    """
+    if len(frame) == 0:
+        raise ValueError("the request has no rows: send at least one contact")
+    missing = [c for c in REQUIRED if c not in frame.columns]
+    if missing:
+        raise ValueError(f"missing field(s): {', '.join(missing)}")
+    extra = sorted(set(frame.columns) - set(REQUIRED) - {"as_of"})
+    if extra:
+        raise ValueError(f"unknown field(s): {', '.join(map(str, extra))}")
+    contacts, events = [], []
+    for i, row in enumerate(frame.itertuples(index=False)):
+        rec = row._asdict()
+        for f in ("account_id", "contact_id"):
+            v = rec[f]
+            if not isinstance(v, str) or not v.strip():
+                _fail(i, f, "must be a non-empty string")
+        title = rec["job_title"]
+        if title is None or (isinstance(title, float) and np.isnan(title)):
+            title = ""
+        if not isinstance(title, str):
+            _fail(i, "job_title", "must be a string")
+        acts = rec["activities"]
+        if acts is None or (isinstance(acts, float) and np.isnan(acts)):
+            acts = []
+        if not isinstance(acts, list | tuple | np.ndarray):
+            _fail(i, "activities", "must be a list of events")
+        for j, ev in enumerate(acts):
+            if not isinstance(ev, dict):
+                _fail(i, f"activities[{j}]", "must be an object")
+            for f in ("timestamp", "action"):
+                if not isinstance(ev.get(f), str) or not ev.get(f):
+                    _fail(i, f"activities[{j}].{f}", "required, a non-empty string")
+            ts = pd.to_datetime(ev["timestamp"], errors="coerce", utc=True)
+            if pd.isna(ts):
+                _fail(i, f"activities[{j}].timestamp", "not a date-time (ISO 8601 expected)")
+            events.append(
+                {
+                    "activity_id": f"r{i}-{j}",
+                    "contact_id": rec["contact_id"],
+                    "timestamp": ts.tz_convert(None),
+                    "channel": str(ev.get("channel") or "web"),
+                    "action": ev["action"],
+                    "asset": str(ev.get("asset") or ""),
+                    "topic": str(ev.get("topic") or "general"),
+                }
+            )
+        contacts.append(
+            {
+                "contact_id": rec["contact_id"],
+                "account_id": rec["account_id"],
+                "job_title": title[:MAX_TITLE_CHARS],
+            }
+        )
+    contacts_df = pd.DataFrame(contacts)
+    dup = contacts_df["contact_id"].duplicated()
+    if dup.any():
+        _fail(int(np.argmax(dup.to_numpy())), "contact_id", "duplicate contact in the request")
+    activities = pd.DataFrame(
+        events,
+        columns=["activity_id", "contact_id", "timestamp", "channel", "action", "asset", "topic"],
+    ).astype({"timestamp": "datetime64[ns]"})
+    accounts = pd.DataFrame({"account_id": contacts_df["account_id"].unique()})
+    accounts["employees"] = np.nan
+    accounts["is_customer"] = False
+    opportunities = pd.DataFrame(
+        {
+            "opportunity_id": pd.Series(dtype=object),
+            "account_id": pd.Series(dtype=object),
+            "product": pd.Series(dtype=object),
+            "created_at": pd.Series(dtype="datetime64[ns]"),
+            "closed_at": pd.Series(dtype="datetime64[ns]"),
+            "won": pd.Series(dtype="boolean"),
+        }
+    )
+    as_of = None
+    if "as_of" in frame.columns and frame["as_of"].notna().any():
+        as_of = pd.to_datetime(frame["as_of"].dropna().iloc[0], errors="coerce", utc=True)
+        if pd.isna(as_of):
+            _fail(int(frame["as_of"].notna().to_numpy().argmax()), "as_of", "not a date")
+        as_of = as_of.tz_convert(None)
+    if as_of is None:
+        as_of = activities["timestamp"].max() if len(activities) else pd.Timestamp.now()
+    tables = {
+        "accounts": accounts,
+        "contacts": contacts_df,
+        "activities": activities,
+        "opportunities": opportunities,
+    }
+    return tables, pd.Timestamp(as_of)
+
+
+def groups_to_records(groups: pd.DataFrame) -> pd.DataFrame:
+    """JSON-friendly output: dates as ISO strings, lists as plain lists."""
+    out = groups.copy()
+    out["as_of"] = out["as_of"].astype(str)
+    for col in ("members", "reasons_for", "reasons_against", "missing_roles", "engage_next"):
+        out[col] = out[col].map(list)
+    return out
+
+
+class BuyingGroupsPyfunc(mlflow.pyfunc.PythonModel):
+    """Artifacts: ``role_model`` and ``qualifier`` (logged MLflow models), ``catalog``."""
+
+    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+        self.roles = mlflow.pyfunc.load_model(context.artifacts["role_model"])
+        self.qualifier = (
+            mlflow.pyfunc.load_model(context.artifacts["qualifier"]).unwrap_python_model().qualifier
+        )
+        with open(context.artifacts["catalog"]) as f:
+            self.catalog = Catalog.from_config(json.load(f))
+
+    def predict_roles(self, frame: pd.DataFrame) -> pd.DataFrame:
+        return self.roles.predict(frame)
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:  # noqa: ANN001
+        if not isinstance(model_input, pd.DataFrame):
+            model_input = pd.DataFrame(model_input)
+        try:
+            tables, as_of = request_tables(model_input)
+        except ValueError as exc:
+            raise mlflow.exceptions.MlflowException.invalid_parameter_value(str(exc)) from exc
+        groups = score_groups(self.predict_roles, self.qualifier, tables, self.catalog, as_of)
+        return groups_to_records(groups)
