@@ -1,0 +1,35 @@
+"""bg-serve: the champion model over REST (MLflow's scoring protocol, hardened; see
+``buying_groups.serving.server``)."""
+
+from __future__ import annotations
+
+import os
+
+from omegaconf import DictConfig
+
+from buying_groups import tracking
+from buying_groups.cli.common import console
+from buying_groups.config import hydra_entry
+
+
+def run(cfg: DictConfig) -> None:
+    import torch
+    import uvicorn
+
+    from buying_groups.serving.server import Limits, create_app
+
+    tracking.setup(cfg.tracking)
+    torch.set_num_threads(cfg.torch_threads)
+    token = os.environ.get(cfg.token_env) if cfg.token_env else None
+    limits = Limits(cfg.max_body_bytes, cfg.max_rows, float(cfg.timeout_s), token or None)
+    with console.status(f"loading {cfg.model_uri}"):
+        app = create_app(cfg.model_uri, limits)
+    console.print(
+        f"serving {cfg.model_uri} on http://{cfg.host}:{cfg.port}/invocations "
+        f"({'bearer token required' if token else 'no authentication'}; "
+        f"max {cfg.max_rows} rows, {cfg.max_body_bytes:,} bytes per request)"
+    )
+    uvicorn.run(app, host=cfg.host, port=cfg.port, workers=1, log_level="info")
+
+
+main = hydra_entry("serve", run)
