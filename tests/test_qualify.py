@@ -214,6 +214,7 @@ def test_reasons_are_plain_words():
         "decision maker engaged in the last 30 days"
     )
     assert describe_feature("intent_30d", 3) == "3 high-intent actions in 30 days"
+    assert describe_feature("log_employees", float("nan")) == "company size unknown"
     assert (
         describe_feature("topic_requested_demo_30d", 2)
         == "2 demo requests for the product in 30 days"

@@ -221,3 +221,180 @@ def test_qualifier_after_roles_uses_and_links_the_role_model(trained, tiny_dir):
     assert q["tags.bg.role_source"] == "model"
     assert q["tags.bg.role_model_run_id"] == roles_run["run_id"]
     assert q["tags.bg.role_model_uri"] == _logged_model_uri(uri)
+
+
+def _cli(module: str, tmp, *args: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, "-c", f"from buying_groups.cli.{module} import main; main()", *args],
+        capture_output=True,
+        text=True,
+        cwd=tmp,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def promoted(trained, tiny_dir):
+    """bg-train-qualifier then bg-promote on the store of the trained tiny role model."""
+    tmp, uri, _ = trained
+    common = ["data=tiny", f"data_dir={tiny_dir}", f"tracking.uri={uri}"]
+    _cli("train_qualifier", tmp, *common, f"hydra.run.dir={tmp / 'q2'}")
+    proc = _cli("promote", tmp, *common, f"hydra.run.dir={tmp / 'promote'}")
+    return tmp, uri, common, proc
+
+
+def test_promote_registers_both_models_with_champion_aliases(promoted):
+    tmp, uri, common, proc = promoted
+    client = mlflow.MlflowClient(uri)
+    v = client.get_model_version_by_alias("buying-groups", "champion")
+    roles = client.get_model_version_by_alias("buying-group-roles", "champion")
+    assert v.tags["decision"].startswith("promoted") and "candidate" in v.description
+    assert float(v.tags["candidate_pr_auc"]) > 0
+    assert roles.source and "@champion" in proc.stdout
+    # The same candidate again is not better than the champion: registered, not promoted.
+    again = _cli("promote", tmp, *common, f"hydra.run.dir={tmp / 'promote2'}")
+    assert "not promoted" in again.stdout
+    assert client.get_model_version_by_alias("buying-groups", "champion").version == v.version
+    forced = _cli("promote", tmp, *common, "force=true", f"hydra.run.dir={tmp / 'promote3'}")
+    assert "promoted (forced)" in forced.stdout
+    assert client.get_model_version_by_alias("buying-groups", "champion").version != v.version
+
+
+def test_bg_score_counts_rejects_and_repeatability(promoted, tiny_dir, tmp_path):
+    import shutil
+
+    tmp, uri, _, _ = promoted
+    data = tmp_path / "data"
+    shutil.copytree(tiny_dir, data)
+    for f in data.glob("*.csv"):
+        f.unlink()
+    contacts = pd.read_parquet(data / "contacts.parquet")
+    contacts.loc[3, "contact_id"] = contacts.loc[2, "contact_id"]  # a duplicate id
+    contacts.to_parquet(data / "contacts.parquet")
+    args = [f"data_dir={data}", f"tracking.uri={uri}", "chunk_size=500"]
+    _cli(
+        "score", tmp_path, *args, f"output_dir={tmp_path / 'a'}", f"hydra.run.dir={tmp_path / 'r1'}"
+    )
+    _cli(
+        "score", tmp_path, *args, f"output_dir={tmp_path / 'b'}", f"hydra.run.dir={tmp_path / 'r2'}"
+    )
+    scored = pd.read_parquet(tmp_path / "a" / "contacts_scored.parquet")
+    rejects = pd.read_csv(tmp_path / "a" / "rejects.csv")
+    n_rejected = int((rejects["table"] == "contacts").sum())
+    assert n_rejected == 1 and "duplicate" in rejects["reason"].iloc[0]
+    assert len(scored) + n_rejected == len(contacts)
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    for table, c in summary["counts"].items():
+        assert c["rows in"] == c["scored / kept"] + c["rejected"], table
+    groups = pd.read_parquet(tmp_path / "a" / "groups_scored.parquet")
+    assert len(groups) == 3 * pd.read_parquet(data / "accounts.parquet")["account_id"].nunique()
+    assert groups["score"].between(0, 1).all() and set(groups["stage"]) <= {
+        "none",
+        "identified",
+        "engaged",
+        "qualified",
+        "opportunity",
+        "won",
+        "lost",
+    }
+    for name in ("contacts_scored.parquet", "groups_scored.parquet"):
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(tmp_path / "a" / name), pd.read_parquet(tmp_path / "b" / name)
+        )
+
+
+def test_serve_answers_good_and_bad_requests(promoted, monkeypatch):
+    import socket
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+    import uvicorn
+
+    from buying_groups.serving.server import Limits, create_app
+
+    _, uri, _, _ = promoted
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    app = create_app("models:/buying-groups@champion", Limits(200_000, 50, 60.0, "s3cret"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        if server.started:
+            break
+        time.sleep(0.1)
+    auth = {"Authorization": "Bearer s3cret"}
+    event = {
+        "timestamp": "2026-03-01T10:00:00",
+        "channel": "sales",
+        "action": "requested_demo",
+        "asset": "Demo request",
+        "topic": "security_platform",
+    }
+    good = {
+        "dataframe_records": [
+            {"account_id": "A1", "contact_id": "C1", "job_title": "CISO", "activities": [event]},
+            {
+                "account_id": "A1",
+                "contact_id": "C2",
+                "job_title": "Einkaufsleiter",
+                "activities": [],
+            },
+        ]
+    }
+
+    def post(body, headers=auth, **kw):
+        return requests.post(f"{url}/invocations", json=body, headers=headers, timeout=60, **kw)
+
+    try:
+        assert requests.get(f"{url}/ping", timeout=5).status_code == 200
+        assert requests.get(f"{url}/version", timeout=5).status_code == 200
+        r = post(good)
+        assert r.status_code == 200, r.text
+        preds = r.json()["predictions"]
+        assert len(preds) == 3 and {"score", "qualified", "stage", "members"} <= set(preds[0])
+        assert post(good, headers={}).status_code == 401
+        bad_cases = {
+            "missing": ({"dataframe_records": [{"account_id": "A", "contact_id": "C"}]}, 400),
+            "type": (
+                {"dataframe_records": [{**good["dataframe_records"][1], "job_title": 7}]},
+                400,
+            ),
+            "empty account": (
+                {"dataframe_records": [{**good["dataframe_records"][1], "account_id": ""}]},
+                400,
+            ),
+            "too many rows": ({"dataframe_records": good["dataframe_records"][1:] * 51}, 413),
+            "too big": (
+                {
+                    "dataframe_records": [
+                        {**good["dataframe_records"][1], "job_title": "x" * 300_000}
+                    ]
+                },
+                413,
+            ),
+        }
+        for name, (body, status) in bad_cases.items():
+            r = post(body)
+            assert r.status_code == status, (name, r.text)
+            assert "x" * 50 not in r.text and "Traceback" not in r.text
+        r = requests.post(
+            f"{url}/invocations",
+            data=b'{"inputs": [',
+            headers={**auth, "Content-Type": "application/json"},
+            timeout=10,
+        )
+        assert r.status_code == 400 and "not valid JSON" in r.json()["message"]
+        with ThreadPoolExecutor(4) as pool:  # concurrent callers get the same answers
+            answers = list(pool.map(lambda _: post(good).json(), range(8)))
+        assert all(a == answers[0] for a in answers)
+        assert post(good).status_code == 200  # still serving after all that
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -146,6 +146,8 @@ def _role_words(role: str) -> str:
 def describe_feature(feature: str, value: float) -> str:
     """A feature and its value as a phrase a seller reads, e.g. ``no gatekeeper yet``."""
     v = float(value)
+    if not np.isfinite(v):  # e.g. company size, unknown to a REST request
+        return "company size unknown" if feature == "log_employees" else f"{feature} unknown"
     n = int(round(v))
     for role in MEMBER_ROLES:
         w = _role_words(role)
