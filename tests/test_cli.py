@@ -53,7 +53,20 @@ def test_pipeline_on_tiny(tmp_path):
         f"data_dir={tmp_path / 'd'}",
         f"hydra.run.dir={tmp_path / 'run'}",
         f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
+        f"scores_dir={tmp_path / 'scores'}",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "rules baseline" in proc.stdout and "test_ood" in proc.stdout
-    assert "QBG vs MQL vs MQA" in proc.stdout
+    assert "QBG vs MQL vs MQA" in proc.stdout and "bg-serve" in proc.stdout
+    # The registry has both champions, and the scored files cover every input row.
+    import mlflow
+    import pandas as pd
+
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert client.get_model_version_by_alias("buying-groups", "champion")
+    assert client.get_model_version_by_alias("buying-group-roles", "champion")
+    contacts = pd.read_parquet(tmp_path / "d" / "contacts.parquet")
+    scored = pd.read_parquet(tmp_path / "scores" / "contacts_scored.parquet")
+    assert sorted(scored["contact_id"]) == sorted(contacts["contact_id"])
+    groups = pd.read_parquet(tmp_path / "scores" / "groups_scored.parquet")
+    assert len(groups) == 3 * contacts["account_id"].nunique()

@@ -2,14 +2,16 @@
 
 generate (unless present) -> validate -> rules baseline -> train + evaluate the role model
 against the baselines -> train the qualifier on groups from that model and compare it with
-MQL and MQA (all in MLflow). Promotion and scoring join as they land.
+MQL and MQA -> promote the best model (registry alias ``champion``) -> batch-score the data
+with it -> a short report of the numbers and where everything is.
 """
 
 from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from buying_groups.cli import train_qualifier, train_roles
+from buying_groups import tracking
+from buying_groups.cli import promote, score, train_qualifier, train_roles
 from buying_groups.cli.baseline import ensure_dataset, rules_report
 from buying_groups.cli.common import console, print_frame, print_mapping
 from buying_groups.config import hydra_entry
@@ -19,49 +21,102 @@ from buying_groups.evaluate import metrics_table
 
 
 def run(cfg: DictConfig) -> dict:
-    steps = 2 + int(cfg.train_roles) + int(cfg.train_qualifier)
-    console.rule(f"[bold]1/{steps} data")
+    steps = ["data", "rules baseline"]
+    steps += ["role model (fine-tuning; progress below)"] if cfg.train_roles else []
+    steps += ["qualified buying groups vs MQL and MQA"] if cfg.train_qualifier else []
+    steps += ["promote the best model"] if cfg.promote else []
+    steps += ["batch scoring with the champion"] if cfg.score else []
+    step = iter(range(1, len(steps) + 1))
+
+    def rule(name: str) -> None:
+        console.rule(f"[bold]{next(step)}/{len(steps)} {name}")
+
+    rule(steps[0])
     data_dir = ensure_dataset(cfg, regenerate=cfg.regenerate)
     manifest = read_json(data_dir / MANIFEST)
     print_mapping(
         {k: v for k, v in manifest["summary"].items() if not k.startswith("role_")},
         f"dataset '{manifest['name']}' in {data_dir}",
     )
-    console.rule(f"[bold]2/{steps} rules baseline")
+    rule(steps[1])
     metrics = rules_report(cfg)
     table = metrics_table({k: v for k, v in metrics.items() if not k.startswith("lang_")})
     table.index.name = "split"
     print_frame(table, "rules baseline")
-    result = {"manifest": manifest, "rules": metrics}
+    result: dict = {"manifest": manifest, "rules": metrics}
     if cfg.train_roles:
-        console.rule(f"[bold]3/{steps} role model (fine-tuning; progress below)")
+        rule("role model (fine-tuning; progress below)")
         result["role_model_objective"] = train_roles.run(cfg)
     if cfg.train_qualifier:
-        console.rule(f"[bold]{steps}/{steps} qualified buying groups vs MQL and MQA")
-        result["qualifier_objective"] = train_qualifier.run(qualifier_config(cfg))
-    console.print(
-        "[green]✓[/] done. Browse runs: mlflow ui  (in this directory)  |  validate "
-        "your own export: bg-validate data_dir=<dir>  (tables: docs/data.md)"
-    )
+        rule("qualified buying groups vs MQL and MQA")
+        result["qualifier"] = train_qualifier.train_and_log(sub_config(cfg, "train_qualifier"))
+    if cfg.promote:
+        rule("promote the best model")
+        result["promote"] = promote.run(sub_config(cfg, "promote"))
+    if cfg.score:
+        rule("batch scoring with the champion")
+        result["score"] = score.run(
+            sub_config(cfg, "score", [f"output_dir={cfg.scores_dir}"], data_name=False)
+        )
+    report(cfg, result)
     return result
 
 
-def qualifier_config(cfg: DictConfig) -> DictConfig:
-    """bg-train-qualifier's own config on the pipeline's data and MLflow store."""
+def report(cfg: DictConfig, result: dict) -> None:
+    """What was measured, and where everything is."""
+    lines = []
+    if "role_model_objective" in result:
+        lines.append(f"role model: validation role macro-F1 {result['role_model_objective']:.3f}")
+    if "qualifier" in result:
+        m = result["qualifier"]
+        lines.append(
+            f"qualifier, test period at equal volume ({int(m['test/qbg_flagged'])} groups): "
+            f"precision QBG {m['test/qbg_precision']:.3f} vs MQL {m['test/mql_precision']:.3f} "
+            f"vs MQA {m['test/mqa_precision']:.3f}; PR-AUC {m['test/qbg_pr_auc']:.3f} vs "
+            f"{m['test/mql_pr_auc']:.3f} vs {m['test/mqa_pr_auc']:.3f}"
+        )
+    if "promote" in result:
+        p = result["promote"]
+        lines.append(
+            f"registry: buying-groups v{p['version']} "
+            + ("is @champion" if p["promoted"] else "registered; @champion unchanged")
+        )
+    if "score" in result:
+        s = result["score"]
+        lines.append(
+            f"scored: {s['contacts_scored']:,} contacts, {s['groups_scored']:,} groups "
+            f"({s['qualified_groups']} qualified) in {cfg.scores_dir}/"
+        )
+    lines += [
+        f"MLflow: {tracking.default_tracking_hint()}",
+        "serve the champion: bg-serve   (then POST http://127.0.0.1:5001/invocations; "
+        "README: REST)",
+        "your own export: bg-validate data_dir=<dir>, then bg-score data_dir=<dir> "
+        "output_dir=<dir>",
+    ]
+    console.rule("[bold green]done")
+    for line in lines:
+        console.print(f"  {line}")
+
+
+def sub_config(
+    cfg: DictConfig, name: str, extra: list[str] | None = None, data_name: bool = True
+) -> DictConfig:
+    """Another command's own config (``configs/<name>.yaml``) on the pipeline's data and
+    MLflow store."""
     from hydra import compose
 
-    overrides = [
-        f"data={cfg.data.name}",
-        f"data_dir={cfg.data_dir}",
-        "generate_if_missing=false",
-        f"seed={cfg.seed}",
-        *cfg.qualifier_overrides,
-    ]
+    overrides = [f"data_dir={cfg.data_dir}", *(extra or [])]
+    if data_name:
+        overrides += [f"data={cfg.data.name}", "generate_if_missing=false", f"seed={cfg.seed}"]
+    if name == "train_qualifier":
+        overrides += list(cfg.qualifier_overrides)
     if cfg.tracking.uri:
         overrides.append(f"tracking.uri={cfg.tracking.uri}")
-    qcfg = compose(config_name="train_qualifier", overrides=overrides)
-    qcfg.output_dir = str(cfg.output_dir)
-    return qcfg
+    sub = compose(config_name=name, overrides=overrides)
+    if "output_dir" in sub and name != "score":
+        sub.output_dir = str(cfg.output_dir)
+    return sub
 
 
 main = hydra_entry("pipeline", run)

@@ -52,21 +52,22 @@ EXAMPLE = pd.DataFrame(
 
 
 def best_qualifier_run(cfg: DictConfig) -> mlflow.entities.Run:
-    """The finished qualifier run with the best ``cfg.metric`` whose groups came from a
-    logged role model (a deployable model needs one), or ``cfg.run_id``."""
+    """The finished qualifier run on this dataset with the best ``cfg.metric`` whose groups
+    came from a logged role model (a deployable model needs one), or ``cfg.run_id``."""
     if cfg.run_id:
         return mlflow.get_run(cfg.run_id)
     runs = mlflow.search_runs(
         experiment_names=[cfg.tracking.experiment_name],
         filter_string="tags.`bg.kind` = 'qualifier' and tags.`bg.role_source` = 'model' "
-        "and attributes.status = 'FINISHED'",
+        f"and tags.`dataset.name` = '{cfg.data.name}' and attributes.status = 'FINISHED'",
         order_by=[f"metrics.`{cfg.metric}` DESC", "attributes.start_time DESC"],
         max_results=1,
         output_format="list",
     )
     if not runs:
         raise SystemExit(
-            f"no finished qualifier run built on a role model in experiment "
+            f"no finished qualifier run on dataset {cfg.data.name!r} built on a role model "
+            f"in experiment "
             f"{cfg.tracking.experiment_name!r} at {mlflow.get_tracking_uri()}: run "
             "bg-train-roles, then bg-train-qualifier"
         )

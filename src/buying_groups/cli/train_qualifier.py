@@ -189,6 +189,11 @@ def journeys(qualifier: Qualifier, groups: pd.DataFrame) -> tuple[pd.DataFrame, 
 
 
 def run(cfg: DictConfig) -> float:
+    """The entry point: train, compare, log; returns the test PR-AUC (the sweep objective)."""
+    return train_and_log(cfg)["test/qbg_pr_auc"]
+
+
+def train_and_log(cfg: DictConfig) -> dict[str, float]:
     # -- config and data ------------------------------------------------------------------------
     catalog = catalog_from(cfg)
     if cfg.generate_if_missing:
@@ -271,7 +276,7 @@ def run(cfg: DictConfig) -> float:
         f"threshold {qualifier.threshold:.3f} ({q.threshold.mode}); model {info.model_uri}; "
         f"MLflow run {run_id} in {tracking.default_tracking_hint()}"
     )
-    return float(metrics["test/qbg_pr_auc"])
+    return metrics
 
 
 main = hydra_entry("train_qualifier", run)
