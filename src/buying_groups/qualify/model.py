@@ -123,19 +123,19 @@ def choose_threshold(
 # -- reasons in plain words ----------------------------------------------------------------------
 
 
-ACTION_NOUNS = {
-    "visited": "page visits",
-    "opened": "emails opened",
-    "clicked": "email clicks",
-    "downloaded": "downloads",
-    "registered": "webinar registrations",
-    "attended": "events attended",
-    "logged_in": "product logins",
-    "invited_colleague": "colleague invitations",
-    "started_trial": "trials started",
-    "requested_demo": "demo requests",
-    "requested_pricing": "pricing requests",
-    "met_sales": "sales meetings",
+ACTION_NOUNS = {  # singular, plural
+    "visited": ("page visit", "page visits"),
+    "opened": ("email opened", "emails opened"),
+    "clicked": ("email click", "email clicks"),
+    "downloaded": ("download", "downloads"),
+    "registered": ("webinar registration", "webinar registrations"),
+    "attended": ("event attended", "events attended"),
+    "logged_in": ("product login", "product logins"),
+    "invited_colleague": ("colleague invitation", "colleague invitations"),
+    "started_trial": ("trial started", "trials started"),
+    "requested_demo": ("demo request", "demo requests"),
+    "requested_pricing": ("pricing request", "pricing requests"),
+    "met_sales": ("sales meeting", "sales meetings"),
 }
 
 
@@ -200,7 +200,8 @@ def describe_feature(feature: str, value: float) -> str:
         what = feature[len("topic_") : -len("_30d")]
         if what in CHANNELS:
             return f"{n} {what} interaction{'s' if n != 1 else ''} with the product in 30 days"
-        return f"{n} {ACTION_NOUNS.get(what, what)} for the product in 30 days"
+        noun = ACTION_NOUNS.get(what, (what, what))[0 if n == 1 else 1]
+        return f"{n} {noun} for the product in 30 days"
     return f"{feature} = {v:g}"
 
 
