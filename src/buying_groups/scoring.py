@@ -8,7 +8,6 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from buying_groups.data.examples import contact_inputs
 from buying_groups.qualify.compare import journey_stages
 from buying_groups.qualify.groups import group_states, members_at, predict_contact_roles
 from buying_groups.qualify.model import Qualifier, engage_next
@@ -18,20 +17,14 @@ from buying_groups.taxonomy import Catalog
 RolePredictor = Callable[[pd.DataFrame], pd.DataFrame]
 
 
-def score_contacts(
-    predict: RolePredictor,
-    contacts: pd.DataFrame,
-    activities: pd.DataFrame,
-    catalog: Catalog,
-    as_of: pd.Timestamp,
-) -> pd.DataFrame:
-    """Persona and per-product role of each contact from its title and activity text."""
-    inputs = contact_inputs(contacts, activities, as_of=as_of)
-    pred = predict(inputs[["job_title", "activity_text"]]).reset_index(drop=True)
+def score_contacts(predict: RolePredictor, inputs: pd.DataFrame, catalog: Catalog) -> pd.DataFrame:
+    """Persona and per-product role (with probabilities) next to each contact's model inputs
+    (``contact_inputs``: ids, ``job_title``, ``activity_text``)."""
+    pred = predict(inputs[["job_title", "activity_text"]])
     keep = ["function", "function_proba", "seniority", "seniority_proba"]
     for p in catalog.names:
         keep += [f"role_{p}", f"role_{p}_proba"]
-    return pd.concat([inputs, pred[keep]], axis=1)
+    return pd.concat([inputs, pred[keep].set_axis(inputs.index)], axis=1)
 
 
 def _members(contact_roles: pd.DataFrame) -> pd.Series:

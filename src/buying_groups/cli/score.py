@@ -21,7 +21,7 @@ from buying_groups.config import hydra_entry
 from buying_groups.data.examples import contact_inputs
 from buying_groups.data.io import write_json, write_table
 from buying_groups.data.validate import DataValidationError, load_tables
-from buying_groups.scoring import score_groups
+from buying_groups.scoring import score_contacts, score_groups
 
 TABLES = ("accounts", "contacts", "activities", "opportunities")
 
@@ -46,18 +46,14 @@ def load_model(model_uri: str):  # noqa: ANN201
 
 def score_contacts_chunked(wrapped, inputs: pd.DataFrame, chunk_size: int) -> pd.DataFrame:  # noqa: ANN001
     """Persona and roles from title + activity text, ``chunk_size`` contacts at a time."""
-    keep = ["function", "function_proba", "seniority", "seniority_proba"]
-    for p in wrapped.catalog.names:
-        keep += [f"role_{p}", f"role_{p}_proba"]
     parts = []
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("scoring contacts", total=len(inputs))
         for start in range(0, len(inputs), chunk_size):
             chunk = inputs.iloc[start : start + chunk_size]
-            pred = wrapped.predict_roles(chunk[["job_title", "activity_text"]])
-            parts.append(pred[keep].set_index(chunk.index))
+            parts.append(score_contacts(wrapped.predict_roles, chunk, wrapped.catalog))
             progress.advance(task, len(chunk))
-    return pd.concat([inputs, pd.concat(parts)], axis=1)
+    return pd.concat(parts)
 
 
 def run(cfg: DictConfig) -> dict:
