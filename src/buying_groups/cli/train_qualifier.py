@@ -25,11 +25,10 @@ from buying_groups.data.dataset import MANIFEST, load_dataset
 from buying_groups.data.io import read_json, write_table
 from buying_groups.data.splits import account_holdout, snapshot_dates, time_split
 from buying_groups.data.validate import DataValidationError
+from buying_groups.plots import lift_figure, pr_curve_figure
 from buying_groups.qualify.compare import (
     comparison_table,
     journey_stages,
-    lift_figure,
-    pr_curve_figure,
     stage_transitions,
 )
 from buying_groups.qualify.groups import (

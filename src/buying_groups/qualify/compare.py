@@ -1,5 +1,5 @@
-"""QBG against MQL and MQA on the same snapshots: tables at equal flagged volume, PR curves,
-a lift chart, journey stages and their transitions."""
+"""QBG against MQL and MQA on the same snapshots: tables at equal flagged volume, journey
+stages and their transitions (the PR curves and lift chart are in ``buying_groups.plots``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score, precision_recall_curve
+from sklearn.metrics import average_precision_score
 
 STAGES = ("none", "identified", "engaged", "qualified", "opportunity", "won", "lost")
 
@@ -55,47 +55,6 @@ def comparison_table(
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "method"
     return table
-
-
-def pr_curve_figure(frame: pd.DataFrame, scores: Mapping[str, str], title: str):  # noqa: ANN201
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 4.5))
-    y = frame["label"].to_numpy()
-    for name, col in scores.items():
-        p, r, _ = precision_recall_curve(y, frame[col].to_numpy(float))
-        ap = average_precision_score(y, frame[col].to_numpy(float))
-        ax.plot(r, p, label=f"{name} (PR-AUC {ap:.3f})")
-    ax.axhline(y.mean(), color="grey", ls=":", label=f"base rate {y.mean():.3f}")
-    ax.set(xlabel="recall", ylabel="precision", title=title, xlim=(0, 1), ylim=(0, 1))
-    ax.legend()
-    fig.tight_layout()
-    return fig
-
-
-def lift_figure(frame: pd.DataFrame, scores: Mapping[str, str], k: int, title: str):  # noqa: ANN201
-    """Cumulative lift over the base rate against the number of flagged groups."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 4.5))
-    y = frame["label"].to_numpy()
-    n = np.arange(1, len(y) + 1)
-    for name, col in scores.items():
-        order = np.argsort(-frame[col].to_numpy(float), kind="stable")
-        lift = (np.cumsum(y[order]) / n) / y.mean()
-        ax.plot(n, lift, label=name)
-    ax.axvline(k, color="grey", ls=":", label=f"QBG volume ({k})")
-    ax.axhline(1, color="black", lw=0.5)
-    ax.set(xscale="log", xlabel="groups flagged (highest score first)", ylabel="lift", title=title)
-    ax.legend()
-    fig.tight_layout()
-    return fig
 
 
 def journey_stages(groups: pd.DataFrame, qualified: np.ndarray) -> pd.Series:
