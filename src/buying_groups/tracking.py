@@ -268,6 +268,16 @@ def log_buying_groups_pyfunc(
         )
 
 
+def logged_model_uri(run: mlflow.entities.Run) -> str | None:
+    """The URI of the model a run logged (MLflow 3 logged models), None if it logged none."""
+    models = mlflow.search_logged_models(
+        experiment_ids=[run.info.experiment_id],
+        filter_string=f"source_run_id = '{run.info.run_id}'",
+        output_format="list",
+    )
+    return models[0].model_uri if models else None
+
+
 def find_role_model(experiment_name: str, dataset_name: str | None = None) -> tuple[str, str]:
     """(run id, model URI) of the newest finished role-model run that logged its model,
     preferring runs trained on ``dataset_name``."""
@@ -284,13 +294,9 @@ def find_role_model(experiment_name: str, dataset_name: str | None = None) -> tu
     )
     runs.sort(key=lambda r: r.data.tags.get("dataset.name") != dataset_name)  # stable
     for run in runs:
-        models = mlflow.search_logged_models(
-            experiment_ids=[experiment.experiment_id],
-            filter_string=f"source_run_id = '{run.info.run_id}'",
-            output_format="list",
-        )
-        if models:
-            return run.info.run_id, models[0].model_uri
+        uri = logged_model_uri(run)
+        if uri:
+            return run.info.run_id, uri
     raise SystemExit(
         f"no logged role model in MLflow experiment {experiment_name!r} at "
         f"{mlflow.get_tracking_uri()}: run bg-train-roles first, pass roles.model_uri=<uri>, "

@@ -74,21 +74,15 @@ def best_qualifier_run(cfg: DictConfig) -> mlflow.entities.Run:
     return runs[0]
 
 
-def logged_model_uri(run: mlflow.entities.Run) -> str:
-    models = mlflow.search_logged_models(
-        experiment_ids=[run.info.experiment_id],
-        filter_string=f"source_run_id = '{run.info.run_id}'",
-        output_format="list",
-    )
-    if not models:
-        raise SystemExit(f"run {run.info.run_id} logged no model")
-    return models[0].model_uri
-
-
-def held_out_metrics(cfg: DictConfig, tables: dict, catalog, model_uri: str) -> dict[str, float]:  # noqa: ANN001
+def held_out_metrics(
+    cfg: DictConfig,
+    tables: dict,
+    catalog,  # noqa: ANN001
+    model: mlflow.pyfunc.PyFuncModel,
+) -> dict[str, float]:
     """A deployable model's PR-AUC and precision at the capacity volume on the test period
     of ``cfg.data_dir``, its own role model building the groups."""
-    wrapped = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
+    wrapped = model.unwrap_python_model()
     _, groups = build_groups(cfg, tables, catalog, wrapped.predict_roles)
     test = groups[(groups["split"] == "test") & ~groups["open_opportunity"]]
     scores = wrapped.qualifier.score(test)
@@ -127,15 +121,19 @@ def run(cfg: DictConfig) -> dict:
         "bg.role_model_uri": role_uri,
     }
     with tracking.run("buying-groups", tags) as active:
+        qualifier_uri = tracking.logged_model_uri(qrun)
+        if qualifier_uri is None:
+            raise SystemExit(f"qualifier run {qrun.info.run_id} logged no model")
         info = tracking.log_buying_groups_pyfunc(
             role_uri,
-            logged_model_uri(qrun),
+            qualifier_uri,
             OmegaConf.to_container(cfg.catalog, resolve=True),
             EXAMPLE,
             metadata={"qualifier_run_id": qrun.info.run_id, "role_model_run_id": role_run_id},
         )
+        model = mlflow.pyfunc.load_model(info.model_uri)
         try:  # it must answer a request before anything else
-            mlflow.pyfunc.load_model(info.model_uri).predict(EXAMPLE)
+            model.predict(EXAMPLE)
         except Exception as exc:
             raise SystemExit(
                 f"the candidate from qualifier run {qrun.info.run_id} cannot score a request "
@@ -143,7 +141,7 @@ def run(cfg: DictConfig) -> dict:
                 "with run_id=<id>"
             ) from exc
         with console.status("evaluating the candidate on the held-out test period"):
-            candidate = held_out_metrics(cfg, tables, catalog, info.model_uri)
+            candidate = held_out_metrics(cfg, tables, catalog, model)
         tracking.log_metrics({f"heldout/{k}": v for k, v in candidate.items()})
         package_run_id = active.info.run_id
 
@@ -157,8 +155,9 @@ def run(cfg: DictConfig) -> dict:
         champion_uri = f"models:/{cfg.model_name}@{cfg.alias}"
         with console.status(f"evaluating {cfg.model_name}@{cfg.alias} (v{current.version})"):
             try:
-                mlflow.pyfunc.load_model(champion_uri).predict(EXAMPLE)
-                champion = held_out_metrics(cfg, tables, catalog, champion_uri)
+                champion_model = mlflow.pyfunc.load_model(champion_uri)
+                champion_model.predict(EXAMPLE)
+                champion = held_out_metrics(cfg, tables, catalog, champion_model)
             except Exception as exc:  # a champion that cannot answer a request is replaced
                 console.print(f"[yellow]![/] the current champion cannot score a request: {exc}")
                 broken = True
