@@ -256,7 +256,7 @@ def _opportunity_state(
     open_set = pd.MultiIndex.from_frame(open_[["account_id", "product"]])
     g = past.groupby(["account_id", "product"])
     n_past = g.size().reindex(idx, fill_value=0).to_numpy()
-    won = g["won"].agg(lambda s: bool(s.fillna(False).any())).reindex(idx, fill_value=False)
+    won = g["won"].any().fillna(False).reindex(idx, fill_value=False)  # NA: outcome unknown
     last_close = g["closed_at"].max().reindex(idx)
     last_won = (
         past.sort_values("closed_at").groupby(["account_id", "product"])["won"].last().reindex(idx)
