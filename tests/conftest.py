@@ -3,6 +3,8 @@ generated per test session."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,19 @@ def compose_config(name: str, overrides: list[str] | None = None) -> DictConfig:
     """Compose ``configs/<name>.yaml`` exactly as the CLI would, with overrides."""
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         return compose(config_name=name, overrides=overrides or [], return_hydra_config=False)
+
+
+def run_cli(module: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run ``buying_groups.cli.<module>`` with Hydra overrides in a fresh process, as a user
+    runs it; fail with its output unless it exits 0."""
+    proc = subprocess.run(
+        [sys.executable, "-c", f"from buying_groups.cli.{module} import main; main()", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@ labels, lead-scoring baselines, threshold rules, explanations, stages, and bg-tr
 end to end (groups from the rules baseline here; from a trained role model in
 test_train_roles.py)."""
 
-import subprocess
 import sys
 
 import mlflow
@@ -29,7 +28,7 @@ from buying_groups.qualify.model import (
 )
 from buying_groups.qualify.scoring_baselines import lead_scores
 
-from .conftest import compose_config
+from .conftest import compose_config, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -244,22 +243,15 @@ def test_journey_stages_and_transitions(groups):
 
 def test_bg_train_qualifier_end_to_end(tmp_path, tiny_dir):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from buying_groups.cli.train_qualifier import main; main()",
-            "data=tiny",
-            f"data_dir={tiny_dir}",
-            "roles.source=rules",
-            f"tracking.uri={uri}",
-            f"hydra.run.dir={tmp_path / 'run'}",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
+    proc = run_cli(
+        "train_qualifier",
+        tmp_path,
+        "data=tiny",
+        f"data_dir={tiny_dir}",
+        "roles.source=rules",
+        f"tracking.uri={uri}",
+        f"hydra.run.dir={tmp_path / 'run'}",
     )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "QBG vs MQL vs MQA" in proc.stdout
     mlflow.set_tracking_uri(uri)
     run = mlflow.search_runs(experiment_names=["buying-groups-qualifier"]).iloc[0]

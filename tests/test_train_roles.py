@@ -15,7 +15,7 @@ import pytest
 from buying_groups.models.role_model import RoleModel
 from buying_groups.serving.role_pyfunc import role_outputs
 
-from .conftest import compose_config
+from .conftest import compose_config, run_cli
 
 
 def _train(tmp_path, tiny_dir, tiny_bert_dir, *extra):
@@ -198,21 +198,14 @@ def test_training_resumes_from_a_checkpoint(trained, tmp_path, tiny_dir, tiny_be
 def test_qualifier_after_roles_uses_and_links_the_role_model(trained, tiny_dir):
     """bg-train-qualifier with no role arguments finds the newest role model and links it."""
     tmp, uri, _ = trained
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from buying_groups.cli.train_qualifier import main; main()",
-            "data=tiny",
-            f"data_dir={tiny_dir}",
-            f"tracking.uri={uri}",
-            f"hydra.run.dir={tmp / 'qualifier'}",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=tmp,
+    run_cli(
+        "train_qualifier",
+        tmp,
+        "data=tiny",
+        f"data_dir={tiny_dir}",
+        f"tracking.uri={uri}",
+        f"hydra.run.dir={tmp / 'qualifier'}",
     )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     mlflow.set_tracking_uri(uri)
     roles_run = mlflow.search_runs(
         experiment_names=["buying-groups-roles"], filter_string="tags.`bg.model` = 'transformer'"
@@ -223,24 +216,13 @@ def test_qualifier_after_roles_uses_and_links_the_role_model(trained, tiny_dir):
     assert q["tags.bg.role_model_uri"] == _logged_model_uri(uri)
 
 
-def _cli(module: str, tmp, *args: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "-c", f"from buying_groups.cli.{module} import main; main()", *args],
-        capture_output=True,
-        text=True,
-        cwd=tmp,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc
-
-
 @pytest.fixture(scope="module")
 def promoted(trained, tiny_dir):
     """bg-train-qualifier then bg-promote on the store of the trained tiny role model."""
     tmp, uri, _ = trained
     common = ["data=tiny", f"data_dir={tiny_dir}", f"tracking.uri={uri}"]
-    _cli("train_qualifier", tmp, *common, f"hydra.run.dir={tmp / 'q2'}")
-    proc = _cli("promote", tmp, *common, f"hydra.run.dir={tmp / 'promote'}")
+    run_cli("train_qualifier", tmp, *common, f"hydra.run.dir={tmp / 'q2'}")
+    proc = run_cli("promote", tmp, *common, f"hydra.run.dir={tmp / 'promote'}")
     return tmp, uri, common, proc
 
 
@@ -253,10 +235,10 @@ def test_promote_registers_both_models_with_champion_aliases(promoted):
     assert float(v.tags["candidate_pr_auc"]) > 0
     assert roles.source and "@champion" in proc.stdout
     # The same candidate again is not better than the champion: registered, not promoted.
-    again = _cli("promote", tmp, *common, f"hydra.run.dir={tmp / 'promote2'}")
+    again = run_cli("promote", tmp, *common, f"hydra.run.dir={tmp / 'promote2'}")
     assert "not promoted" in again.stdout
     assert client.get_model_version_by_alias("buying-groups", "champion").version == v.version
-    forced = _cli("promote", tmp, *common, "force=true", f"hydra.run.dir={tmp / 'promote3'}")
+    forced = run_cli("promote", tmp, *common, "force=true", f"hydra.run.dir={tmp / 'promote3'}")
     assert "promoted (forced)" in forced.stdout
     assert client.get_model_version_by_alias("buying-groups", "champion").version != v.version
 
@@ -273,10 +255,10 @@ def test_bg_score_counts_rejects_and_repeatability(promoted, tiny_dir, tmp_path)
     contacts.loc[3, "contact_id"] = contacts.loc[2, "contact_id"]  # a duplicate id
     contacts.to_parquet(data / "contacts.parquet")
     args = [f"data_dir={data}", f"tracking.uri={uri}", "chunk_size=500"]
-    _cli(
+    run_cli(
         "score", tmp_path, *args, f"output_dir={tmp_path / 'a'}", f"hydra.run.dir={tmp_path / 'r1'}"
     )
-    _cli(
+    run_cli(
         "score", tmp_path, *args, f"output_dir={tmp_path / 'b'}", f"hydra.run.dir={tmp_path / 'r2'}"
     )
     scored = pd.read_parquet(tmp_path / "a" / "contacts_scored.parquet")
