@@ -1,0 +1,160 @@
+"""Bounded load test of ``bg-serve`` on loopback.
+
+    python scripts/load_test.py                      # starts bg-serve on a free port
+    python scripts/load_test.py --url http://127.0.0.1:5001/invocations   # a running server
+    python scripts/load_test.py --clients 8 --seconds 30 --contacts 10 --events 20
+
+Each request is one account of ``--contacts`` contacts with ``--events`` events each, built
+from the demo data (real titles and events, so tokenisation and group scoring do real work).
+``--clients`` threads send requests back to back for ``--seconds``; the script prints
+requests/s, p50/p99 latency and the number of errors (any status other than 200).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import requests
+
+
+def account_requests(data_dir: Path, contacts: int, events: int, n: int) -> list[dict]:
+    """``n`` request bodies, each one account's first ``contacts`` contacts with their newest
+    ``events`` events (accounts with enough contacts, in a fixed order)."""
+    cs = pd.read_parquet(data_dir / "contacts.parquet")
+    acts = pd.read_parquet(data_dir / "activities.parquet").sort_values(
+        ["contact_id", "timestamp"], ascending=[True, False]
+    )
+    acts = acts.groupby("contact_id").head(events)
+    by_contact = {
+        c: [
+            {
+                "timestamp": t.isoformat(),
+                "channel": ch,
+                "action": a,
+                "asset": s,
+                "topic": tp,
+            }
+            for t, ch, a, s, tp in zip(
+                g["timestamp"], g["channel"], g["action"], g["asset"], g["topic"], strict=True
+            )
+        ]
+        for c, g in acts.groupby("contact_id")
+    }
+    sizes = cs.groupby("account_id").size()
+    bodies = []
+    for account in sizes[sizes >= contacts].index[:n]:
+        rows = cs[cs["account_id"] == account].head(contacts)
+        records = [
+            {
+                "account_id": account,
+                "contact_id": r.contact_id,
+                "job_title": r.job_title or "",
+                "activities": by_contact.get(r.contact_id, []),
+            }
+            for r in rows.itertuples()
+        ]
+        bodies.append({"dataframe_records": records})
+    return bodies
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(port: int, model_uri: str | None) -> subprocess.Popen:
+    cmd = ["bg-serve", f"port={port}"] + ([f"model_uri={model_uri}"] if model_uri else [])
+    env = {k: v for k, v in os.environ.items() if k != "BG_SERVE_TOKEN"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(240):
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/ping", timeout=1).status_code == 200:
+                return proc
+        except requests.ConnectionError:
+            pass
+        if proc.poll() is not None:
+            raise SystemExit(f"bg-serve exited with {proc.returncode}")
+        time.sleep(0.5)
+    proc.kill()
+    raise SystemExit("bg-serve did not answer /ping within 120 s")
+
+
+def hammer(url: str, bodies: list[dict], clients: int, seconds: float) -> dict:
+    latencies: list[float] = []
+    errors: list[int] = []
+    lock = threading.Lock()
+    stop = time.perf_counter() + seconds
+
+    def client(k: int) -> None:
+        session = requests.Session()
+        i = k
+        while time.perf_counter() < stop:
+            t = time.perf_counter()
+            r = session.post(url, json=bodies[i % len(bodies)], timeout=60)
+            dt = time.perf_counter() - t
+            with lock:
+                latencies.append(dt)
+                if r.status_code != 200:
+                    errors.append(r.status_code)
+            i += clients
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - started
+    lat = np.array(latencies) * 1000
+    return {
+        "requests": len(lat),
+        "requests/s": len(lat) / wall,
+        "p50 ms": float(np.percentile(lat, 50)),
+        "p99 ms": float(np.percentile(lat, 99)),
+        "errors": len(errors),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--url", help="a running server's /invocations (default: start bg-serve)")
+    ap.add_argument("--model-uri", help="model_uri for the started bg-serve")
+    ap.add_argument("--data", default="data/demo")
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--seconds", type=float, default=30)
+    ap.add_argument("--contacts", type=int, default=10)
+    ap.add_argument("--events", type=int, default=20)
+    args = ap.parse_args()
+    bodies = account_requests(Path(args.data), args.contacts, args.events, n=50)
+    proc = None
+    url = args.url
+    if url is None:
+        port = free_port()
+        proc = start_server(port, args.model_uri)
+        url = f"http://127.0.0.1:{port}/invocations"
+    try:
+        requests.post(url, json=bodies[0], timeout=60).raise_for_status()  # warm-up
+        result = hammer(url, bodies, args.clients, args.seconds)
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=30)
+    print(
+        f"{args.clients} clients x {args.seconds:.0f}s, one account of {args.contacts} contacts "
+        f"x {args.events} events per request"
+    )
+    cells = [f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()]
+    print(" | ".join(cells))
+
+
+if __name__ == "__main__":
+    main()
