@@ -258,8 +258,15 @@ def test_bg_score_counts_rejects_and_repeatability(promoted, tiny_dir, tmp_path)
     run_cli(
         "score", tmp_path, *args, f"output_dir={tmp_path / 'a'}", f"hydra.run.dir={tmp_path / 'r1'}"
     )
+    # Again in small buckets and chunks: the same output (scoring is per account).
+    small = ["accounts_per_bucket=7", "chunk_rows=5000"]
     run_cli(
-        "score", tmp_path, *args, f"output_dir={tmp_path / 'b'}", f"hydra.run.dir={tmp_path / 'r2'}"
+        "score",
+        tmp_path,
+        *args,
+        *small,
+        f"output_dir={tmp_path / 'b'}",
+        f"hydra.run.dir={tmp_path / 'r2'}",
     )
     scored = pd.read_parquet(tmp_path / "a" / "contacts_scored.parquet")
     rejects = pd.read_csv(tmp_path / "a" / "rejects.csv")
@@ -284,6 +291,46 @@ def test_bg_score_counts_rejects_and_repeatability(promoted, tiny_dir, tmp_path)
         pd.testing.assert_frame_equal(
             pd.read_parquet(tmp_path / "a" / name), pd.read_parquet(tmp_path / "b" / name)
         )
+
+
+def _spark_available() -> bool:
+    import importlib.util
+    import shutil
+
+    return importlib.util.find_spec("pyspark") is not None and shutil.which("java") is not None
+
+
+@pytest.mark.skipif(not _spark_available(), reason="needs pyspark and Java 17+")
+def test_spark_engine_equals_pandas_engine(promoted, tiny_dir, tmp_path):
+    _, uri, _, _ = promoted
+    args = [f"data_dir={tiny_dir}", f"tracking.uri={uri}", "accounts_per_bucket=40"]
+    for engine in ("pandas", "spark"):
+        run_cli(
+            "score",
+            tmp_path,
+            *args,
+            f"engine={engine}",
+            "spark.master='local[2]'",
+            f"output_dir={tmp_path / engine}",
+            f"hydra.run.dir={tmp_path / ('r' + engine)}",
+        )
+    for name, keys in (
+        ("contacts_scored", ["contact_id"]),
+        ("groups_scored", ["account_id", "product"]),
+    ):
+        a = pd.read_parquet(tmp_path / "pandas" / f"{name}.parquet")
+        b = pd.read_parquet(tmp_path / "spark" / f"{name}.parquet")  # a directory of parts
+        a, b = (x.sort_values(keys).reset_index(drop=True) for x in (a, b))
+        assert list(a.columns) == list(b.columns) and len(a) == len(b) > 0
+        for col in a.columns:
+            if pd.api.types.is_float_dtype(a[col]):  # batches differ: float noise only
+                np.testing.assert_allclose(a[col], b[col], rtol=0, atol=1e-5, err_msg=col)
+            else:
+                assert [str(v) for v in a[col]] == [str(v) for v in b[col]], col
+    summaries = [
+        json.loads((tmp_path / e / "summary.json").read_text()) for e in ("pandas", "spark")
+    ]
+    assert summaries[0]["counts"] == summaries[1]["counts"]
 
 
 def test_serve_answers_good_and_bad_requests(promoted, monkeypatch):

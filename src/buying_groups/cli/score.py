@@ -1,12 +1,14 @@
 """bg-score: batch scoring of a data directory with the registered champion model.
 
-config -> model (``models:/buying-groups@champion``) -> validated tables (bad rows to a
-rejects file) -> contacts scored in chunks -> groups at ``as_of`` -> atomic writes -> counts
-(rows in = rows scored + rows rejected).
+config -> model (``models:/buying-groups@champion``) -> tables validated as a stream (bad rows
+to a rejects file) with activities partitioned by account bucket -> contacts and groups at
+``as_of``, bucket by bucket (``engine=pandas``) or on Spark (``engine=spark``) -> atomic
+writes -> counts (rows in = rows scored + rows rejected).
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
 from pathlib import Path
 
@@ -16,20 +18,21 @@ from omegaconf import DictConfig
 from rich.progress import Progress
 
 from buying_groups import tracking
+from buying_groups.batch import score_buckets, stage_tables
 from buying_groups.cli.common import console, fail_with_problems, print_frame
 from buying_groups.config import hydra_entry
-from buying_groups.data.examples import contact_inputs
 from buying_groups.data.io import write_json, write_table
-from buying_groups.data.validate import DataValidationError, load_tables
-from buying_groups.scoring import score_contacts, score_groups
+from buying_groups.data.validate import DataValidationError
 
 TABLES = ("accounts", "contacts", "activities", "opportunities")
 
 
 def load_model(model_uri: str):  # noqa: ANN201
-    """The deployable model's parts (role model, qualifier, catalog) and its description."""
+    """The deployable model's parts (role model, qualifier, catalog), its description and
+    the local directory it was downloaded to."""
     try:
-        model = mlflow.pyfunc.load_model(model_uri)
+        local_path = mlflow.artifacts.download_artifacts(model_uri)
+        model = mlflow.pyfunc.load_model(local_path)
     except mlflow.exceptions.MlflowException as exc:
         raise SystemExit(
             f"cannot load {model_uri} from {mlflow.get_tracking_uri()}: {exc.message}\n"
@@ -41,91 +44,107 @@ def load_model(model_uri: str):  # noqa: ANN201
         name, alias = model_uri[len("models:/") :].split("@", 1)
         version = mlflow.MlflowClient().get_model_version_by_alias(name, alias)
         where = f"{model_uri} (version {version.version})"
-    return model.unwrap_python_model(), where
+    return model.unwrap_python_model(), where, local_path
 
 
-def score_contacts_chunked(wrapped, inputs: pd.DataFrame, chunk_size: int) -> pd.DataFrame:  # noqa: ANN001
-    """Persona and roles from title + activity text, ``chunk_size`` contacts at a time."""
-    parts = []
+def _score_local(wrapped, staged, as_of: pd.Timestamp, cfg: DictConfig):  # noqa: ANN001, ANN202
+    """The pandas engine: bucket after bucket in this process, with progress."""
     with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("scoring contacts", total=len(inputs))
-        for start in range(0, len(inputs), chunk_size):
-            chunk = inputs.iloc[start : start + chunk_size]
-            parts.append(score_contacts(wrapped.predict_roles, chunk, wrapped.catalog))
-            progress.advance(task, len(chunk))
-    return pd.concat(parts)
+        n_contacts = len(staged.tables["contacts"])
+        task = progress.add_task("scoring contacts and groups", total=n_contacts)
+        return score_buckets(
+            wrapped,
+            staged,
+            as_of,
+            cfg.top_reasons,
+            cfg.chunk_size,
+            on_contacts=lambda n: progress.advance(task, n),
+        )
 
 
 def run(cfg: DictConfig) -> dict:
     # -- config and model ----------------------------------------------------------------------
     tracking.setup(cfg.tracking)
-    wrapped, where = load_model(cfg.model_uri)
+    wrapped, where, local_path = load_model(cfg.model_uri)
     console.print(f"model: {where}")
-
-    # -- data: validated, bad rows set aside with reasons -------------------------------------
-    try:
-        result = load_tables(Path(cfg.data_dir), wrapped.catalog, cfg.on_bad_rows, TABLES)
-    except DataValidationError as exc:
-        fail_with_problems(exc.problems)
-    if not result.ok:
-        fail_with_problems(result.problems)
-    tables = result.tables
-    as_of = pd.Timestamp(cfg.as_of) if cfg.as_of else tables["activities"]["timestamp"].max()
-
-    # -- score ---------------------------------------------------------------------------------
-    started = time.perf_counter()
-    inputs = contact_inputs(tables["contacts"], tables["activities"], as_of=as_of)
-    contacts = score_contacts_chunked(wrapped, inputs, cfg.chunk_size)
-    with console.status("scoring buying groups"):
-        groups = score_groups(
-            wrapped.predict_roles,
-            wrapped.qualifier,
-            tables,
-            wrapped.catalog,
-            as_of,
-            cfg.top_reasons,
-        )
-    seconds = time.perf_counter() - started
-
-    # -- write atomically ------------------------------------------------------------------------
     out = Path(cfg.output_dir)
-    write_table(contacts, out / "contacts_scored.parquet")
-    write_table(groups, out / "groups_scored.parquet")
+    out.mkdir(parents=True, exist_ok=True)
+
+    with tempfile.TemporaryDirectory(prefix=".staging-", dir=out) as workdir:
+        # -- data: validated in a stream, bad rows set aside, activities split by account --
+        with console.status("validating and partitioning the input"):
+            try:
+                staged = stage_tables(
+                    Path(cfg.data_dir),
+                    wrapped.catalog,
+                    Path(workdir),
+                    cfg.on_bad_rows,
+                    cfg.accounts_per_bucket,
+                    cfg.chunk_rows,
+                )
+            except DataValidationError as exc:
+                fail_with_problems(exc.problems)
+        as_of = pd.Timestamp(cfg.as_of) if cfg.as_of else staged.as_of
+        if as_of is None:
+            raise SystemExit("no valid activities to date the scoring: pass as_of=<date>")
+
+        # -- score, bucket by bucket -----------------------------------------------------------
+        started = time.perf_counter()
+        if cfg.engine == "spark":
+            from buying_groups.spark_engine import score_spark
+
+            # Writes its own outputs (directories of Parquet parts, committed by Spark).
+            tally = score_spark(wrapped, local_path, staged, as_of, out, cfg.spark, cfg.top_reasons)
+        elif cfg.engine == "pandas":
+            contacts, groups = _score_local(wrapped, staged, as_of, cfg)
+            # -- write atomically (temp file, then rename) -----------------------------------
+            write_table(contacts, out / "contacts_scored.parquet")
+            write_table(groups, out / "groups_scored.parquet")
+            tally = {
+                "contacts": len(contacts),
+                "groups": len(groups),
+                "qualified": int(groups["qualified"].sum()),
+                "stages": groups["stage"].value_counts().to_dict(),
+            }
+        else:
+            raise SystemExit(f"engine must be pandas or spark, not {cfg.engine!r}")
+        seconds = time.perf_counter() - started
+
     rejects_path = out / "rejects.csv"
-    if len(result.rejects):
-        write_table(result.rejects, rejects_path)
+    if len(staged.rejects):
+        write_table(staged.rejects, rejects_path)
     else:
         rejects_path.unlink(missing_ok=True)  # a stale file from an earlier run would mislead
     counts = pd.DataFrame(
         {
-            "rows in": result.rows_in,
-            "scored / kept": {t: len(tables[t]) for t in TABLES},
-            "rejected": {t: int((result.rejects["table"] == t).sum()) for t in TABLES},
+            "rows in": staged.rows_in,
+            "scored / kept": staged.kept,
+            "rejected": {t: int((staged.rejects["table"] == t).sum()) for t in TABLES},
         }
     )
     counts.index.name = "table"
     summary = {
         "model": where,
+        "engine": cfg.engine,
         "as_of": str(as_of),
         "seconds": round(seconds, 1),
-        "contacts_scored": len(contacts),
-        "groups_scored": len(groups),
-        "qualified_groups": int(groups["qualified"].sum()),
+        "contacts_scored": tally["contacts"],
+        "groups_scored": tally["groups"],
+        "qualified_groups": tally["qualified"],
         "counts": counts.to_dict(orient="index"),
     }
     write_json(summary, out / "summary.json")
 
     # -- report --------------------------------------------------------------------------------
     print_frame(counts, "rows in = scored + rejected")
-    stages = groups["stage"].value_counts()
     console.print(
-        f"as of {as_of:%Y-%m-%d}: {len(contacts):,} contacts and {len(groups):,} groups scored "
-        f"in {seconds:.0f}s; {int(groups['qualified'].sum())} qualified; stages: "
-        + ", ".join(f"{k} {v}" for k, v in stages.items())
+        f"as of {as_of:%Y-%m-%d}: {tally['contacts']:,} contacts and {tally['groups']:,} groups "
+        f"scored in {seconds:.0f}s ({cfg.engine}); {tally['qualified']} qualified; stages: "
+        + ", ".join(f"{k} {v}" for k, v in tally["stages"].items())
     )
     console.print(
         f"wrote {out / 'contacts_scored.parquet'}, {out / 'groups_scored.parquet'}"
-        + (f", {rejects_path} ({len(result.rejects)} rejected rows)" if len(result.rejects) else "")
+        + (f", {rejects_path} ({len(staged.rejects)} rejected rows)" if len(staged.rejects) else "")
     )
     return summary
 

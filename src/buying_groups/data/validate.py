@@ -19,16 +19,21 @@ from __future__ import annotations
 
 import difflib
 import json
+import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pandera.pandas as pa
 
 from buying_groups.data.io import find_table, read_table
 from buying_groups.taxonomy import GENERAL_TOPIC, ROLES, Catalog
+
+# pandera imports pyspark.pandas when PySpark is installed, which warns about pandas 3 on
+# every start; nothing here uses pyspark.pandas.
+warnings.filterwarnings("ignore", "PySpark does not yet fully support", FutureWarning)
+import pandera.pandas as pa  # noqa: E402
 
 CHANNELS = ("web", "email", "event", "sales", "product")
 
@@ -167,15 +172,25 @@ def load_tables(
 
 
 def validate_tables(
-    raw: Mapping[str, pd.DataFrame], catalog: Catalog, on_bad_rows: str = "error"
+    raw: Mapping[str, pd.DataFrame],
+    catalog: Catalog,
+    on_bad_rows: str = "error",
+    known: Mapping[str, pd.DataFrame] | None = None,
+    row_offset: int = 0,
 ) -> ValidationResult:
-    """Validate and type in-memory tables (as read from files)."""
+    """Validate and type in-memory tables (as read from files).
+
+    For a chunk of a larger file: ``known`` holds tables validated earlier that references
+    may point into (they are not returned), and ``row_offset`` is the number of file rows
+    before the chunk, so that problems and rejects carry file row numbers.
+    """
     if on_bad_rows not in ("error", "skip"):
         raise ValueError(f"on_bad_rows must be 'error' or 'skip', not {on_bad_rows!r}")
     problems: list[Problem] = []
     typed: dict[str, pd.DataFrame] = {}
     bad_rows: dict[str, dict[int, list[Problem]]] = {}
     rows_in = {name: len(df) for name, df in raw.items()}
+    refs = dict(known or {})
     for name in TABLE_ORDER:
         if name not in raw:
             continue
@@ -187,8 +202,8 @@ def validate_tables(
             problems.append(Problem(name, "the table is empty (no rows)"))
             continue
         df, cell = _coerce(name, df)
-        cell += _check_values(name, df, catalog)
-        cell += _check_references(name, df, typed)
+        cell += _check_values(name, df, catalog, row_offset)
+        cell += _check_references(name, df, refs)
         by_row: dict[int, list[Problem]] = {}
         for p in cell:
             by_row.setdefault(p.row - 1, []).append(p)
@@ -196,13 +211,15 @@ def validate_tables(
         problems.extend(sorted(cell, key=lambda p: (p.row or 0, p.column or "")))
         # Referencing tables are checked against the rows that survive.
         typed[name] = df.drop(index=list(by_row)) if on_bad_rows == "skip" else df
+        refs[name] = typed[name]
     structural = [p for p in problems if p.row is None]
+    rejects = _rejects(raw, bad_rows)
+    if row_offset:
+        problems = [replace(p, row=p.row + row_offset) if p.row else p for p in problems]
+        rejects["row"] += row_offset
     if on_bad_rows == "skip" and not structural:
-        rejects = _rejects(raw, bad_rows)
         return ValidationResult(typed, [], rejects, rows_in)
-    return ValidationResult(
-        typed if not problems else {}, problems, _rejects(raw, bad_rows), rows_in
-    )
+    return ValidationResult(typed if not problems else {}, problems, rejects, rows_in)
 
 
 def _check_columns(name: str, df: pd.DataFrame) -> list[Problem]:
@@ -357,7 +374,9 @@ def _value_schema(name: str, catalog: Catalog) -> pa.DataFrameSchema:
     )
 
 
-def _check_values(name: str, df: pd.DataFrame, catalog: Catalog) -> list[Problem]:
+def _check_values(
+    name: str, df: pd.DataFrame, catalog: Catalog, row_offset: int = 0
+) -> list[Problem]:
     problems = []
     try:
         _value_schema(name, catalog).validate(df, lazy=True)
@@ -377,7 +396,8 @@ def _check_values(name: str, df: pd.DataFrame, catalog: Catalog) -> list[Problem
         problems += [
             Problem(
                 name,
-                f"duplicate id {_show(ids.iat[i])} (first seen in row {first[ids.iat[i]] + 1})",
+                f"duplicate id {_show(ids.iat[i])} "
+                f"(first seen in row {first[ids.iat[i]] + 1 + row_offset})",
                 row=int(i) + 1,
                 column=key,
             )

@@ -151,7 +151,8 @@ class BuyingGroupsPyfunc(mlflow.pyfunc.PythonModel):
     """Artifacts: ``role_model`` and ``qualifier`` (logged MLflow models), ``catalog``."""
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
-        self.roles = mlflow.pyfunc.load_model(context.artifacts["role_model"])
+        self.role_model_path = context.artifacts["role_model"]  # a logged pyfunc (spark_udf)
+        self.roles = mlflow.pyfunc.load_model(self.role_model_path)
         self.qualifier = (
             mlflow.pyfunc.load_model(context.artifacts["qualifier"]).unwrap_python_model().qualifier
         )
