@@ -293,6 +293,56 @@ def test_bg_score_counts_rejects_and_repeatability(promoted, tiny_dir, tmp_path)
         )
 
 
+def test_bg_score_rescores_only_changed_contacts(promoted, tiny_dir, tmp_path):
+    """A second run encodes only the changed contacts' inputs and gives the output of a
+    full rescore; another role model does not read the cache."""
+    import shutil
+
+    from buying_groups.models.role_model import PredictionCache
+
+    tmp, uri, _, _ = promoted
+    data = tmp_path / "data"
+    shutil.copytree(tiny_dir, data, ignore=shutil.ignore_patterns("*.csv"))
+    base = [f"data_dir={data}", f"tracking.uri={uri}", f"output_dir={tmp_path / 'daily'}"]
+    run_cli("score", tmp_path, *base, f"hydra.run.dir={tmp_path / 'r1'}")
+    first = json.loads((tmp_path / "daily" / "summary.json").read_text())
+    assert first["role_model_inputs"]["encoded"] > len(pd.read_parquet(data / "contacts.parquet"))
+    contacts = pd.read_parquet(data / "contacts.parquet")
+    changed = contacts.index[::100]  # 1% of contacts get a new title
+    contacts.loc[changed, "job_title"] = "Chief Procurement Officer " + contacts.loc[
+        changed, "contact_id"
+    ].astype(str)
+    contacts.to_parquet(data / "contacts.parquet")
+    run_cli("score", tmp_path, *base, f"hydra.run.dir={tmp_path / 'r2'}")
+    second = json.loads((tmp_path / "daily" / "summary.json").read_text())
+    # Each changed contact: one new (title, activity) pair and one new title-only input.
+    assert second["role_model_inputs"]["encoded"] == 2 * len(changed)
+    assert second["role_model_inputs"]["from_cache"] > 10 * len(changed)
+    run_cli(
+        "score",
+        tmp_path,
+        *base[:2],
+        f"output_dir={tmp_path / 'full'}",
+        "cache_dir=null",
+        f"hydra.run.dir={tmp_path / 'r3'}",
+    )
+    for name in ("contacts_scored", "groups_scored"):
+        a = pd.read_parquet(tmp_path / "daily" / f"{name}.parquet")
+        b = pd.read_parquet(tmp_path / "full" / f"{name}.parquet")
+        assert list(a.columns) == list(b.columns) and len(a) == len(b)
+        for col in a.columns:
+            if pd.api.types.is_float_dtype(a[col]):  # other batches: float noise only
+                np.testing.assert_allclose(a[col], b[col], rtol=0, atol=1e-5, err_msg=col)
+            elif col not in ("members", "engage_next"):  # probabilities inside, rounded
+                assert [str(v) for v in a[col]] == [str(v) for v in b[col]], col
+        if name == "groups_scored":
+            ids = [[(m["contact_id"], m["role"]) for m in ms] for ms in a["members"]]
+            assert ids == [[(m["contact_id"], m["role"]) for m in ms] for ms in b["members"]]
+    cache_file = tmp_path / "daily" / ".cache" / "role-predictions.parquet"
+    assert PredictionCache().load(cache_file, "another model", 3) == 0
+    assert PredictionCache().load(cache_file, second["role_weights_digest"], 3) > 0
+
+
 def _spark_available() -> bool:
     import importlib.util
     import shutil

@@ -8,6 +8,8 @@ with it -> a short report of the numbers and where everything is.
 
 from __future__ import annotations
 
+import time
+
 from omegaconf import DictConfig
 
 from buying_groups import tracking
@@ -18,17 +20,33 @@ from buying_groups.config import hydra_entry
 from buying_groups.data.dataset import MANIFEST
 from buying_groups.data.io import read_json
 from buying_groups.evaluate import metrics_table
+from buying_groups.models.role_model import caching
 
 
 def run(cfg: DictConfig) -> dict:
+    # One role-prediction cache for the whole job: the qualifier, promotion and scoring run
+    # the same role model over the same titles; each is encoded once.
+    with caching():
+        return _run(cfg)
+
+
+def _run(cfg: DictConfig) -> dict:
     steps = ["data", "rules baseline"]
     steps += ["role model (fine-tuning; progress below)"] if cfg.train_roles else []
     steps += ["qualified buying groups vs MQL and MQA"] if cfg.train_qualifier else []
     steps += ["promote the best model"] if cfg.promote else []
     steps += ["batch scoring with the champion"] if cfg.score else []
     step = iter(range(1, len(steps) + 1))
+    timings: dict[str, float] = {}  # seconds per step, for the report
+    clock = {"step": "", "since": 0.0}
+
+    def lap() -> None:
+        if clock["step"]:
+            timings[clock["step"]] = time.perf_counter() - clock["since"]
 
     def rule(name: str) -> None:
+        lap()
+        clock.update(step=name.split(" (")[0], since=time.perf_counter())
         console.rule(f"[bold]{next(step)}/{len(steps)} {name}")
 
     rule(steps[0])
@@ -58,6 +76,8 @@ def run(cfg: DictConfig) -> dict:
         result["score"] = score.run(
             sub_config(cfg, "score", [f"output_dir={cfg.scores_dir}"], data_name=False)
         )
+    lap()
+    result["seconds"] = timings
     report(cfg, result)
     return result
 
@@ -86,6 +106,12 @@ def report(cfg: DictConfig, result: dict) -> None:
         lines.append(
             f"scored: {s['contacts_scored']:,} contacts, {s['groups_scored']:,} groups "
             f"({s['qualified_groups']} qualified) in {cfg.scores_dir}/"
+        )
+    if "seconds" in result:
+        t = result["seconds"]
+        lines.append(
+            f"took {sum(t.values()) / 60:.1f} min: "
+            + ", ".join(f"{k} {v:.0f}s" for k, v in t.items())
         )
     lines += [
         f"MLflow: {tracking.default_tracking_hint()}",

@@ -83,7 +83,7 @@ def held_out_metrics(
     """A deployable model's PR-AUC and precision at the capacity volume on the test period
     of ``cfg.data_dir``, its own role model building the groups."""
     wrapped = model.unwrap_python_model()
-    _, groups = build_groups(cfg, tables, catalog, wrapped.predict_roles)
+    _, groups = build_groups(cfg, tables, catalog, wrapped.predict_roles, test_only=True)
     test = groups[(groups["split"] == "test") & ~groups["open_opportunity"]]
     scores = wrapped.qualifier.score(test)
     labels = test["label"].to_numpy()

@@ -23,8 +23,10 @@ from buying_groups.cli.common import console, fail_with_problems, print_frame
 from buying_groups.config import hydra_entry
 from buying_groups.data.io import write_json, write_table
 from buying_groups.data.validate import DataValidationError
+from buying_groups.models.role_model import PredictionCache, active_cache, caching
 
 TABLES = ("accounts", "contacts", "activities", "opportunities")
+CACHE_FILE = "role-predictions.parquet"
 
 
 def load_model(model_uri: str):  # noqa: ANN201
@@ -88,15 +90,24 @@ def run(cfg: DictConfig) -> dict:
         if as_of is None:
             raise SystemExit("no valid activities to date the scoring: pass as_of=<date>")
 
-        # -- score, bucket by bucket -----------------------------------------------------------
+        # -- score, bucket by bucket, reusing the role predictions of earlier runs ----------
         started = time.perf_counter()
+        cache = active_cache() or PredictionCache()
+        cache_file = Path(cfg.cache_dir) / CACHE_FILE if cfg.cache_dir else None
+        digest = wrapped.role_weights_digest
+        if cfg.engine == "pandas" and cache_file is not None and cache_file.exists():
+            cache.load(cache_file, digest, len(wrapped.catalog.names))  # another model: none
+        hits, misses = cache.hits, cache.misses
         if cfg.engine == "spark":
             from buying_groups.spark_engine import score_spark
 
             # Writes its own outputs (directories of Parquet parts, committed by Spark).
             tally = score_spark(wrapped, local_path, staged, as_of, out, cfg.spark, cfg.top_reasons)
         elif cfg.engine == "pandas":
-            contacts, groups = _score_local(wrapped, staged, as_of, cfg)
+            with caching(cache):
+                contacts, groups = _score_local(wrapped, staged, as_of, cfg)
+            if cache_file is not None:  # this run's inputs only: the cache does not grow
+                cache.save(cache_file, digest, keep=cache.used)
             # -- write atomically (temp file, then rename) -----------------------------------
             write_table(contacts, out / "contacts_scored.parquet")
             write_table(groups, out / "groups_scored.parquet")
@@ -128,6 +139,8 @@ def run(cfg: DictConfig) -> dict:
         "engine": cfg.engine,
         "as_of": str(as_of),
         "seconds": round(seconds, 1),
+        "role_weights_digest": digest,
+        "role_model_inputs": {"encoded": cache.misses - misses, "from_cache": cache.hits - hits},
         "contacts_scored": tally["contacts"],
         "groups_scored": tally["groups"],
         "qualified_groups": tally["qualified"],
@@ -137,6 +150,13 @@ def run(cfg: DictConfig) -> dict:
 
     # -- report --------------------------------------------------------------------------------
     print_frame(counts, "rows in = scored + rejected")
+    cached = summary["role_model_inputs"]
+    if cfg.engine == "pandas":
+        console.print(
+            f"role model: {cached['encoded']:,} distinct inputs encoded, "
+            f"{cached['from_cache']:,} from the cache"
+            + (f" ({cache_file})" if cache_file is not None else "")
+        )
     console.print(
         f"as of {as_of:%Y-%m-%d}: {tally['contacts']:,} contacts and {tally['groups']:,} groups "
         f"scored in {seconds:.0f}s ({cfg.engine}); {tally['qualified']} qualified; stages: "

@@ -67,8 +67,18 @@ def role_predictor(cfg: DictConfig, catalog: Catalog) -> tuple[object, dict[str,
     }
 
 
-def build_groups(cfg: DictConfig, tables: dict, catalog: Catalog, predict) -> tuple:  # noqa: ANN001
-    """Contact roles, and every group's labelled state with the lead-scoring baselines."""
+def build_groups(
+    cfg: DictConfig,
+    tables: dict,
+    catalog: Catalog,
+    predict,  # noqa: ANN001
+    test_only: bool = False,
+) -> tuple:
+    """Contact roles, and every group's labelled state with the lead-scoring baselines.
+
+    ``test_only``: just the test period's groups, without the baselines (what ``bg-promote``
+    evaluates; a snapshot's state depends only on data up to it, so the rows are the same).
+    """
     contact_roles = predict_contact_roles(predict, tables["contacts"], catalog)
     ts = tables["activities"]["timestamp"]
     snaps = snapshot_dates(
@@ -78,8 +88,22 @@ def build_groups(cfg: DictConfig, tables: dict, catalog: Catalog, predict) -> tu
         horizon_days=cfg.split.label_horizon_days,
         freq=cfg.snapshots.freq,
     )
+    cutoff = pd.Timestamp(cfg.split.qualification_cutoff or snaps[-cfg.split.test_snapshots])
+    if not (snaps >= cutoff).any():
+        raise SystemExit(
+            f"no snapshot at or after the cut-off {cutoff.date()} has a full "
+            f"{cfg.split.label_horizon_days}-day label window (last snapshot: "
+            f"{snaps[-1].date()}); set split.qualification_cutoff earlier"
+        )
+    if test_only:
+        snaps = snaps[snaps >= cutoff]
     groups = group_states(tables, contact_roles, catalog, snaps)
     groups = add_labels(groups, tables["opportunities"], cfg.split.label_horizon_days)
+    groups["split"] = time_split(
+        groups["snapshot"], cutoff, cfg.split.label_horizon_days
+    ).to_numpy()
+    if test_only:
+        return contact_roles, groups
     ls = cfg.lead_scoring
     leads = lead_scores(
         tables, catalog, snaps, half_life_days=ls.half_life_days, lookback_days=ls.lookback_days
@@ -87,16 +111,6 @@ def build_groups(cfg: DictConfig, tables: dict, catalog: Catalog, predict) -> tu
     groups = groups.merge(leads, on=KEYS, validate="one_to_one")
     groups["mql_flag"] = groups["mql_score"] >= ls.mql_threshold
     groups["mqa_flag"] = groups["mqa_score"] >= ls.mqa_threshold
-    cutoff = pd.Timestamp(cfg.split.qualification_cutoff or snaps[-cfg.split.test_snapshots])
-    groups["split"] = time_split(
-        groups["snapshot"], cutoff, cfg.split.label_horizon_days
-    ).to_numpy()
-    if not (groups["split"] == "test").any():
-        raise SystemExit(
-            f"no snapshot at or after the cut-off {cutoff.date()} has a full "
-            f"{cfg.split.label_horizon_days}-day label window (last snapshot: "
-            f"{snaps[-1].date()}); set split.qualification_cutoff earlier"
-        )
     # Validation (calibration, threshold): held-out accounts over the training period; the
     # test period stays later in time, behind the label-horizon embargo.
     held = account_holdout(groups["account_id"], cfg.validation_fraction, cfg.split.seed)

@@ -9,7 +9,10 @@ tokenisation settings; ``save``/``load`` round-trip everything needed to predict
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -210,8 +213,15 @@ class RoleModel(nn.Module):
         directory = Path(directory)
         config = RoleModelConfig.from_json(json.loads((directory / CONFIG_NAME).read_text()))
         model = cls(config)
-        model.load_state_dict(load_file(str(directory / WEIGHTS_NAME)))
+        weights = directory / WEIGHTS_NAME
+        model.load_state_dict(load_file(str(weights)))
         model.eval()
+        # What a prediction cache keys on: these exact weights (and config).
+        h = hashlib.sha256((directory / CONFIG_NAME).read_bytes())
+        with open(weights, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        model.weights_digest = h.hexdigest()
         return model, AutoTokenizer.from_pretrained(directory / TOKENIZER_DIR)
 
 
@@ -238,6 +248,79 @@ def clean_inputs(frame: pd.DataFrame) -> tuple[list[str], list[str]]:
     return out[0], out[1]
 
 
+class PredictionCache:
+    """Class probabilities of inputs a model has already scored, by the model's weights
+    digest and a hash of each (title, activity text): a rerun encodes only new or changed
+    inputs, and a different model never sees another's entries."""
+
+    def __init__(self) -> None:
+        self.tables: dict[str, dict[bytes, tuple[np.ndarray, ...]]] = {}
+        self.used: set[bytes] = set()  # keys looked up or added (what ``save`` keeps)
+        self.hits = self.misses = 0
+
+    @staticmethod
+    def key(title: str, text: str) -> bytes:
+        return hashlib.blake2b(f"{title}\x1f{text}".encode(), digest_size=16).digest()
+
+    def save(self, path: Path, digest: str, keep: set[bytes] | None = None) -> int:
+        """Write one model's entries (those in ``keep``, if given) as Parquet, atomically."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from buying_groups.data.io import atomic_write
+
+        table = self.tables.get(digest, {})
+        keys = [k for k in table if keep is None or k in keep]
+        cols = {"key": pa.array(keys, pa.binary(16))}
+        for i, name in enumerate(("function", "seniority", "role")):
+            rows = [table[k][i].ravel() for k in keys]
+            flat = np.concatenate(rows) if rows else np.zeros(0, np.float32)
+            width = len(rows[0]) if rows else 1
+            cols[name] = pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), width)
+        out = pa.table(cols).replace_schema_metadata({"weights_digest": digest})
+        atomic_write(Path(path), lambda p: pq.write_table(out, p))
+        return len(keys)
+
+    def load(self, path: Path, digest: str, n_products: int) -> int:
+        """Read entries written by ``save`` for the same weights; other files are ignored."""
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+        meta = table.schema.metadata or {}
+        if meta.get(b"weights_digest", b"").decode() != digest:
+            return 0
+        keys = table.column("key").to_pylist()
+        f, s, r = (
+            np.stack(table.column(c).to_numpy(zero_copy_only=False))
+            if len(keys)
+            else np.zeros((0, 1), np.float32)
+            for c in ("function", "seniority", "role")
+        )
+        r = r.reshape(len(keys), n_products, -1)
+        entries = self.tables.setdefault(digest, {})
+        for i, k in enumerate(keys):
+            entries[k] = (f[i], s[i], r[i])
+        return len(keys)
+
+
+_CACHE: list[PredictionCache] = []  # the active cache, if any (see ``caching``)
+
+
+def active_cache() -> PredictionCache | None:
+    return _CACHE[-1] if _CACHE else None
+
+
+@contextmanager
+def caching(cache: PredictionCache | None = None) -> Iterator[PredictionCache]:
+    """Within the block, ``predict_proba`` of a loaded model reuses and fills ``cache``."""
+    cache = cache or PredictionCache()
+    _CACHE.append(cache)
+    try:
+        yield cache
+    finally:
+        _CACHE.remove(cache)
+
+
 @torch.inference_mode()
 def predict_proba(
     model: RoleModel,
@@ -248,30 +331,52 @@ def predict_proba(
     """Class probabilities per head: function (n, F), seniority (n, S), role (n, P, R).
 
     Inputs are sorted by length and batched so that padding is small; identical
-    (title, activity) pairs are encoded once.
+    (title, activity) pairs are encoded once, and inside ``caching()`` pairs this model
+    scored before are not encoded again.
     """
     titles, texts = clean_inputs(frame)
     model.eval()
     pairs = pd.Series(list(zip(titles, texts, strict=True)))
     codes, uniques = pd.factorize(pairs)
-    u_titles = [t for t, _ in uniques]
-    u_texts = [a for _, a in uniques]
-    enc = tokenizer(
-        u_titles, u_texts, truncation="longest_first", max_length=model.config.max_length
-    )
-    order = np.argsort([len(ids) for ids in enc["input_ids"]], kind="stable")
     n_u = len(uniques)
     cfg = model.config
     f = np.zeros((n_u, len(cfg.functions)), dtype=np.float32)
     s = np.zeros((n_u, len(cfg.seniorities)), dtype=np.float32)
     r = np.zeros((n_u, len(cfg.products), len(cfg.roles)), dtype=np.float32)
-    for start in range(0, n_u, batch_size):
+    todo = np.arange(n_u)
+    digest = getattr(model, "weights_digest", None)
+    cache = _CACHE[-1] if _CACHE and digest else None
+    if cache is not None:
+        table = cache.tables.setdefault(digest, {})
+        keys = [PredictionCache.key(t, a) for t, a in uniques]
+        hit = np.array([k in table for k in keys], dtype=bool)
+        for i in np.flatnonzero(hit):
+            f[i], s[i], r[i] = table[keys[i]]
+        cache.used.update(keys)
+        todo = np.flatnonzero(~hit)
+        cache.hits += int(hit.sum())
+        cache.misses += len(todo)
+    if len(todo) == 0:
+        return {"function": f[codes], "seniority": s[codes], "role": r[codes]}
+    enc = tokenizer(
+        [uniques[i][0] for i in todo],
+        [uniques[i][1] for i in todo],
+        truncation="longest_first",
+        max_length=cfg.max_length,
+    )
+    order = todo[np.argsort([len(ids) for ids in enc["input_ids"]], kind="stable")]
+    pos = {u: j for j, u in enumerate(todo)}  # unique index -> row of enc
+    for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
-        batch = tokenizer.pad({k: [enc[k][i] for i in idx] for k in enc}, return_tensors="pt")
+        rows = [pos[i] for i in idx]
+        batch = tokenizer.pad({k: [enc[k][j] for j in rows] for k in enc}, return_tensors="pt")
         out = model(**batch)
         f[idx] = out["function_logits"].float().softmax(-1).numpy()
         s[idx] = out["seniority_logits"].float().softmax(-1).numpy()
         r[idx] = out["role_logits"].float().softmax(-1).numpy()
+    if cache is not None:
+        for i in todo:
+            table[keys[i]] = (f[i].copy(), s[i].copy(), r[i].copy())
     return {"function": f[codes], "seniority": s[codes], "role": r[codes]}
 
 

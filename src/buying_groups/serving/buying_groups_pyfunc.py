@@ -159,6 +159,11 @@ class BuyingGroupsPyfunc(mlflow.pyfunc.PythonModel):
         with open(context.artifacts["catalog"]) as f:
             self.catalog = Catalog.from_config(json.load(f))
 
+    @property
+    def role_weights_digest(self) -> str:
+        """Identifies the role model's weights (what cached role predictions key on)."""
+        return self.roles.unwrap_python_model().model.weights_digest
+
     def predict_roles(self, frame: pd.DataFrame) -> pd.DataFrame:
         return self.roles.predict(frame)
 
