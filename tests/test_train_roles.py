@@ -243,6 +243,42 @@ def test_promote_registers_both_models_with_champion_aliases(promoted):
     assert client.get_model_version_by_alias("buying-groups", "champion").version != v.version
 
 
+def test_promote_refuses_a_worse_candidate_and_moves_for_a_better_one(promoted):
+    tmp, uri, common, _ = promoted
+    client = mlflow.MlflowClient(uri)
+    # A qualifier that cannot split (every leaf would need more groups than exist): one
+    # score for every group, so its PR-AUC is the base rate.
+    weak = ["qualifier.params.max_iter=1", "qualifier.params.min_samples_leaf=100000000"]
+    run_cli("train_qualifier", tmp, *common, *weak, f"hydra.run.dir={tmp / 'weak'}")
+    experiment = client.get_experiment_by_name("buying-groups-qualifier")
+    weak_run = client.search_runs(
+        [experiment.experiment_id],
+        filter_string="tags.`bg.kind` = 'qualifier'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )[0]
+    strong = client.get_model_version_by_alias("buying-groups", "champion")
+    worse = run_cli(
+        "promote", tmp, *common, f"run_id={weak_run.info.run_id}", f"hydra.run.dir={tmp / 'p4'}"
+    )
+    assert "not promoted" in worse.stdout
+    assert client.get_model_version_by_alias("buying-groups", "champion").version == strong.version
+    run_cli(
+        "promote",
+        tmp,
+        *common,
+        f"run_id={weak_run.info.run_id}",
+        "force=true",
+        f"hydra.run.dir={tmp / 'p5'}",
+    )
+    weak_champion = client.get_model_version_by_alias("buying-groups", "champion")
+    assert weak_champion.tags["qualifier_run_id"] == weak_run.info.run_id
+    better = run_cli("promote", tmp, *common, f"hydra.run.dir={tmp / 'p6'}")  # the best run
+    champion = client.get_model_version_by_alias("buying-groups", "champion")
+    assert champion.version != weak_champion.version and "better PR-AUC" in better.stdout
+    assert float(champion.tags["candidate_pr_auc"]) > float(weak_champion.tags["candidate_pr_auc"])
+
+
 def test_bg_score_counts_rejects_and_repeatability(promoted, tiny_dir, tmp_path):
     import shutil
 
