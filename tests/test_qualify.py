@@ -23,6 +23,7 @@ from buying_groups.qualify.groups import (
 from buying_groups.qualify.model import (
     choose_threshold,
     describe_feature,
+    engage_next,
     fit_qualifier,
     missing_roles,
 )
@@ -228,6 +229,31 @@ def test_reasons_are_plain_words():
     assert missing_roles(row).iloc[0] == ["champion", "gatekeeper (not engaged)"]
     row["member_advocates_90d"] = 1  # an advocating member acts as champion
     assert missing_roles(row).iloc[0] == ["gatekeeper (not engaged)"]
+
+
+def test_engage_next_picks_the_likeliest_contacts_for_open_roles():
+    groups = pd.DataFrame(
+        {"account_id": ["A", "B"], "product": ["p1", "p1"]}
+        | {f"engaged_{r}": [1, 1] for r in MEMBER_ROLES}
+    )
+    groups.loc[0, "engaged_champion"] = 0  # A lacks an engaged champion; B lacks nothing
+    members = pd.DataFrame(
+        {
+            "account_id": ["A", "A", "A", "A", "B"],
+            "product": ["p1"] * 5,
+            "contact_id": ["c3", "c1", "c2", "c4", "c9"],
+            "engaged_30d": [0, 0, 1, 0, 0],
+        }
+        | {f"p_{r}": [0.0] * 5 for r in MEMBER_ROLES}
+    )
+    # c1 and c2 tie on probability: the engaged one (c2) first; c4 is below the 0.2 floor.
+    members["p_champion"] = [0.5, 0.7, 0.7, 0.1, 0.9]
+    out = engage_next(groups, members, per_role=2)
+    assert out.iloc[0] == [
+        {"role": "champion", "contact_id": "c2", "probability": 0.7},
+        {"role": "champion", "contact_id": "c1", "probability": 0.7},
+    ]
+    assert out.iloc[1] == []
 
 
 def test_journey_stages_and_transitions(groups):

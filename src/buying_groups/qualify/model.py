@@ -245,23 +245,31 @@ def missing_roles(groups: pd.DataFrame) -> pd.Series:
 def engage_next(groups: pd.DataFrame, members: pd.DataFrame, per_role: int = 2) -> pd.Series:
     """For each group, the account's contacts most likely to fill its missing or unengaged
     roles (by predicted role probability; engaged contacts first among equals)."""
-    by_pair = {k: g for k, g in members.groupby(["account_id", "product"], sort=False)}
-    out = []
-    for _, row in groups.iterrows():
-        cands = by_pair.get((row["account_id"], row["product"]))
-        picks: list[dict] = []
-        if cands is not None:
-            for role in MEMBER_ROLES:
-                if row.get(f"engaged_{role}", 0) > 0:
-                    continue
-                p = cands[f"p_{role}"]
-                best = cands.assign(_p=p).sort_values(
-                    ["_p", "engaged_30d", "contact_id"], ascending=[False, False, True]
-                )
-                best = best[best["_p"] >= 0.2].head(per_role)
-                picks += [
-                    {"role": role, "contact_id": c, "probability": round(float(q), 3)}
-                    for c, q in zip(best["contact_id"], best["_p"], strict=True)
-                ]
-        out.append(picks)
+    keys = ["account_id", "product"]
+    parts = []
+    for rank, role in enumerate(MEMBER_ROLES):
+        col = f"engaged_{role}"
+        open_ = groups[keys] if col not in groups else groups.loc[groups[col] <= 0, keys]
+        cands = members.loc[members[f"p_{role}"] >= 0.2, [*keys, "contact_id", "engaged_30d"]]
+        cands = cands.assign(role=role, rank=rank, p=members[f"p_{role}"])
+        parts.append(cands.merge(open_.drop_duplicates(), on=keys))
+    picks = pd.concat(parts, ignore_index=True).sort_values(
+        [*keys, "rank", "p", "engaged_30d", "contact_id"],
+        ascending=[True, True, True, False, False, True],
+        kind="stable",
+    )
+    picks = picks.groupby([*keys, "rank"], sort=False).head(per_role)
+    by_pair: dict[tuple, list[dict]] = {}
+    for a, prod, role, c, q in zip(
+        picks["account_id"],
+        picks["product"],
+        picks["role"],
+        picks["contact_id"],
+        picks["p"],
+        strict=True,
+    ):
+        by_pair.setdefault((a, prod), []).append(
+            {"role": role, "contact_id": c, "probability": round(float(q), 3)}
+        )
+    out = [by_pair.get(k, []) for k in zip(groups["account_id"], groups["product"], strict=True)]
     return pd.Series(out, index=groups.index, name="engage_next")
