@@ -4,17 +4,18 @@ fp32 and OOD macro-F1 per head, in one table.
     python scripts/bench_inference.py [--model-uri models:/buying-group-roles@champion]
                                       [--data data/demo] [--n 2000]
 
-Variants: ``fp32`` (PyTorch, as served today), ``ort-fp32`` (ONNX Runtime on the exported
-graph) and ``ort-int8`` (ONNX Runtime with dynamic int8 weights). The ONNX variants need
-``pip install onnx onnxruntime``; without them they are skipped with a message. Batch
-throughput includes tokenisation (length-sorted batches of 64, duplicates encoded once);
-latency is one contact per call.
+Variants (``buying_groups.models.runtime``, as ``bg-score variant=...`` runs them): ``fp32``
+(PyTorch), ``bf16`` (PyTorch autocast), ``onnx`` (ONNX Runtime) and ``onnx-int8`` (ONNX
+Runtime, dynamic int8 weights). The ONNX variants need ``pip install -e ".[onnx]"``; without
+it they are skipped with a message. Batch throughput includes tokenisation (length-sorted
+batches of 64, duplicates encoded once); latency is one contact (and one 10-contact
+account) per call; peak memory is the process's resident peak after each variant.
 """
 
 from __future__ import annotations
 
 import argparse
-import tempfile
+import resource
 import time
 from pathlib import Path
 
@@ -28,68 +29,9 @@ from buying_groups.config import config_dir
 from buying_groups.data.dataset import load_dataset
 from buying_groups.data.examples import labelled_examples
 from buying_groups.evaluate import evaluate_predictions
-from buying_groups.models.role_model import clean_inputs, decode, predict_proba
+from buying_groups.models.role_model import decode, predict_proba
+from buying_groups.models.runtime import VARIANTS, VariantUnavailable, use_variant
 from buying_groups.taxonomy import Catalog
-
-
-class Heads(torch.nn.Module):
-    """The role model with plain tensor outputs, for ONNX export."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids, attention_mask, token_type_ids):  # noqa: ANN001, ANN201
-        out = self.model(input_ids, attention_mask, token_type_ids)
-        return out["function_logits"], out["seniority_logits"], out["role_logits"]
-
-
-def onnx_predictor(model, tokenizer, workdir: Path, int8: bool):  # noqa: ANN001, ANN201
-    import onnxruntime as ort
-
-    path = workdir / "role_model.onnx"
-    if not path.exists():
-        ex = tokenizer(["vp sales"] * 2, ["visited /"] * 2, return_tensors="pt")
-        names = ["input_ids", "attention_mask", "token_type_ids"]
-        torch.onnx.export(
-            Heads(model).eval(),
-            tuple(ex[k] for k in names),
-            str(path),
-            input_names=names,
-            output_names=["function", "seniority", "role"],
-            dynamic_axes={k: {0: "batch", 1: "tokens"} for k in names},
-            opset_version=17,
-            dynamo=False,
-        )
-    if int8:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        q = workdir / "role_model.int8.onnx"
-        quantize_dynamic(str(path), str(q), weight_type=QuantType.QInt8)
-        path = q
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-    def predict(frame: pd.DataFrame, batch_size: int = 64) -> dict[str, np.ndarray]:
-        titles, texts = clean_inputs(frame)
-        enc = tokenizer(
-            titles, texts, truncation="longest_first", max_length=model.config.max_length
-        )
-        order = np.argsort([len(x) for x in enc["input_ids"]], kind="stable")
-        outs = {k: [None] * len(order) for k in ("function", "seniority", "role")}
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            batch = tokenizer.pad({k: [enc[k][i] for i in idx] for k in enc}, return_tensors="np")
-            feeds = {k: batch[k].astype(np.int64) for k in enc}
-            for name, logits in zip(outs, session.run(None, feeds), strict=True):
-                p = np.exp(logits - logits.max(-1, keepdims=True))
-                p /= p.sum(-1, keepdims=True)
-                for j, i in enumerate(idx):
-                    outs[name][i] = p[j]
-        return {k: np.stack(v) for k, v in outs.items()}
-
-    return predict
 
 
 def main() -> None:
@@ -99,7 +41,9 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=2000, help="OOD-test contacts to score")
     args = ap.parse_args()
 
-    wrapped = mlflow.pyfunc.load_model(args.model_uri).unwrap_python_model()
+    wrapped = mlflow.pyfunc.load_model(
+        args.model_uri, model_config={"variant": "fp32"}
+    ).unwrap_python_model()
     model, tokenizer = wrapped.model, wrapped.tokenizer
     spec = OmegaConf.load(Path(config_dir()) / "catalog" / "default.yaml")
     catalog = Catalog.from_config(OmegaConf.to_container(spec, resolve=True))
@@ -108,25 +52,29 @@ def main() -> None:
     ood = examples[examples["split"] == "test_ood"].head(args.n).reset_index(drop=True)
     inputs = ood[["job_title", "activity_text"]]
 
-    variants = {"fp32": lambda f: predict_proba(model, tokenizer, f)}
-    workdir = Path(tempfile.mkdtemp(prefix="bench_inference_"))
-    try:
-        variants["ort-fp32"] = onnx_predictor(model, tokenizer, workdir, int8=False)
-        variants["ort-int8"] = onnx_predictor(model, tokenizer, workdir, int8=True)
-    except ImportError as exc:
-        print(f"skipping the ONNX variants ({exc.name} missing: pip install onnx onnxruntime)")
-
     rows, reference = {}, None
-    for name, predict in variants.items():
+    for name in VARIANTS:
+        try:
+            use_variant(model, tokenizer, name)
+        except VariantUnavailable as exc:
+            print(f"skipping {name}: {exc}")
+            continue
+
+        def predict(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+            return predict_proba(model, tokenizer, frame)
+
         predict(inputs.head(64))  # warm-up
         started = time.perf_counter()
         proba = predict(inputs)
         seconds = time.perf_counter() - started
-        latency = []
+        latency, account = [], []
         for i in range(50):
             t = time.perf_counter()
             predict(inputs.iloc[[i]])
             latency.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            predict(inputs.iloc[10 * i : 10 * i + 10])
+            account.append(time.perf_counter() - t)
         pred = decode(model.config, proba)
         reference = pred if reference is None else reference
         heads = ["function", "seniority", *[f"role_{p}" for p in catalog.names]]
@@ -136,13 +84,19 @@ def main() -> None:
             "contacts/s": len(inputs) / seconds,
             "p50 ms (1 contact)": 1000 * float(np.percentile(latency, 50)),
             "p99 ms (1 contact)": 1000 * float(np.percentile(latency, 99)),
+            "p50 ms (10 contacts)": 1000 * float(np.percentile(account, 50)),
+            "p99 ms (10 contacts)": 1000 * float(np.percentile(account, 99)),
+            "peak RSS GB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
             "agreement with fp32": agree,
             **{
                 f"OOD {h} macro-F1": m[f"test_ood/{h}_macro_f1"]
                 for h in ("function", "seniority", "role")
             },
         }
-    print(f"{len(inputs)} OOD-test contacts, {torch.get_num_threads()} threads")
+    print(
+        f"{len(inputs)} OOD-test contacts, {torch.get_num_threads()} threads; "
+        f"recorded default: {model.config.inference_variant}"
+    )
     print(pd.DataFrame(rows).T.round(3).to_string())
 
 

@@ -3,9 +3,13 @@
     python scripts/load_test.py                      # starts bg-serve on a free port
     python scripts/load_test.py --url http://127.0.0.1:5001/invocations   # a running server
     python scripts/load_test.py --clients 8 --seconds 30 --contacts 10 --events 20
+    python scripts/load_test.py --roles --clients 1 --contacts 1 --variant onnx
 
 Each request is one account of ``--contacts`` contacts with ``--events`` events each, built
 from the demo data (real titles and events, so tokenisation and group scoring do real work).
+With ``--roles`` the server serves the role model (``buying-group-roles@champion``) and each
+request is ``--contacts`` contacts' ``job_title`` and ``activity_text`` (persona and roles
+only, no groups). ``--variant`` starts the server with that inference variant.
 ``--clients`` threads send requests back to back for ``--seconds``; the script prints
 requests/s, p50/p99 latency and the number of errors (any status other than 200).
 """
@@ -65,14 +69,26 @@ def account_requests(data_dir: Path, contacts: int, events: int, n: int) -> list
     return bodies
 
 
+def role_requests(data_dir: Path, contacts: int, n: int) -> list[dict]:
+    """``n`` request bodies of ``contacts`` contacts' model inputs (title, activity text)."""
+    from buying_groups.data.examples import contact_inputs
+
+    cs = pd.read_parquet(data_dir / "contacts.parquet").head(n * contacts)
+    acts = pd.read_parquet(data_dir / "activities.parquet")
+    inputs = contact_inputs(cs, acts[acts["contact_id"].isin(cs["contact_id"])])
+    rows = inputs[["job_title", "activity_text"]].to_dict(orient="records")
+    return [{"dataframe_records": rows[i : i + contacts]} for i in range(0, len(rows), contacts)]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def start_server(port: int, model_uri: str | None) -> subprocess.Popen:
+def start_server(port: int, model_uri: str | None, variant: str | None) -> subprocess.Popen:
     cmd = ["bg-serve", f"port={port}"] + ([f"model_uri={model_uri}"] if model_uri else [])
+    cmd += [f"variant={variant}"] if variant else []
     env = {k: v for k, v in os.environ.items() if k != "BG_SERVE_TOKEN"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(240):
@@ -133,13 +149,19 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--contacts", type=int, default=10)
     ap.add_argument("--events", type=int, default=20)
+    ap.add_argument("--roles", action="store_true", help="serve and call the role model")
+    ap.add_argument("--variant", help="the server's inference variant (default: the model's)")
     args = ap.parse_args()
-    bodies = account_requests(Path(args.data), args.contacts, args.events, n=50)
+    if args.roles:
+        args.model_uri = args.model_uri or "models:/buying-group-roles@champion"
+        bodies = role_requests(Path(args.data), args.contacts, n=200)
+    else:
+        bodies = account_requests(Path(args.data), args.contacts, args.events, n=50)
     proc = None
     url = args.url
     if url is None:
         port = free_port()
-        proc = start_server(port, args.model_uri)
+        proc = start_server(port, args.model_uri, args.variant)
         url = f"http://127.0.0.1:{port}/invocations"
     try:
         requests.post(url, json=bodies[0], timeout=60).raise_for_status()  # warm-up
@@ -148,9 +170,14 @@ def main() -> None:
         if proc is not None:
             proc.terminate()
             proc.wait(timeout=30)
+    what = (
+        f"{args.contacts} contact(s) of the role model"
+        if args.roles
+        else f"one account of {args.contacts} contacts x {args.events} events"
+    )
     print(
-        f"{args.clients} clients x {args.seconds:.0f}s, one account of {args.contacts} contacts "
-        f"x {args.events} events per request"
+        f"{args.clients} clients x {args.seconds:.0f}s, {what} per request, "
+        f"variant {args.variant or 'as recorded'}"
     )
     cells = [f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()]
     print(" | ".join(cells))

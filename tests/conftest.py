@@ -3,6 +3,7 @@ generated per test session."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -34,6 +35,15 @@ def run_cli(module: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
+
+
+@pytest.fixture(scope="session", autouse=True)
+def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Exported ONNX graphs go to a session directory, not the user's ~/.cache (also for
+    the command-line runs in subprocesses, which inherit the environment)."""
+    path = tmp_path_factory.mktemp("bg-cache")
+    os.environ["BG_CACHE_DIR"] = str(path)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def model(tiny_dataset, catalog, tmp_path_factory):
+def trained(tiny_dataset, catalog, tmp_path_factory):
     cfg = compose_config("train_roles", ["experiment=tiny", "data_dir=unused", "trainer.epochs=6"])
     ex = labelled_examples(
         tiny_dataset.tables,
@@ -33,6 +33,12 @@ def model(tiny_dataset, catalog, tmp_path_factory):
         tmp_path_factory.mktemp("behaviour"),
         seed=cfg.seed,
     )
+    return model, tok, ex
+
+
+@pytest.fixture(scope="module")
+def model(trained):
+    model, tok, _ = trained
 
     def predict(titles, activities=None):
         frame = pd.DataFrame(
@@ -129,3 +135,27 @@ ACTIVITY = [
 @pytest.mark.parametrize(("function", "activity"), ACTIVITY, ids=[a[0] for a in ACTIVITY])
 def test_activity_decides_function_for_an_empty_title(model, function, activity):
     assert model([""], [activity])["function"].iat[0] == function
+
+
+@pytest.mark.parametrize("variant", ["bf16", "onnx", "onnx-int8"])
+def test_inference_variant_agrees_with_fp32(trained, variant):
+    """Every variant gives the fp32 model's labels for at least 98% of the predictions on a
+    fixed sample (persona and every product's role), whether or not this CPU makes it
+    faster."""
+    from buying_groups.models.runtime import use_variant
+
+    model, tok, ex = trained
+    sample = ex[ex["split"] != "train"][["job_title", "activity_text"]].head(300)
+    use_variant(model, tok, "fp32")
+    reference = decode(model.config, predict_proba(model, tok, sample))
+    use_variant(model, tok, variant)
+    try:
+        pred = decode(model.config, predict_proba(model, tok, sample))
+    finally:
+        use_variant(model, tok, "fp32")
+    heads = [c for c in reference.columns if not c.endswith("_proba")]
+    agreement = {h: float((pred[h] == reference[h]).mean()) for h in heads}
+    # All predictions (persona and every product's role) pooled: at least 98% the same;
+    # and no single head far off.
+    assert sum(agreement.values()) / len(agreement) >= 0.98, agreement
+    assert min(agreement.values()) >= 0.95, agreement

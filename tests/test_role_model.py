@@ -113,3 +113,45 @@ def test_input_errors_are_clear():
 def test_role_class_weights_favour_rare_roles():
     w = role_class_weights(np.array([[0, 5], [5, 5], [5, IGNORE]]), len(ROLES), 0.5)
     assert w[0] > w[5] == 1.0 and w[1] == pytest.approx(np.sqrt(4))  # unseen counted as 1
+
+
+def test_onnx_variants_match_fp32_and_export_once(
+    model_and_tokenizer, frame, tmp_path, monkeypatch
+):
+    pytest.importorskip("onnxruntime")
+    from buying_groups.models.runtime import prediction_key, use_variant
+
+    monkeypatch.setenv("BG_CACHE_DIR", str(tmp_path / "cache"))
+    model, tok = model_and_tokenizer
+    model.save(tmp_path / "m", tok)
+    loaded, loaded_tok = RoleModel.load(tmp_path / "m")
+    reference = predict_proba(loaded, loaded_tok, frame)
+    use_variant(loaded, loaded_tok, "onnx")
+    exact = predict_proba(loaded, loaded_tok, frame)
+    for head in reference:
+        np.testing.assert_allclose(exact[head], reference[head], atol=1e-5)
+    exported = list((tmp_path / "cache" / "onnx").glob("*/role_model.onnx"))
+    assert len(exported) == 1  # keyed by the weights: a second load reuses it
+    stamp = exported[0].stat().st_mtime_ns
+    use_variant(loaded, loaded_tok, "onnx-int8")
+    int8 = predict_proba(loaded, loaded_tok, frame)
+    assert exported[0].stat().st_mtime_ns == stamp
+    for head in reference:  # quantised weights: close, not equal
+        np.testing.assert_allclose(int8[head], reference[head], atol=0.05)
+    # cached predictions never mix variants
+    assert prediction_key(loaded) == f"{loaded.weights_digest}+onnx-int8"
+    use_variant(loaded, loaded_tok, "fp32")
+    assert prediction_key(loaded) == loaded.weights_digest
+
+
+def test_a_missing_optional_dependency_says_how_to_install(model_and_tokenizer, monkeypatch):
+    from buying_groups.models.runtime import VariantUnavailable, available_variants, use_variant
+
+    model, tok = model_and_tokenizer
+    monkeypatch.setitem(__import__("sys").modules, "onnxruntime", None)  # import fails
+    with pytest.raises(VariantUnavailable, match=r'pip install "buying-groups\[onnx\]"'):
+        use_variant(model, tok, "onnx-int8")
+    assert not {"onnx", "onnx-int8"} & set(available_variants())
+    with pytest.raises(ValueError, match="unknown inference variant 'int4'"):
+        use_variant(model, tok, "int4")
+    assert getattr(model, "variant", "fp32") == "fp32"  # a failed switch leaves the model as it was

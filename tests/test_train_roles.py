@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from buying_groups.models.role_model import RoleModel
+from buying_groups.models.runtime import VARIANTS, use_variant
 from buying_groups.serving.role_pyfunc import role_outputs
 
 from .conftest import compose_config, run_cli
@@ -94,6 +95,11 @@ def test_three_comparable_runs(trained):
     assert "plots/confusion_test_ood_role.png" in arts
     assert client.list_artifacts(t["run_id"], "config")
     assert "role model vs baselines" in proc.stdout
+    # the inference variant loaders will use: measured, chosen, recorded with the model
+    assert "inference variants on" in proc.stdout
+    assert pd.notna(t["metrics.variant/fp32/contacts_per_s"])
+    config = json.loads((trained[0] / "run" / "role_model" / "role_model.json").read_text())
+    assert config["inference_variant"] == t["tags.bg.inference_variant"] in VARIANTS
 
 
 def test_pyfunc_in_a_fresh_process_matches_the_model(trained, tiny_dir):
@@ -120,6 +126,7 @@ def test_pyfunc_in_a_fresh_process_matches_the_model(trained, tiny_dir):
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == ["job_title", "activity_text"]
     fresh = pd.read_json(tmp / "out.json", orient="split")
     model, tok = RoleModel.load(tmp / "run" / "role_model")
+    use_variant(model, tok)  # as recorded, like the pyfunc
     here = role_outputs(model, tok, sample)
     assert list(fresh["function"]) == list(here["function"])
     for p in model.config.products:
@@ -138,6 +145,22 @@ def test_pyfunc_bad_input_gets_a_clear_error(trained):
         m.predict(pd.DataFrame({"job_title": ["CTO"]}))
     with pytest.raises(mlflow.exceptions.MlflowException, match="job_title"):
         m.predict(pd.DataFrame({"job_title": [123], "activity_text": [""]}))
+
+
+def test_pyfunc_runs_the_variant_asked_for(trained):
+    pytest.importorskip("onnxruntime")
+    _, uri, _ = trained
+    sample = pd.DataFrame(
+        {"job_title": ["VP Procurement", "", "CTO"], "activity_text": ["", "visited /pricing", ""]}
+    )
+    out = {}
+    for variant in ("fp32", "onnx"):
+        m = mlflow.pyfunc.load_model(_logged_model_uri(uri), model_config={"variant": variant})
+        assert m.unwrap_python_model().model.variant == variant
+        out[variant] = m.predict(sample)
+    for p in ("function", "seniority", "role_data_platform"):
+        assert list(out["fp32"][p]) == list(out["onnx"][p])
+        np.testing.assert_allclose(out["fp32"][f"{p}_proba"], out["onnx"][f"{p}_proba"], atol=1e-5)
 
 
 @pytest.mark.slow

@@ -27,20 +27,25 @@ def score_contacts(predict: RolePredictor, inputs: pd.DataFrame, catalog: Catalo
     return pd.concat([inputs, pred[keep].set_axis(inputs.index)], axis=1)
 
 
-def _members(contact_roles: pd.DataFrame) -> pd.Series:
+def _members(contact_roles: pd.DataFrame) -> dict[tuple, list[dict]]:
     """Per (account, product): the members as a list of {contact_id, role, probability}."""
     m = contact_roles[contact_roles["role"] != "none"].sort_values(
         ["account_id", "product", "role", "contact_id"]
     )
-    return m.groupby(["account_id", "product"], sort=False).apply(
-        lambda g: [
+    out: dict[tuple, list[dict]] = {}
+    for a, prod, c, r, p, e in zip(
+        m["account_id"],
+        m["product"],
+        m["contact_id"],
+        m["role"],
+        m["role_proba"],
+        m["engaged_30d"],
+        strict=True,
+    ):
+        out.setdefault((a, prod), []).append(
             {"contact_id": c, "role": r, "probability": round(float(p), 4), "engaged_30d": bool(e)}
-            for c, r, p, e in zip(
-                g["contact_id"], g["role"], g["role_proba"], g["engaged_30d"], strict=True
-            )
-        ],
-        include_groups=False,
-    )
+        )
+    return out
 
 
 def score_groups(
@@ -70,8 +75,8 @@ def score_groups(
         }
     )
     by_pair = _members(members)
-    idx = pd.MultiIndex.from_frame(groups[["account_id", "product"]])
-    groups["members"] = [by_pair.get(k, []) for k in idx]
+    pairs = zip(groups["account_id"], groups["product"], strict=True)
+    groups["members"] = [by_pair.get(k, []) for k in pairs]
     for col in ("reasons_for", "reasons_against", "missing_roles"):
         groups[col] = out[col]
     groups["engage_next"] = engage_next(state, members).to_numpy()

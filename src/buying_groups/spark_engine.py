@@ -136,6 +136,7 @@ def score_spark(
         spark.sparkContext.addFile(model_dir, recursive=True)
         model_name = Path(model_dir).name
         catalog = wrapped.catalog
+        model_config = dict(wrapped.model_config) or None  # the role model's variant
 
         def contact_rows(rows: pd.DataFrame) -> pd.DataFrame:
             from buying_groups.data.examples import contact_inputs
@@ -149,7 +150,8 @@ def score_spark(
             model = _MODELS.get(model_name)
             if model is None:
                 path = SparkFiles.get(model_name)
-                model = mlflow.pyfunc.load_model(path).unwrap_python_model()
+                model = mlflow.pyfunc.load_model(path, model_config=model_config)
+                model = model.unwrap_python_model()
                 _MODELS[model_name] = model
             t = _unpack(rows, columns)
             groups = score_groups(
@@ -171,6 +173,7 @@ def score_spark(
             wrapped.role_model_path,
             result_type=_spark_schema(role_types).replace("`", ""),
             env_manager="local",
+            model_config=model_config,
         )
         contacts = inputs.withColumn(
             "_pred", roles(F.col("job_title"), F.col("activity_text"))

@@ -11,7 +11,7 @@ import json
 import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import mlflow
@@ -103,6 +103,10 @@ def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
     mlflow.log_metrics(clean, step=step)
 
 
+def set_tags(tags: Mapping[str, str]) -> None:
+    mlflow.set_tags(dict(tags))
+
+
 def log_table(frame: pd.DataFrame, artifact_file: str) -> None:
     mlflow.log_table(frame.reset_index(), artifact_file)
 
@@ -148,10 +152,21 @@ def update_sweep_parent(parent_run_id: str, metric: str, value: float, trial: in
     client.log_metric(parent_run_id, f"best_{metric}", best, step=trial)
 
 
-def _pin(*packages: str) -> list[str]:
-    from importlib.metadata import version
+# Loaders may pick the role model's inference variant:
+# mlflow.pyfunc.load_model(uri, model_config={"variant": "onnx"}); None = the recorded one.
+VARIANT_CONFIG = {"variant": None}
 
-    return [f"{p}=={version(p).split('+')[0]}" for p in packages]
+
+def _pin(*packages: str, onnx: bool = False) -> list[str]:
+    """Exact versions of ``packages``; with ``onnx``, also onnx and onnxruntime where
+    installed (the role model may then run as an onnx inference variant)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    pins = [f"{p}=={version(p).split('+')[0]}" for p in packages]
+    for optional in ("onnx", "onnxruntime") if onnx else ():
+        with suppress(PackageNotFoundError):
+            pins.append(f"{optional}=={version(optional)}")
+    return pins
 
 
 def _log_pyfunc(
@@ -163,8 +178,10 @@ def _log_pyfunc(
     requirements: list[str],
     metadata: Mapping[str, object] | None,
     signature: mlflow.models.ModelSignature | None = None,
+    model_config: Mapping[str, object] | None = None,
 ) -> mlflow.models.model.ModelInfo:
-    """Log a pyfunc with this package's code, pinned requirements, signature and example."""
+    """Log a pyfunc with this package's code, pinned requirements, signature and example;
+    ``model_config`` names the settings a loader may override (MLflow ignores others)."""
     import buying_groups
 
     signature = signature or mlflow.models.infer_signature(input_example, output_example)
@@ -181,6 +198,7 @@ def _log_pyfunc(
             input_example=input_example,
             pip_requirements=requirements,
             metadata=dict(metadata or {}),
+            model_config=dict(model_config) if model_config else None,
         )
 
 
@@ -200,8 +218,9 @@ def log_role_pyfunc(
         {"role_model": str(model_dir)},
         input_example,
         output_example,
-        _pin("mlflow", "torch", "transformers", "pandas", "safetensors", "tokenizers"),
+        _pin("mlflow", "torch", "transformers", "pandas", "safetensors", "tokenizers", onnx=True),
         metadata,
+        model_config=VARIANT_CONFIG,
     )
 
 
@@ -262,9 +281,11 @@ def log_buying_groups_pyfunc(
                 "scikit-learn",
                 "shap",
                 "joblib",
+                onnx=True,
             ),
             metadata,
             signature=ModelSignature(inputs=input_schema()),
+            model_config=VARIANT_CONFIG,
         )
 
 

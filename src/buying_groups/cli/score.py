@@ -24,17 +24,22 @@ from buying_groups.config import hydra_entry
 from buying_groups.data.io import write_json, write_table
 from buying_groups.data.validate import DataValidationError
 from buying_groups.models.role_model import PredictionCache, active_cache, caching
+from buying_groups.models.runtime import VariantUnavailable
 
 TABLES = ("accounts", "contacts", "activities", "opportunities")
 CACHE_FILE = "role-predictions.parquet"
 
 
-def load_model(model_uri: str):  # noqa: ANN201
+def load_model(model_uri: str, variant: str | None = None):  # noqa: ANN201
     """The deployable model's parts (role model, qualifier, catalog), its description and
-    the local directory it was downloaded to."""
+    the local directory it was downloaded to. ``variant``: the role model's inference
+    variant (None: the one recorded in the model)."""
     try:
         local_path = mlflow.artifacts.download_artifacts(model_uri)
-        model = mlflow.pyfunc.load_model(local_path)
+        model_config = {"variant": variant} if variant else None
+        model = mlflow.pyfunc.load_model(local_path, model_config=model_config)
+    except VariantUnavailable as exc:
+        raise SystemExit(str(exc)) from exc
     except mlflow.exceptions.MlflowException as exc:
         raise SystemExit(
             f"cannot load {model_uri} from {mlflow.get_tracking_uri()}: {exc.message}\n"
@@ -46,7 +51,8 @@ def load_model(model_uri: str):  # noqa: ANN201
         name, alias = model_uri[len("models:/") :].split("@", 1)
         version = mlflow.MlflowClient().get_model_version_by_alias(name, alias)
         where = f"{model_uri} (version {version.version})"
-    return model.unwrap_python_model(), where, local_path
+    wrapped = model.unwrap_python_model()
+    return wrapped, f"{where}, role model as {wrapped.role_variant}", local_path
 
 
 def _score_local(wrapped, staged, as_of: pd.Timestamp, cfg: DictConfig):  # noqa: ANN001, ANN202
@@ -67,7 +73,7 @@ def _score_local(wrapped, staged, as_of: pd.Timestamp, cfg: DictConfig):  # noqa
 def run(cfg: DictConfig) -> dict:
     # -- config and model ----------------------------------------------------------------------
     tracking.setup(cfg.tracking)
-    wrapped, where, local_path = load_model(cfg.model_uri)
+    wrapped, where, local_path = load_model(cfg.model_uri, cfg.variant)
     console.print(f"model: {where}")
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -140,6 +146,7 @@ def run(cfg: DictConfig) -> dict:
         "as_of": str(as_of),
         "seconds": round(seconds, 1),
         "role_weights_digest": digest,
+        "role_variant": wrapped.role_variant,
         "role_model_inputs": {"encoded": cache.misses - misses, "from_cache": cache.hits - hits},
         "contacts_scored": tally["contacts"],
         "groups_scored": tally["groups"],

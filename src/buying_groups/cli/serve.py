@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 from buying_groups import tracking
 from buying_groups.cli.common import console
 from buying_groups.config import hydra_entry
+from buying_groups.models.runtime import VariantUnavailable
 
 
 def run(cfg: DictConfig) -> None:
@@ -22,10 +23,15 @@ def run(cfg: DictConfig) -> None:
     torch.set_num_threads(cfg.torch_threads)
     token = os.environ.get(cfg.token_env) if cfg.token_env else None
     limits = Limits(cfg.max_body_bytes, cfg.max_rows, float(cfg.timeout_s), token or None)
+    model_config = {"variant": cfg.variant} if cfg.variant else None
     with console.status(f"loading {cfg.model_uri}"):
-        app = create_app(cfg.model_uri, limits)
+        try:
+            app = create_app(cfg.model_uri, limits, model_config)
+        except VariantUnavailable as exc:
+            raise SystemExit(str(exc)) from exc
     console.print(
-        f"serving {cfg.model_uri} on http://{cfg.host}:{cfg.port}/invocations "
+        f"serving {cfg.model_uri} ({app.state.variant}) on "
+        f"http://{cfg.host}:{cfg.port}/invocations "
         f"({'bearer token required' if token else 'no authentication'}; "
         f"max {cfg.max_rows} rows, {cfg.max_body_bytes:,} bytes per request)"
     )

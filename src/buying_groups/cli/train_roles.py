@@ -23,8 +23,10 @@ from buying_groups.cli.common import console, load_labelled_examples, print_fram
 from buying_groups.config import catalog_from, hydra_entry
 from buying_groups.data.dataset import MANIFEST
 from buying_groups.data.io import read_json
+from buying_groups.evaluate import evaluate_predictions
 from buying_groups.models.evaluation import evaluate_predictor
 from buying_groups.models.role_model import decode, predict_proba
+from buying_groups.models.runtime import check_variant, choose_variant
 from buying_groups.models.train import train_role_model
 from buying_groups.serving.role_pyfunc import role_outputs
 from buying_groups.taxonomy import Catalog
@@ -48,6 +50,27 @@ def load_examples(cfg: DictConfig, catalog: Catalog) -> tuple[pd.DataFrame, dict
 def cap(frame: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
     """At most ``n`` rows (a fixed random sample): the ``max_*_samples`` debug knobs."""
     return frame if not n or len(frame) <= n else frame.sample(n, random_state=seed)
+
+
+def pick_variant(
+    icfg: DictConfig,
+    model,
+    tokenizer,
+    validation: pd.DataFrame,
+    catalog: Catalog,  # noqa: ANN001
+) -> tuple[str, pd.DataFrame]:
+    """The configured inference variant, or with ``auto`` the fastest one whose validation
+    macro-F1 stays within ``tolerance`` of fp32 on every head (and the measurements)."""
+    if icfg.variant != "auto":
+        return check_variant(icfg.variant), pd.DataFrame()
+    sample = cap(validation, icfg.select_samples, 0).reset_index(drop=True)
+
+    def head_f1(pred: pd.DataFrame) -> dict[str, float]:
+        m = evaluate_predictions(sample, pred, catalog.names, groups=["validation"])
+        return {h: m[f"validation/{h}_macro_f1"] for h in ("function", "seniority", "role")}
+
+    with console.status("measuring inference variants"):
+        return choose_variant(model, tokenizer, sample, head_f1, icfg.tolerance)
 
 
 def sweep_context(experiment_id: str) -> tuple[str | None, int | None]:
@@ -102,8 +125,6 @@ def run(cfg: DictConfig) -> float:
             report_to=["mlflow"],
         )
         train_seconds = time.perf_counter() - started
-        model_dir = output_dir / "role_model"
-        model.save(model_dir, tokenizer)
 
         def predict(frame: pd.DataFrame) -> pd.DataFrame:
             return decode(model.config, predict_proba(model, tokenizer, frame))
@@ -121,6 +142,24 @@ def run(cfg: DictConfig) -> float:
         tracking.log_metrics(metrics)
         tracking.log_json(reports, "reports/classification_reports.json")
         tracking.log_figures(figures)
+
+        # -- how loaders will run it: the fastest variant that keeps accuracy ----------------
+        variant, variants = pick_variant(cfg.inference, model, tokenizer, validation, catalog)
+        model.config.inference_variant = variant
+        if len(variants):
+            title = f"inference variants on {len(validation.head(cfg.inference.select_samples))}"
+            print_frame(variants, f"{title} validation contacts (chosen: {variant})")
+            tracking.log_table(variants, "reports/inference_variants.json")
+            tracking.log_metrics(
+                {
+                    f"variant/{name}/{k}": float(v)
+                    for name, row in variants.drop(columns="chosen").iterrows()
+                    for k, v in row.items()
+                }
+            )
+        tracking.set_tags({"bg.inference_variant": variant})
+        model_dir = output_dir / "role_model"
+        model.save(model_dir, tokenizer)
         if cfg.tracking.log_model:
             example = evaluation[INPUT_COLUMNS].head(5).reset_index(drop=True)
             info = tracking.log_role_pyfunc(
@@ -131,7 +170,7 @@ def run(cfg: DictConfig) -> float:
                     "products": list(catalog.names),
                     "dataset": manifest["name"],
                     "dataset_digest": manifest["digest"],
-                    "variant": "fp32",
+                    "variant": variant,
                 },
             )
             console.print(f"model: {info.model_uri}")

@@ -253,7 +253,15 @@ def _coerce(name: str, df: pd.DataFrame) -> tuple[pd.DataFrame, list[Problem]]:
             continue
         s = df[col]
         missing = s.isna()
-        if spec.kind in ("id", "str", "text"):
+        if (
+            spec.kind in ("id", "str", "text")
+            and pd.api.types.is_string_dtype(s.dtype)
+            and (not pd.api.types.is_object_dtype(s.dtype))
+        ):
+            # A string column (Parquet strings, CSV text) holds only text: vectorised.
+            col_values = s.str.strip().astype(object).where(~missing, None)
+            out[col] = col_values.fillna("") if spec.kind == "text" else col_values
+        elif spec.kind in ("id", "str", "text"):
             values = s.astype(object).to_numpy()
             wrong = np.array(
                 [
@@ -305,7 +313,7 @@ def _coerce(name: str, df: pd.DataFrame) -> tuple[pd.DataFrame, list[Problem]]:
                 [p.row - 1 for p in problems if p.column == col]
             )
             if spec.kind in ("id", "str"):
-                empty |= out[col].map(lambda v: isinstance(v, str) and v == "")
+                empty |= out[col].eq("").fillna(False).astype(bool)
             problems += [
                 Problem(name, "value is empty but required", row=int(i) + 1, column=col)
                 for i in np.flatnonzero(empty.to_numpy())

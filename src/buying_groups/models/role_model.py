@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 
+from buying_groups.models.runtime import prediction_key, use_variant
 from buying_groups.taxonomy import FUNCTIONS, ROLES, SENIORITIES
 
 IGNORE = -100  # label id excluded from the loss (unknown role, as in a sparse CRM)
@@ -56,6 +57,7 @@ class RoleModelConfig:
     freeze_layers: int = 0  # embeddings + this many lowest encoder layers stay fixed
     teacher_forcing: float = 0.5  # training only: share of contacts whose known persona
     # (one-hot) feeds the role head instead of the persona heads' predictions
+    inference_variant: str = "fp32"  # how loaders run it by default (models/runtime.py)
 
     @property
     def id2label(self) -> dict[str, dict[int, str]]:
@@ -332,10 +334,13 @@ def predict_proba(
 
     Inputs are sorted by length and batched so that padding is small; identical
     (title, activity) pairs are encoded once, and inside ``caching()`` pairs this model
-    scored before are not encoded again.
+    scored before are not encoded again. The model runs as its variant (``use_variant``;
+    PyTorch fp32 unless set).
     """
     titles, texts = clean_inputs(frame)
     model.eval()
+    if getattr(model, "runner", None) is None:
+        use_variant(model, tokenizer, "fp32")
     pairs = pd.Series(list(zip(titles, texts, strict=True)))
     codes, uniques = pd.factorize(pairs)
     n_u = len(uniques)
@@ -344,7 +349,7 @@ def predict_proba(
     s = np.zeros((n_u, len(cfg.seniorities)), dtype=np.float32)
     r = np.zeros((n_u, len(cfg.products), len(cfg.roles)), dtype=np.float32)
     todo = np.arange(n_u)
-    digest = getattr(model, "weights_digest", None)
+    digest = prediction_key(model)
     cache = _CACHE[-1] if _CACHE and digest else None
     if cache is not None:
         table = cache.tables.setdefault(digest, {})
@@ -369,15 +374,17 @@ def predict_proba(
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         rows = [pos[i] for i in idx]
-        batch = tokenizer.pad({k: [enc[k][j] for j in rows] for k in enc}, return_tensors="pt")
-        out = model(**batch)
-        f[idx] = out["function_logits"].float().softmax(-1).numpy()
-        s[idx] = out["seniority_logits"].float().softmax(-1).numpy()
-        r[idx] = out["role_logits"].float().softmax(-1).numpy()
+        batch = tokenizer.pad({k: [enc[k][j] for j in rows] for k in enc}, return_tensors="np")
+        f[idx], s[idx], r[idx] = (softmax(x) for x in model.runner(dict(batch)))
     if cache is not None:
         for i in todo:
             table[keys[i]] = (f[i].copy(), s[i].copy(), r[i].copy())
     return {"function": f[codes], "seniority": s[codes], "role": r[codes]}
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.exp(logits - logits.max(-1, keepdims=True))
+    return z / z.sum(-1, keepdims=True)
 
 
 def decode(model_config: RoleModelConfig, proba: dict[str, np.ndarray]) -> pd.DataFrame:

@@ -209,15 +209,19 @@ def reasons(groups: pd.DataFrame, contributions: pd.DataFrame, top: int = 3) -> 
     """Top contributions towards and against qualification, in words, per group."""
     values = contributions.to_numpy()
     cols = list(contributions.columns)
+    features = [groups[c].tolist() for c in cols]  # plain values, column by column
+    order = np.argsort(-values, axis=1, kind="stable")
     ups, downs = [], []
     for i in range(len(values)):
-        row = groups.iloc[i]
-        order = np.argsort(-values[i], kind="stable")
         ups.append(
-            [describe_feature(cols[j], row[cols[j]]) for j in order[:top] if values[i, j] > 0]
+            [describe_feature(cols[j], features[j][i]) for j in order[i, :top] if values[i, j] > 0]
         )
         downs.append(
-            [describe_feature(cols[j], row[cols[j]]) for j in order[::-1][:top] if values[i, j] < 0]
+            [
+                describe_feature(cols[j], features[j][i])
+                for j in order[i, ::-1][:top]
+                if values[i, j] < 0
+            ]
         )
     return pd.DataFrame({"reasons_for": ups, "reasons_against": downs}, index=groups.index)
 
@@ -228,17 +232,21 @@ def missing_roles(groups: pd.DataFrame) -> pd.Series:
     A member advocating for the product (two advocacy kinds in 90 days) acts as its
     champion even where the role model, reading the title alone, did not say so.
     """
-    out = []
-    for _, row in groups.iterrows():
-        missing = []
-        for role in MEMBER_ROLES:
-            if role == "champion" and row.get("member_advocates_90d", 0) > 0:
+
+    def column(name: str) -> np.ndarray:
+        return groups[name].to_numpy() if name in groups else np.zeros(len(groups))
+
+    advocates = column("member_advocates_90d") > 0
+    out: list[list[str]] = [[] for _ in range(len(groups))]
+    for role in MEMBER_ROLES:
+        members, engaged = column(f"members_{role}"), column(f"engaged_{role}")
+        for i in range(len(groups)):
+            if role == "champion" and advocates[i]:
                 continue
-            if row.get(f"members_{role}", 0) == 0:
-                missing.append(role)
-            elif row.get(f"engaged_{role}", 0) == 0:
-                missing.append(f"{role} (not engaged)")
-        out.append(missing)
+            if members[i] == 0:
+                out[i].append(role)
+            elif engaged[i] == 0:
+                out[i].append(f"{role} (not engaged)")
     return pd.Series(out, index=groups.index, name="missing_roles")
 
 

@@ -12,6 +12,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
+from buying_groups.models.runtime import prediction_key
 from buying_groups.scoring import score_groups
 from buying_groups.taxonomy import Catalog
 
@@ -152,7 +153,10 @@ class BuyingGroupsPyfunc(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         self.role_model_path = context.artifacts["role_model"]  # a logged pyfunc (spark_udf)
-        self.roles = mlflow.pyfunc.load_model(self.role_model_path)
+        # model_config={"variant": ...} picks the role model's inference variant (default:
+        # the one recorded in the role model's config).
+        self.model_config = dict(context.model_config or {})
+        self.roles = mlflow.pyfunc.load_model(self.role_model_path, model_config=self.model_config)
         self.qualifier = (
             mlflow.pyfunc.load_model(context.artifacts["qualifier"]).unwrap_python_model().qualifier
         )
@@ -161,8 +165,13 @@ class BuyingGroupsPyfunc(mlflow.pyfunc.PythonModel):
 
     @property
     def role_weights_digest(self) -> str:
-        """Identifies the role model's weights (what cached role predictions key on)."""
-        return self.roles.unwrap_python_model().model.weights_digest
+        """Identifies the role model's weights and inference variant (what cached role
+        predictions key on)."""
+        return prediction_key(self.roles.unwrap_python_model().model)
+
+    @property
+    def role_variant(self) -> str:
+        return self.roles.unwrap_python_model().model.variant
 
     def predict_roles(self, frame: pd.DataFrame) -> pd.DataFrame:
         return self.roles.predict(frame)

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from buying_groups.models.role_model import RoleModel, decode, predict_proba
+from buying_groups.models.runtime import use_variant
 
 
 def role_outputs(model: RoleModel, tokenizer, frame: pd.DataFrame) -> pd.DataFrame:  # noqa: ANN001
@@ -22,10 +23,14 @@ def role_outputs(model: RoleModel, tokenizer, frame: pd.DataFrame) -> pd.DataFra
 
 
 class RoleModelPyfunc(mlflow.pyfunc.PythonModel):
-    """Loads the saved model directory (artifact ``role_model``) once per process."""
+    """Loads the saved model directory (artifact ``role_model``) once per process, running
+    as the inference variant in its config unless ``model_config={"variant": ...}`` says
+    otherwise (``mlflow.pyfunc.load_model(uri, model_config=...)``)."""
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         self.model, self.tokenizer = RoleModel.load(context.artifacts["role_model"])
+        variant = (context.model_config or {}).get("variant")
+        use_variant(self.model, self.tokenizer, variant)
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:  # noqa: ANN001
         if not isinstance(model_input, pd.DataFrame):

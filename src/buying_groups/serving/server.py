@@ -103,16 +103,18 @@ def parse_payload(body: bytes) -> pd.DataFrame:
     return pd.DataFrame.from_records(data)
 
 
-def create_app(model_uri: str, limits: Limits) -> FastAPI:
-    """The FastAPI app serving ``model_uri`` (loaded once, here)."""
+def create_app(model_uri: str, limits: Limits, model_config: dict | None = None) -> FastAPI:
+    """The FastAPI app serving ``model_uri`` (loaded once, here, with ``model_config``,
+    e.g. ``{"variant": "onnx"}``)."""
     from mlflow.pyfunc import scoring_server
 
-    model = mlflow.pyfunc.load_model(model_uri)
+    model = mlflow.pyfunc.load_model(model_uri, model_config=model_config or None)
     try:
         python_model = model.unwrap_python_model()
     except mlflow.exceptions.MlflowException:
         python_model = None
     app = scoring_server.init(model)  # /ping, /health, /version and its timeout middleware
+    app.state.variant = getattr(python_model, "role_variant", "fp32")
     app.router.routes = [r for r in app.router.routes if getattr(r, "path", "") != "/invocations"]
     lock = threading.Lock()
 

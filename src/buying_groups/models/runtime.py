@@ -1,0 +1,227 @@
+"""Inference variants of the role model: the same weights run as PyTorch fp32, PyTorch bf16,
+ONNX Runtime fp32, or ONNX Runtime with dynamic int8 weights.
+
+A variant is a function from one padded batch (numpy arrays) to the three heads' logits;
+``predict_proba`` keeps everything around it (deduplication, the prediction cache,
+length-sorted batches, batched fast tokenisation). ``choose_variant`` measures the variants
+on held-out data and picks the fastest that stays within a tolerance of fp32 on every head;
+``bg-train-roles`` records its choice in the model's config, and every loader (pyfunc,
+``bg-score``, ``bg-serve``, Spark) uses it unless told otherwise.
+
+The ONNX variants need ``pip install "buying-groups[onnx]"`` (onnx, onnxruntime). The graph
+is exported once per model weights and kept under ``$BG_CACHE_DIR`` (default
+``~/.cache/buying_groups``), so only the first load pays for the export.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+VARIANTS = ("fp32", "bf16", "onnx", "onnx-int8")
+ONNX_HINT = 'pip install "buying-groups[onnx]"'
+Runner = Callable[[dict[str, np.ndarray]], tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+class VariantUnavailable(ImportError):
+    """A variant whose optional dependency is not installed (the message says what to do)."""
+
+
+def check_variant(variant: str) -> str:
+    """``variant`` if it is known and its dependencies import; otherwise a clear error."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown inference variant '{variant}'; choose one of {VARIANTS}")
+    if variant.startswith("onnx"):
+        for module in ("onnxruntime", "onnx"):
+            try:
+                __import__(module)
+            except ImportError as exc:
+                raise VariantUnavailable(
+                    f"inference variant '{variant}' needs the '{module}' package, which is not "
+                    f"installed: {ONNX_HINT} (or choose variant=fp32)"
+                ) from exc
+    return variant
+
+
+def available_variants() -> list[str]:
+    """Variants this machine can run (bf16 only where it is native, so never slower)."""
+    from buying_groups.models.train import bf16_supported
+
+    out = []
+    for v in VARIANTS:
+        if v == "bf16" and not bf16_supported():
+            continue
+        with contextlib.suppress(VariantUnavailable):
+            out.append(check_variant(v))
+    return out
+
+
+def use_variant(model, tokenizer, variant: str | None = None):  # noqa: ANN001, ANN201
+    """Make ``predict_proba`` run ``model`` as ``variant`` (None: the one in its config)."""
+    variant = check_variant(variant or model.config.inference_variant)
+    model.variant = variant
+    model.runner = _runner(model, tokenizer, variant)
+    return model
+
+
+def prediction_key(model) -> str | None:  # noqa: ANN001
+    """What cached predictions key on: the exact weights, and the variant running them
+    (variants differ in the last digits, so a cache never mixes them)."""
+    digest = getattr(model, "weights_digest", None)
+    variant = getattr(model, "variant", "fp32")
+    if digest is None:
+        return None
+    return digest if variant == "fp32" else f"{digest}+{variant}"
+
+
+def _runner(model, tokenizer, variant: str) -> Runner:  # noqa: ANN001
+    if variant in ("fp32", "bf16"):
+        dtype = torch.bfloat16 if variant == "bf16" else None
+
+        @torch.inference_mode()
+        def run_torch(batch: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+            tensors = {k: torch.from_numpy(v) for k, v in batch.items()}
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype is not None):
+                out = model(**tensors)
+            return tuple(
+                out[f"{h}_logits"].float().numpy() for h in ("function", "seniority", "role")
+            )
+
+        return run_torch
+    return _onnx_runner(model, tokenizer, int8=variant == "onnx-int8")
+
+
+# -- ONNX Runtime ------------------------------------------------------------------------------
+INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+
+
+class _Heads(torch.nn.Module):
+    """The role model with plain tensor outputs, for export."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, token_type_ids):  # noqa: ANN001, ANN201
+        out = self.model(input_ids, attention_mask, token_type_ids)
+        return out["function_logits"], out["seniority_logits"], out["role_logits"]
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("BG_CACHE_DIR") or Path.home() / ".cache" / "buying_groups")
+
+
+def export_onnx(model, tokenizer, int8: bool = False) -> Path:  # noqa: ANN001
+    """The model as an ONNX graph (int8: dynamically quantised weights), exported once per
+    weights digest and reused; written atomically so concurrent loaders never see half."""
+    digest = getattr(model, "weights_digest", None)
+    if digest is None:  # an in-memory model never saved: a directory that lives with it
+        if getattr(model, "_onnx_dir", None) is None:
+            model._onnx_dir = tempfile.TemporaryDirectory(prefix="bg-onnx-")
+        folder = Path(model._onnx_dir.name)
+    else:
+        folder = cache_root() / "onnx" / digest[:32]
+        folder.mkdir(parents=True, exist_ok=True)
+    fp32 = folder / "role_model.onnx"
+    if not fp32.exists():
+        example = tokenizer(["vp sales"] * 2, ["visited pricing"] * 2, return_tensors="pt")
+        tmp = folder / f".{os.getpid()}.role_model.onnx"
+        was_training = model.training
+        model.eval()
+        # The tracer warns about shape checks it freezes; they are constant for this model
+        # (no causal mask, no past keys), and the graph is tested against fp32.
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                _Heads(model),
+                tuple(example[k] for k in INPUT_NAMES),
+                str(tmp),
+                input_names=list(INPUT_NAMES),
+                output_names=["function", "seniority", "role"],
+                dynamic_axes={k: {0: "batch", 1: "tokens"} for k in INPUT_NAMES},
+                opset_version=17,
+                dynamo=False,
+            )
+        model.train(was_training)
+        os.replace(tmp, fp32)
+    if not int8:
+        return fp32
+    q = folder / "role_model.int8.onnx"
+    if not q.exists():
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        tmp = folder / f".{os.getpid()}.role_model.int8.onnx"
+        # Per-channel scales: per-tensor ones lose ~1.5 points of OOD role macro-F1 here.
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # quiet its advice to pre-process (tested without)
+        try:
+            quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
+        finally:
+            root.setLevel(level)
+        os.replace(tmp, q)
+    return q
+
+
+def _onnx_runner(model, tokenizer, int8: bool) -> Runner:  # noqa: ANN001
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    # One scoring thread's worth of cores, as for PyTorch: no oversubscription under a server.
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(
+        str(export_onnx(model, tokenizer, int8)), options, providers=["CPUExecutionProvider"]
+    )
+
+    def run_onnx(batch: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+        feeds = {k: batch[k].astype(np.int64) for k in INPUT_NAMES if k in batch}
+        if "token_type_ids" not in feeds:
+            feeds["token_type_ids"] = np.zeros_like(feeds["input_ids"])
+        return tuple(session.run(None, feeds))
+
+    return run_onnx
+
+
+# -- choosing the default ----------------------------------------------------------------------
+def choose_variant(
+    model,  # noqa: ANN001
+    tokenizer,  # noqa: ANN001
+    frame: pd.DataFrame,
+    head_f1: Callable[[pd.DataFrame], dict[str, float]],
+    tolerance: float = 0.005,
+    variants: list[str] | None = None,
+) -> tuple[str, pd.DataFrame]:
+    """The fastest variant whose macro-F1 on ``frame`` is within ``tolerance`` of fp32 on
+    every head (``head_f1`` scores decoded predictions), and the measurements behind it."""
+    from buying_groups.models.role_model import decode, predict_proba
+
+    rows, reference = {}, None
+    for variant in variants or available_variants():
+        use_variant(model, tokenizer, variant)
+        predict_proba(model, tokenizer, frame.head(32))  # warm-up (and export, if ONNX)
+        started = time.perf_counter()
+        pred = decode(model.config, predict_proba(model, tokenizer, frame))
+        seconds = time.perf_counter() - started
+        reference = pred if reference is None else reference
+        heads = [c for c in pred.columns if not c.endswith("_proba")]
+        agree = float(np.mean([(pred[h] == reference[h]).mean() for h in heads]))
+        rows[variant] = {"contacts_per_s": len(frame) / seconds, "agreement": agree}
+        rows[variant] |= {f"{h}_macro_f1": v for h, v in head_f1(pred).items()}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    f1 = [c for c in table.columns if c.endswith("_macro_f1")]
+    ok = (table[f1] >= table.loc["fp32", f1] - tolerance).all(axis=1)
+    choice = str(table[ok]["contacts_per_s"].idxmax())
+    table["chosen"] = table.index == choice
+    use_variant(model, tokenizer, "fp32")
+    return choice, table
