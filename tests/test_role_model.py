@@ -15,7 +15,7 @@ from buying_groups.models.role_model import (
     decode,
     predict_proba,
 )
-from buying_groups.models.train import Collator, RoleDataset, role_class_weights
+from buying_groups.models.train import TOKEN_KEYS, Collator, RoleDataset, role_class_weights
 from buying_groups.taxonomy import FUNCTIONS, ROLES, SENIORITIES
 
 PRODUCTS = ["marketing_automation", "security_platform", "data_platform"]
@@ -155,3 +155,62 @@ def test_a_missing_optional_dependency_says_how_to_install(model_and_tokenizer, 
     with pytest.raises(ValueError, match="unknown inference variant 'int4'"):
         use_variant(model, tok, "int4")
     assert getattr(model, "variant", "fp32") == "fp32"  # a failed switch leaves the model as it was
+
+
+def test_student_keeps_evenly_spaced_layers_and_saves_like_any_role_model(
+    model_and_tokenizer, frame, tmp_path
+):
+    model, tok = model_and_tokenizer
+    n = model.encoder.config.num_hidden_layers
+    student = model.student(1, max_length=16)
+    assert student.encoder.config.num_hidden_layers == len(student.encoder.encoder.layer) == 1
+    assert model.encoder.config.num_hidden_layers == n  # the teacher is untouched
+    assert student.config.max_length == 16 and student.config.encoder["num_hidden_layers"] == 1
+    # the kept layer is a copy of the teacher's first: same weights, not shared
+    kept = student.encoder.encoder.layer[0].attention.self.query.weight
+    torch.testing.assert_close(kept, model.encoder.encoder.layer[0].attention.self.query.weight)
+    assert kept.data_ptr() != model.encoder.encoder.layer[0].attention.self.query.weight.data_ptr()
+    student.save(tmp_path, tok)
+    loaded, _ = RoleModel.load(tmp_path)
+    a, b = predict_proba(student.eval(), tok, frame), predict_proba(loaded, tok, frame)
+    for head in a:
+        np.testing.assert_allclose(a[head], b[head], atol=1e-6)
+    with pytest.raises(ValueError, match="distill.layers must be 1..2"):
+        model.student(n + 1)
+
+
+def test_soft_targets_pull_the_student_towards_the_teacher(model_and_tokenizer, frame):
+    model, tok = model_and_tokenizer
+    # a random teacher is nearly uniform: sharpen it so that there is something to learn
+    soft = {
+        h: p**8 / (p**8).sum(-1, keepdims=True) for h, p in predict_proba(model, tok, frame).items()
+    }
+    student = model.student(1)
+    student.config.distill_alpha = 1.0  # teacher's probabilities only
+    ds = RoleDataset(frame, tok, student, soft)
+    batch = Collator(tok)([ds[i] for i in range(len(frame))])
+    assert batch["role_soft"].shape == (4, len(PRODUCTS), len(ROLES))
+    student.config.teacher_forcing = 0.0
+    student.eval()  # no dropout: a deterministic descent (gradients still flow)
+    opt = torch.optim.AdamW(student.parameters(), lr=3e-3)
+    targets = {h: torch.from_numpy(p) for h, p in soft.items()}
+
+    def kl() -> float:  # the student's divergence from the targets, summed over heads
+        with torch.no_grad():
+            out = student(**{k: v for k, v in batch.items() if k in TOKEN_KEYS})
+        return sum(
+            float(
+                (t * (t.clamp(min=1e-12).log() - out[f"{h}_logits"].log_softmax(-1))).sum(-1).mean()
+            )
+            for h, t in targets.items()
+        )
+
+    before = kl()
+    for _ in range(40):
+        loss = student(**batch)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert kl() < 0.3 * before, (before, kl())
+    with pytest.raises(ValueError, match="soft targets for role: 3 rows, frame has 4"):
+        RoleDataset(frame, tok, student, {**soft, "role": soft["role"][:3]})

@@ -218,6 +218,43 @@ def test_training_resumes_from_a_checkpoint(trained, tmp_path, tiny_dir, tiny_be
     assert min(h["step"] for h in state["log_history"]) > 0
 
 
+def test_distilled_student_is_smaller_and_follows_its_teacher(
+    trained, tmp_path, tiny_dir, tiny_bert_dir
+):
+    """bg-train-roles distill.teacher=<role model>: a 1-layer student of the session's
+    2-layer model, trained on labels and the teacher's probabilities, saved and tracked."""
+    teacher_dir = trained[0] / "run" / "role_model"
+    uri, proc = _train(
+        tmp_path,
+        tiny_dir,
+        tiny_bert_dir,
+        f"distill.teacher={teacher_dir}",
+        "distill.layers=1",
+        "distill.max_length=24",
+        "trainer.epochs=3",
+        "baselines=[]",
+        "tracking.log_model=false",
+        "inference.variant=fp32",
+    )
+    assert "into 1 layers, 24 tokens" in proc.stdout
+    student, tok = RoleModel.load(tmp_path / "run" / "role_model")
+    teacher, _ = RoleModel.load(teacher_dir)
+    assert student.encoder.config.num_hidden_layers == 1 < teacher.encoder.config.num_hidden_layers
+    assert student.config.max_length == 24 and student.config.distilled_from == str(teacher_dir)
+    mlflow.set_tracking_uri(uri)
+    run = mlflow.search_runs(experiment_names=["buying-groups-roles"]).iloc[0]
+    assert run["tags.bg.distilled_from"] == str(teacher_dir)
+    assert run["params.distill.layers"] == "1"
+    # a quality floor: the student keeps most of what the teacher knows on validation
+    mlflow.set_tracking_uri(trained[1])
+    teacher_run = mlflow.search_runs(
+        experiment_names=["buying-groups-roles"], filter_string="tags.`bg.model` = 'transformer'"
+    ).iloc[0]
+    for head in ("function", "seniority"):
+        key = f"metrics.validation/{head}_accuracy"
+        assert run[key] >= 0.9 * teacher_run[key], (head, run[key], teacher_run[key])
+
+
 def test_qualifier_after_roles_uses_and_links_the_role_model(trained, tiny_dir):
     """bg-train-qualifier with no role arguments finds the newest role model and links it."""
     tmp, uri, _ = trained

