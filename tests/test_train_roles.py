@@ -71,6 +71,17 @@ def test_configs_compose_for_training():
     assert sweep.optimized_metric == "validation/role_macro_f1"
 
 
+@pytest.mark.parametrize("bf16", [True, False, "auto"])
+def test_trainer_settings_build_on_any_machine(tmp_path, bf16):
+    """bf16 on a CPU (autocast) is accepted as well as on a GPU, so ``bf16: auto`` never
+    stops a run on a machine with AVX512-BF16 and no CUDA."""
+    from buying_groups.models.train import bf16_supported, training_arguments
+
+    cfg = compose_config("train_roles", [f"trainer.bf16={bf16}"])
+    args = training_arguments(cfg.trainer, tmp_path, seed=0, report_to=[])
+    assert args.bf16 == (bf16_supported() if bf16 == "auto" else bf16)
+
+
 def test_three_comparable_runs(trained):
     _, uri, proc = trained
     mlflow.set_tracking_uri(uri)

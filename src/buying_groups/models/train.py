@@ -144,6 +144,8 @@ def training_arguments(
         remove_unused_columns=False,
         train_sampling_strategy="group_by_length",
         bf16=bool(bf16),
+        # bf16 without CUDA is CPU autocast, which TrainingArguments only accepts when told.
+        use_cpu=bool(bf16) and not torch.cuda.is_available(),
         seed=seed,
         data_seed=seed,
         report_to=report_to,
