@@ -214,3 +214,30 @@ def test_soft_targets_pull_the_student_towards_the_teacher(model_and_tokenizer, 
     assert kl() < 0.3 * before, (before, kl())
     with pytest.raises(ValueError, match="soft targets for role: 3 rows, frame has 4"):
         RoleDataset(frame, tok, student, {**soft, "role": soft["role"][:3]})
+
+
+def test_bf16_training_hands_back_a_plain_fp32_model(tiny_bert_dir, frame, tmp_path):
+    """Mixed-precision training wraps forward in a bf16 autocast; the trained model must
+    come back without it, so fp32 inference is fp32 and the ONNX export traces the
+    weights (with the wrapper it failed: 'ComplexDouble is an unexpected tensor type')."""
+    pytest.importorskip("onnxruntime")
+    from buying_groups.models.runtime import use_variant
+    from buying_groups.models.train import train_role_model
+
+    from .conftest import compose_config
+
+    overrides = [f"model.name_or_path={tiny_bert_dir}", "model.max_length=32"]
+    overrides += ["trainer.bf16=true", "trainer.max_steps=2", "trainer.disable_tqdm=true"]
+    cfg = compose_config("train_roles", overrides)
+    model, tok, _ = train_role_model(
+        frame, frame, PRODUCTS, cfg.model, cfg.trainer, tmp_path / "out", seed=0
+    )
+    assert model.forward.__func__ is RoleModel.forward
+    model.save(tmp_path / "m", tok)
+    loaded, loaded_tok = RoleModel.load(tmp_path / "m")
+    reference = predict_proba(loaded, loaded_tok, frame)
+    for head, p in predict_proba(model, tok, frame).items():
+        np.testing.assert_allclose(p, reference[head], atol=1e-5)
+    use_variant(model, tok, "onnx")
+    for head, p in predict_proba(model, tok, frame).items():
+        np.testing.assert_allclose(p, reference[head], atol=1e-4)

@@ -246,5 +246,8 @@ def train_role_model(
     # The best checkpoint's validation metrics were logged at its epoch; the caller
     # evaluates the final model on every split, so no extra evaluation pass here.
     metrics = dict(result.metrics)
+    # Mixed precision wraps forward in an autocast; what the caller gets (to evaluate, time
+    # as fp32, export to ONNX, save) must be the plain model.
+    model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
     model.eval()
     return model, tokenizer, metrics
