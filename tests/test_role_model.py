@@ -1,6 +1,7 @@
 """Unit tests of the role model on a tiny random BERT (seconds)."""
 
 import json
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -155,6 +156,28 @@ def test_a_missing_optional_dependency_says_how_to_install(model_and_tokenizer, 
     with pytest.raises(ValueError, match="unknown inference variant 'int4'"):
         use_variant(model, tok, "int4")
     assert getattr(model, "variant", "fp32") == "fp32"  # a failed switch leaves the model as it was
+
+
+def test_bf16_without_native_support_warns_and_still_predicts(
+    model_and_tokenizer, frame, monkeypatch
+):
+    """A model recorded as bf16 on an AVX512-BF16 machine, loaded where bf16 is emulated."""
+    from buying_groups.models import train
+    from buying_groups.models.runtime import use_variant
+
+    model, tok = model_and_tokenizer
+    monkeypatch.setattr(train, "bf16_supported", lambda: False)
+    with pytest.warns(UserWarning, match="no native bf16.*variant=fp32"):
+        use_variant(model, tok, "bf16")
+    try:
+        assert predict_proba(model, tok, frame)["role"].shape == (4, len(PRODUCTS), len(ROLES))
+    finally:
+        use_variant(model, tok, "fp32")
+    monkeypatch.setattr(train, "bf16_supported", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        use_variant(model, tok, "bf16")
+    use_variant(model, tok, "fp32")
 
 
 def test_student_keeps_evenly_spaced_layers_and_saves_like_any_role_model(

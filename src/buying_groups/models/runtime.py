@@ -69,6 +69,17 @@ def available_variants() -> list[str]:
 def use_variant(model, tokenizer, variant: str | None = None):  # noqa: ANN001, ANN201
     """Make ``predict_proba`` run ``model`` as ``variant`` (None: the one in its config)."""
     variant = check_variant(variant or model.config.inference_variant)
+    if variant == "bf16":
+        from buying_groups.models.train import bf16_supported
+
+        # A model chosen as bf16 on one machine may be loaded on another without it.
+        if not bf16_supported():
+            warnings.warn(
+                "the role model runs as bf16, but this machine has no native bf16 (CUDA bf16, "
+                "AVX512-BF16 or AMX): it is emulated, several times slower than fp32; pass "
+                "variant=fp32 or variant=onnx-int8 to run it another way",
+                stacklevel=2,
+            )
     model.variant = variant
     model.runner = _runner(model, tokenizer, variant)
     return model
