@@ -162,18 +162,18 @@ def test_bf16_without_native_support_warns_and_still_predicts(
     model_and_tokenizer, frame, monkeypatch
 ):
     """A model recorded as bf16 on an AVX512-BF16 machine, loaded where bf16 is emulated."""
-    from buying_groups.models import train
+    from buying_groups.models import runtime
     from buying_groups.models.runtime import use_variant
 
     model, tok = model_and_tokenizer
-    monkeypatch.setattr(train, "bf16_supported", lambda: False)
+    monkeypatch.setattr(runtime, "bf16_supported", lambda: False)
     with pytest.warns(UserWarning, match="no native bf16.*variant=fp32"):
         use_variant(model, tok, "bf16")
     try:
         assert predict_proba(model, tok, frame)["role"].shape == (4, len(PRODUCTS), len(ROLES))
     finally:
         use_variant(model, tok, "fp32")
-    monkeypatch.setattr(train, "bf16_supported", lambda: True)
+    monkeypatch.setattr(runtime, "bf16_supported", lambda: True)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         use_variant(model, tok, "bf16")

@@ -75,7 +75,8 @@ def test_configs_compose_for_training():
 def test_trainer_settings_build_on_any_machine(tmp_path, bf16):
     """bf16 on a CPU (autocast) is accepted as well as on a GPU, so ``bf16: auto`` never
     stops a run on a machine with AVX512-BF16 and no CUDA."""
-    from buying_groups.models.train import bf16_supported, training_arguments
+    from buying_groups.models.runtime import bf16_supported
+    from buying_groups.models.train import training_arguments
 
     cfg = compose_config("train_roles", [f"trainer.bf16={bf16}"])
     args = training_arguments(cfg.trainer, tmp_path, seed=0, report_to=[])

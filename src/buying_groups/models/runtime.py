@@ -53,10 +53,19 @@ def check_variant(variant: str) -> str:
     return variant
 
 
+def bf16_supported() -> bool:
+    """bf16 where it is fast: a CUDA GPU with bf16, or a CPU with AVX512-BF16/AMX."""
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def available_variants() -> list[str]:
     """Variants this machine can run (bf16 only where it is native, so never slower)."""
-    from buying_groups.models.train import bf16_supported
-
     out = []
     for v in VARIANTS:
         if v == "bf16" and not bf16_supported():
@@ -69,17 +78,14 @@ def available_variants() -> list[str]:
 def use_variant(model, tokenizer, variant: str | None = None):  # noqa: ANN001, ANN201
     """Make ``predict_proba`` run ``model`` as ``variant`` (None: the one in its config)."""
     variant = check_variant(variant or model.config.inference_variant)
-    if variant == "bf16":
-        from buying_groups.models.train import bf16_supported
-
-        # A model chosen as bf16 on one machine may be loaded on another without it.
-        if not bf16_supported():
-            warnings.warn(
-                "the role model runs as bf16, but this machine has no native bf16 (CUDA bf16, "
-                "AVX512-BF16 or AMX): it is emulated, several times slower than fp32; pass "
-                "variant=fp32 or variant=onnx-int8 to run it another way",
-                stacklevel=2,
-            )
+    # A model chosen as bf16 on one machine may be loaded on another without it.
+    if variant == "bf16" and not bf16_supported():
+        warnings.warn(
+            "the role model runs as bf16, but this machine has no native bf16 (CUDA bf16, "
+            "AVX512-BF16 or AMX): it is emulated, several times slower than fp32; pass "
+            "variant=fp32 or variant=onnx-int8 to run it another way",
+            stacklevel=2,
+        )
     model.variant = variant
     model.runner = _runner(model, tokenizer, variant)
     return model

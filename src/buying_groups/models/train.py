@@ -24,6 +24,7 @@ from transformers import (
 
 from buying_groups.evaluate import head_metrics
 from buying_groups.models.role_model import IGNORE, RoleModel, clean_inputs, default_encoder_path
+from buying_groups.models.runtime import bf16_supported
 
 TOKEN_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -102,17 +103,6 @@ def compute_metrics(eval_pred) -> dict[str, float]:  # noqa: ANN001 (Trainer's E
     for k, v in head_metrics(r_true[known], r_pred[known]).items():
         out[f"role_{k}"] = v
     return out
-
-
-def bf16_supported() -> bool:
-    """bf16 where it is fast: a CUDA GPU with bf16, or a CPU with AVX512-BF16/AMX."""
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def training_arguments(
