@@ -22,7 +22,9 @@ import pandas as pd
 
 def score(data: Path, out: Path, *extra: str) -> dict:
     cmd = ["/usr/bin/time", "-f", "%e %M", "bg-score", f"data_dir={data}", f"output_dir={out}"]
-    proc = subprocess.run([*cmd, *extra], capture_output=True, text=True, check=True)
+    proc = subprocess.run([*cmd, *extra], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"bg-score failed:\n{proc.stderr[-4000:]}")
     wall, kb = re.findall(r"^([\d.]+) (\d+)$", proc.stderr, flags=re.M)[-1]
     summary = json.loads((out / "summary.json").read_text())
     return {
@@ -30,7 +32,8 @@ def score(data: Path, out: Path, *extra: str) -> dict:
         "peak GB": int(kb) / 1e6,
         "scoring s": summary["seconds"],
         "contacts": summary["contacts_scored"],
-        **summary["role_model_inputs"],
+        **{f"role inputs {k}": v for k, v in summary["role_model_inputs"].items()},
+        **{f"accounts {k}": v for k, v in summary["accounts"].items()},
     }
 
 

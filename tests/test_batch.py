@@ -65,3 +65,82 @@ def test_error_policy_reports_rows_across_chunks(dirty_dir, catalog, tmp_path):
     rows = {(p.row, p.column) for p in err.value.problems}
     n = len(read_table(find_table(dirty_dir, "activities")))
     assert rows == {(n - 2, "activity_id"), (n - 1, "contact_id"), (n, "channel")}
+
+
+def test_account_digests_see_every_row_of_an_account_and_nothing_else(tiny_dir, catalog):
+    """A changed activity changes only its account's digest; row order does not matter;
+    the salt (models, as_of, settings) changes every digest."""
+    from buying_groups.batch import account_digests
+
+    tables = load_tables(tiny_dir, catalog).tables
+    before = account_digests(tables, "model A")
+    assert before.index.is_unique and len(before) == len(tables["accounts"])
+    assert before.nunique() == len(before) and before.str.fullmatch("[0-9a-f]{32}").all()
+
+    shuffled = {name: df.sample(frac=1.0, random_state=0) for name, df in tables.items()}
+    pd.testing.assert_series_equal(account_digests(shuffled, "model A").loc[before.index], before)
+
+    acts = tables["activities"].copy()
+    acts.loc[acts.index[0], "asset"] = "a new asset"
+    owner = tables["contacts"].set_index("contact_id").loc[acts.at[acts.index[0], "contact_id"]]
+    after = account_digests({**tables, "activities": acts}, "model A")
+    changed = before.index[(after != before).to_numpy()]
+    assert list(changed) == [owner["account_id"]]
+
+    dropped = {**tables, "activities": tables["activities"].iloc[1:]}
+    assert (account_digests(dropped, "model A") != before).sum() == 1
+    assert (account_digests(tables, "model B") != before).all()
+
+
+def test_staging_is_reused_only_while_its_inputs_are_the_same(dirty_dir, catalog, tmp_path):
+    """A second staging of unchanged activities and contact ids reads nothing again and
+    gives the same result; a changed activities file or another bucketing stages afresh."""
+    work = tmp_path / "staging"
+    first = stage_tables(dirty_dir, catalog, work, "skip", 7, 5_000, reuse=True)
+    marker = work / "activities" / "bucket=0" / "part-0.parquet"
+    stamp = marker.stat().st_mtime_ns
+
+    contacts_path = find_table(dirty_dir, "contacts")  # titles change, ids do not
+    contacts = read_table(contacts_path)
+    contacts["job_title"] = "Head of Procurement"
+    write_table(contacts, contacts_path)
+    again = stage_tables(dirty_dir, catalog, work, "skip", 7, 5_000, reuse=True)
+    assert marker.stat().st_mtime_ns == stamp  # not rewritten
+    assert (again.rows_in, again.kept, again.as_of) == (first.rows_in, first.kept, first.as_of)
+    pd.testing.assert_frame_equal(again.rejects, first.rejects)
+    pd.testing.assert_frame_equal(_staged_activities(again), _staged_activities(first))
+    assert (again.tables["contacts"]["job_title"] == "Head of Procurement").all()
+
+    rebucketed = stage_tables(dirty_dir, catalog, work, "skip", 11, 5_000, reuse=True)
+    assert rebucketed.n_buckets != first.n_buckets
+    pd.testing.assert_frame_equal(_staged_activities(rebucketed), _staged_activities(first))
+
+    acts_path = find_table(dirty_dir, "activities")
+    acts = read_table(acts_path)
+    write_table(acts.iloc[:-1], acts_path)  # the last (bad-channel) row is gone
+    changed = stage_tables(dirty_dir, catalog, work, "skip", 11, 5_000, reuse=True)
+    assert changed.rows_in["activities"] == first.rows_in["activities"] - 1
+    assert changed.kept == rebucketed.kept and len(changed.rejects) == len(first.rejects) - 1
+
+
+def test_account_cache_carries_over_only_with_the_same_models_and_as_of(
+    tiny_dir, catalog, tmp_path
+):
+    from buying_groups.batch import AccountCache
+
+    loaded = load_tables(tiny_dir, catalog).tables
+    tables = {t: loaded[t] for t in ("accounts", "contacts", "activities", "opportunities")}
+    cache = AccountCache("model A|2026-06-30|3")
+    todo, old_contacts, old_groups = cache.split(tables)
+    assert todo is tables and old_contacts is None and cache.rescored == len(tables["accounts"])
+    contacts = tables["contacts"][["contact_id", "account_id"]].assign(function="sales")
+    groups = tables["accounts"][["account_id"]].assign(score=0.5)
+    cache.save(tmp_path / "cache", contacts, groups)
+
+    again = AccountCache("model A|2026-06-30|3")
+    assert again.load(tmp_path / "cache") == len(tables["accounts"])
+    todo, old_contacts, old_groups = again.split(tables)
+    assert len(todo["accounts"]) == len(todo["contacts"]) == len(todo["activities"]) == 0
+    assert len(old_contacts) == len(contacts) and len(old_groups) == len(groups)
+    for other in ("model B|2026-06-30|3", "model A|2026-07-01|3"):
+        assert AccountCache(other).load(tmp_path / "cache") == 0

@@ -426,6 +426,12 @@ def test_bg_score_rescores_only_changed_contacts(promoted, tiny_dir, tmp_path):
     # Each changed contact: one new (title, activity) pair and one new title-only input.
     assert second["role_model_inputs"]["encoded"] == 2 * len(changed)
     assert second["role_model_inputs"]["from_cache"] > 10 * len(changed)
+    # Only the changed contacts' accounts are scored again; the others' outputs are reused.
+    touched = contacts.loc[changed, "account_id"].nunique()
+    assert second["accounts"] == {
+        "scored": touched,
+        "from_cache": len(pd.read_parquet(data / "accounts.parquet")) - touched,
+    }
     run_cli(
         "score",
         tmp_path,

@@ -11,6 +11,8 @@ activities, and the outputs.
 
 from __future__ import annotations
 
+import hashlib
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +22,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from buying_groups import __version__
 from buying_groups.data.examples import contact_inputs
-from buying_groups.data.io import find_table
+from buying_groups.data.io import atomic_write, find_table, read_json, write_json, write_table
 from buying_groups.data.validate import (
     SCHEMA,
     DataValidationError,
@@ -90,14 +93,18 @@ def stage_tables(
     on_bad_rows: str = "skip",
     accounts_per_bucket: int = 500,
     chunk_rows: int = 250_000,
+    reuse: bool = False,
 ) -> Staged:
     """Validate ``data_dir`` and partition its activities by account bucket into ``workdir``.
 
     Rows are rejected (``on_bad_rows=skip``) or reported (``error``) exactly as
     ``load_tables`` would, with file row numbers; activity ids are checked for duplicates
-    across chunks too. Raises ``DataValidationError`` for unusable tables.
+    across chunks too. Raises ``DataValidationError`` for unusable tables. With ``reuse``,
+    activities that ``workdir`` already holds from the same activities file, contacts and
+    settings are not read again (a daily run whose activities did not change).
     """
     data_dir, workdir = Path(data_dir), Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
     small = load_tables(data_dir, catalog, on_bad_rows, SMALL_TABLES)
     problems = list(small.problems)
     if problems:  # unusable tables, or bad rows under on_bad_rows=error
@@ -118,7 +125,78 @@ def stage_tables(
         tables["contacts"]["bucket"].to_numpy(), index=tables["contacts"]["contact_id"].to_numpy()
     )
 
-    rejects = [small.rejects]
+    manifest = workdir / "manifest.json"
+    key = (
+        _staging_key(path, tables["contacts"], catalog, on_bad_rows, chunk_rows) if reuse else None
+    )
+    previous = read_json(manifest) if key and manifest.exists() else {}
+    if key and previous.get("key") == key:  # same activities, contacts and settings
+        activity_rejects = pd.read_parquet(workdir / "activity_rejects.parquet")
+        rows_in, kept = previous["rows_in"], previous["kept"]
+        newest = pd.Timestamp(previous["newest"]) if previous["newest"] else None
+        problems = []  # a staging is kept only when it had none
+    else:
+        manifest.unlink(missing_ok=True)
+        shutil.rmtree(workdir / "activities", ignore_errors=True)
+        rows_in, kept, newest, activity_rejects, problems = _stage_activities(
+            path, catalog, tables["contacts"], contact_bucket, workdir, on_bad_rows, chunk_rows
+        )
+        if key and not problems and rows_in:
+            activity_rejects.to_parquet(workdir / "activity_rejects.parquet", index=False)
+            newest_text = str(newest) if newest is not None else None
+            record = {"key": key, "rows_in": rows_in, "kept": kept, "newest": newest_text}
+            write_json(record, manifest)  # last: a half-written staging is never reused
+    rejects = [small.rejects, activity_rejects]
+    if problems:  # on_bad_rows=error: every problem in the file, nothing staged
+        raise DataValidationError(problems)
+    if rows_in == 0:
+        empty = Problem("activities", "the table is empty (no rows)")
+        raise DataValidationError([*problems, empty])
+    for name in SMALL_TABLES:  # the Spark engine reads these from the staging directory
+        tables[name].to_parquet(workdir / f"{name}.parquet", index=False, **SPARK_READABLE)
+    rejects_df = pd.concat([r for r in rejects if len(r)] or [small.rejects], ignore_index=True)
+    rank = rejects_df["table"].map({t: i for i, t in enumerate(SCHEMA)})
+    rejects_df = rejects_df.iloc[np.lexsort((rejects_df["row"], rank))].reset_index(drop=True)
+    counts_in = {**small.rows_in, "activities": rows_in}
+    counts_kept = {name: len(tables[name]) for name in SMALL_TABLES} | {"activities": kept}
+    return Staged(
+        directory=workdir,
+        tables=tables,
+        n_buckets=int(bucket_of.max()) + 1 if len(bucket_of) else 0,
+        as_of=newest,
+        rows_in={t: counts_in[t] for t in ("accounts", "contacts", "activities", "opportunities")},
+        kept=counts_kept,
+        rejects=rejects_df,
+    )
+
+
+def _staging_key(
+    path: Path, contacts: pd.DataFrame, catalog: Catalog, on_bad_rows: str, chunk_rows: int
+) -> str:
+    """What staged activities depend on: the file's bytes, the valid contacts and their
+    buckets (unknown contacts are rejected), the catalog, the settings and this code."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    rows = pd.util.hash_pandas_object(contacts[["contact_id", "bucket"]], index=False)
+    parts = [h.hexdigest(), str(int(rows.sum())), str(len(rows)), repr(catalog.names)]
+    return "|".join([*parts, on_bad_rows, str(chunk_rows), __version__])
+
+
+def _stage_activities(
+    path: Path,
+    catalog: Catalog,
+    contacts: pd.DataFrame,
+    contact_bucket: pd.Series,
+    workdir: Path,
+    on_bad_rows: str,
+    chunk_rows: int,
+) -> tuple[int, int, pd.Timestamp | None, pd.DataFrame, list[Problem]]:
+    """Stream, validate and partition the activities: rows in, rows kept, the newest kept
+    timestamp, rejected rows and problems."""
+    problems: list[Problem] = []
+    rejects: list[pd.DataFrame] = []
     writers: dict[int, pq.ParquetWriter] = {}
     seen: list[np.ndarray] = []  # hashes of the activity ids kept so far
     seen_rows: list[np.ndarray] = []  # and their row numbers
@@ -131,7 +209,7 @@ def stage_tables(
                 {"activities": raw},
                 catalog,
                 on_bad_rows,
-                known={"contacts": tables["contacts"]},
+                known={"contacts": contacts},
                 row_offset=offset,
             )
             if any(p.row is None for p in res.problems):
@@ -183,27 +261,126 @@ def stage_tables(
     finally:
         for w in writers.values():
             w.close()
-    if problems:  # on_bad_rows=error: every problem in the file, nothing staged
-        raise DataValidationError(problems)
-    if rows_in == 0:
-        empty = Problem("activities", "the table is empty (no rows)")
-        raise DataValidationError([*problems, empty])
-    for name in SMALL_TABLES:  # the Spark engine reads these from the staging directory
-        tables[name].to_parquet(workdir / f"{name}.parquet", index=False, **SPARK_READABLE)
-    rejects_df = pd.concat([r for r in rejects if len(r)] or [small.rejects], ignore_index=True)
-    rank = rejects_df["table"].map({t: i for i, t in enumerate(SCHEMA)})
-    rejects_df = rejects_df.iloc[np.lexsort((rejects_df["row"], rank))].reset_index(drop=True)
-    counts_in = {**small.rows_in, "activities": rows_in}
-    counts_kept = {name: len(tables[name]) for name in SMALL_TABLES} | {"activities": kept}
-    return Staged(
-        directory=workdir,
-        tables=tables,
-        n_buckets=int(bucket_of.max()) + 1 if len(bucket_of) else 0,
-        as_of=newest,
-        rows_in={t: counts_in[t] for t in ("accounts", "contacts", "activities", "opportunities")},
-        kept=counts_kept,
-        rejects=rejects_df,
+    found = [r for r in rejects if len(r)]
+    activity_rejects = (
+        pd.concat(found, ignore_index=True)
+        if found
+        else pd.DataFrame(columns=["table", "row", "column", "reason", "record"])
     )
+    return rows_in, kept, newest, activity_rejects, problems
+
+
+# -- reusing unchanged accounts ----------------------------------------------------------------
+_HASH_KEYS = ("buying-groups-01", "buying-groups-02")  # 16-byte keys of pandas' row hash
+
+
+def account_digests(tables: dict[str, pd.DataFrame], salt: str) -> pd.Series:
+    """A 128-bit digest (32 hex digits) per account of every input row its outputs depend
+    on (its account row, contacts, their activities, its opportunities) and of ``salt``
+    (models, ``as_of``, settings). Row order does not matter: rows hash as a multiset."""
+    accounts = pd.Index(tables["accounts"]["account_id"])
+    contacts = tables["contacts"]
+    account_of_contact = pd.Series(
+        contacts["account_id"].to_numpy(), index=contacts["contact_id"].to_numpy()
+    )
+    columns: dict[str, np.ndarray] = {}
+    for name in ("accounts", "contacts", "activities", "opportunities"):
+        df = tables[name]
+        owner = (
+            df["contact_id"].map(account_of_contact) if name == "activities" else df["account_id"]
+        )
+        codes = accounts.get_indexer(owner)
+        keep = codes >= 0
+        cols = sorted(c for c in df.columns if c != "bucket")
+        columns[f"{name}_rows"] = np.bincount(codes[keep], minlength=len(accounts))
+        h = pd.util.hash_pandas_object(df[cols], index=False, hash_key=_HASH_KEYS[0]).to_numpy()
+        # Sums of the row hashes and of their squares (modulo 2**64): a multiset hash, so
+        # row order does not matter but every row, and how often it occurs, does.
+        for power in (1, 2):
+            total = np.zeros(len(accounts), dtype=np.uint64)
+            np.add.at(total, codes[keep], h[keep] ** power)
+            columns[f"{name}_{power}"] = total
+    frame = pd.DataFrame(columns, index=accounts)
+    frame["salt"] = salt
+    halves = [
+        pd.util.hash_pandas_object(frame, index=True, hash_key=key).to_numpy() for key in _HASH_KEYS
+    ]
+    digest = [f"{a:016x}{b:016x}" for a, b in zip(*halves, strict=True)]
+    return pd.Series(digest, index=accounts, name="digest", dtype=object)
+
+
+class AccountCache:
+    """Contacts and groups an earlier run scored, reused for every account whose digest
+    (``account_digests``: its rows, the models, ``as_of`` and settings) is unchanged, so a
+    daily run scores only accounts with new or changed rows. ``save`` keeps this run's."""
+
+    FILES = ("accounts.parquet", "contacts.parquet", "groups.parquet")
+
+    def __init__(self, salt: str) -> None:
+        self.salt = salt
+        self.previous = pd.Series(dtype=object)  # account_id -> digest
+        self.contacts: pd.DataFrame | None = None
+        self.groups: pd.DataFrame | None = None
+        self.seen: list[pd.Series] = []
+        self.reused = self.rescored = 0
+
+    def load(self, directory: Path) -> int:
+        """Read a cache written by ``save`` with the same salt; returns the accounts in it."""
+        paths = [Path(directory) / f for f in self.FILES]
+        if not all(p.exists() for p in paths):
+            return 0
+        table = pq.read_table(paths[0])
+        if (table.schema.metadata or {}).get(b"salt", b"").decode() != self.salt:
+            return 0  # another model, as_of or scorer: nothing carries over
+        frame = table.to_pandas()
+        self.previous = pd.Series(frame["digest"].to_numpy(), index=frame["account_id"])
+        self.contacts = pd.read_parquet(paths[1])
+        self.groups = pd.read_parquet(paths[2])
+        return len(self.previous)
+
+    def split(
+        self, tables: dict[str, pd.DataFrame]
+    ) -> tuple[dict[str, pd.DataFrame], pd.DataFrame | None, pd.DataFrame | None]:
+        """The tables restricted to accounts that need scoring, and the cached contacts and
+        groups of the others."""
+        digests = account_digests(tables, self.salt)
+        self.seen.append(digests)
+        known = self.previous.reindex(digests.index)
+        same = digests.index[(known == digests).to_numpy()]
+        self.reused += len(same)
+        self.rescored += len(digests) - len(same)
+        if len(same) == 0:
+            return tables, None, None
+        reused = pd.Index(same)
+        todo = {}
+        for name, df in tables.items():
+            if name == "activities":
+                ids = tables["contacts"].loc[
+                    tables["contacts"]["account_id"].isin(reused), "contact_id"
+                ]
+                todo[name] = df[~df["contact_id"].isin(ids)].reset_index(drop=True)
+            else:
+                todo[name] = df[~df["account_id"].isin(reused)].reset_index(drop=True)
+        contacts = self.contacts[self.contacts["account_id"].isin(reused)]
+        groups = self.groups[self.groups["account_id"].isin(reused)]
+        return todo, contacts, groups
+
+    def save(self, directory: Path, contacts: pd.DataFrame, groups: pd.DataFrame) -> None:
+        """Write this run's digests and outputs (atomically, file by file)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        digests = pd.concat(self.seen) if self.seen else pd.Series(dtype=object)
+        accounts = pa.table(
+            {
+                "account_id": pa.array(digests.index.astype(str), pa.string()),
+                "digest": pa.array(digests.to_numpy().tolist(), pa.string()),
+            }
+        ).replace_schema_metadata({"salt": self.salt})
+        # Digests out first and back last: a run that stops in between leaves no cache.
+        (directory / self.FILES[0]).unlink(missing_ok=True)
+        write_table(contacts, directory / self.FILES[1])
+        write_table(groups, directory / self.FILES[2])
+        atomic_write(directory / self.FILES[0], lambda p: pq.write_table(accounts, p))
 
 
 def score_bucket(
@@ -213,8 +390,19 @@ def score_bucket(
     top_reasons: int = 3,
     chunk_size: int = 2000,
     on_contacts: Callable[[int], None] | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Contacts (persona, roles from title + activity) and groups of one bucket's accounts."""
+    cache: AccountCache | None = None,
+) -> tuple[pd.DataFrame | None, pd.DataFrame]:
+    """Contacts (persona, roles from title + activity) and groups of one bucket's accounts;
+    with ``cache``, accounts whose rows did not change come from it."""
+    old_contacts = old_groups = None
+    if cache is not None:
+        tables, old_contacts, old_groups = cache.split(tables)
+        if old_contacts is not None:
+            _keep_role_predictions(old_contacts)
+            if on_contacts is not None:
+                on_contacts(len(old_contacts))
+            if len(tables["accounts"]) == 0:
+                return old_contacts, old_groups
     inputs = contact_inputs(tables["contacts"], tables["activities"], as_of=as_of)
     parts = []
     for start in range(0, len(inputs), chunk_size):
@@ -226,7 +414,23 @@ def score_bucket(
     groups = score_groups(
         wrapped.predict_roles, wrapped.qualifier, tables, wrapped.catalog, as_of, top_reasons
     )
+    if old_contacts is not None:
+        contacts = pd.concat([c for c in (old_contacts, contacts) if c is not None])
+        groups = pd.concat([old_groups, groups])
     return contacts, groups
+
+
+def _keep_role_predictions(contacts: pd.DataFrame) -> None:
+    """Reused contacts' role predictions stay in the active prediction cache (it keeps only
+    the inputs a run used), so a later change to one contact re-encodes only that one."""
+    from buying_groups.models.role_model import PredictionCache, active_cache, clean_inputs
+
+    cache = active_cache()
+    if cache is None:
+        return
+    titles, texts = clean_inputs(contacts)
+    cache.used.update(PredictionCache.key(t, a) for t, a in zip(titles, texts, strict=True))
+    cache.used.update(PredictionCache.key(t, "") for t in set(titles))  # group membership
 
 
 def score_buckets(
@@ -236,11 +440,14 @@ def score_buckets(
     top_reasons: int = 3,
     chunk_size: int = 2000,
     on_contacts: Callable[[int], None] | None = None,
+    cache: AccountCache | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every bucket in turn; outputs in a canonical order (contact; account, product)."""
     contacts, groups = [], []
     for k in range(staged.n_buckets):
-        c, g = score_bucket(wrapped, staged.bucket(k), as_of, top_reasons, chunk_size, on_contacts)
+        c, g = score_bucket(
+            wrapped, staged.bucket(k), as_of, top_reasons, chunk_size, on_contacts, cache
+        )
         if c is not None:
             contacts.append(c)
         groups.append(g)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import mlflow
@@ -18,7 +19,7 @@ from omegaconf import DictConfig
 from rich.progress import Progress
 
 from buying_groups import tracking
-from buying_groups.batch import score_buckets, stage_tables
+from buying_groups.batch import AccountCache, score_buckets, stage_tables
 from buying_groups.cli.common import console, fail_with_problems, print_frame
 from buying_groups.config import hydra_entry
 from buying_groups.data.io import write_json, write_table
@@ -55,7 +56,7 @@ def load_model(model_uri: str, variant: str | None = None):  # noqa: ANN201
     return wrapped, f"{where}, role model as {wrapped.role_variant}", local_path
 
 
-def _score_local(wrapped, staged, as_of: pd.Timestamp, cfg: DictConfig):  # noqa: ANN001, ANN202
+def _score_local(wrapped, staged, as_of: pd.Timestamp, cfg: DictConfig, accounts):  # noqa: ANN001, ANN202
     """The pandas engine: bucket after bucket in this process, with progress."""
     with Progress(console=console, transient=True) as progress:
         n_contacts = len(staged.tables["contacts"])
@@ -67,6 +68,7 @@ def _score_local(wrapped, staged, as_of: pd.Timestamp, cfg: DictConfig):  # noqa
             cfg.top_reasons,
             cfg.chunk_size,
             on_contacts=lambda n: progress.advance(task, n),
+            cache=accounts,
         )
 
 
@@ -78,7 +80,14 @@ def run(cfg: DictConfig) -> dict:
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
 
-    with tempfile.TemporaryDirectory(prefix=".staging-", dir=out) as workdir:
+    # With a cache, the partitioned activities stay there: a run whose activities file did
+    # not change reuses them instead of reading and validating it again.
+    staging = (
+        nullcontext(Path(cfg.cache_dir) / "staging")
+        if cfg.cache_dir
+        else tempfile.TemporaryDirectory(prefix=".staging-", dir=out)
+    )
+    with staging as workdir:
         # -- data: validated in a stream, bad rows set aside, activities split by account --
         with console.status("validating and partitioning the input"):
             try:
@@ -89,6 +98,7 @@ def run(cfg: DictConfig) -> dict:
                     cfg.on_bad_rows,
                     cfg.accounts_per_bucket,
                     cfg.chunk_rows,
+                    reuse=bool(cfg.cache_dir),
                 )
             except DataValidationError as exc:
                 fail_with_problems(exc.problems)
@@ -104,16 +114,23 @@ def run(cfg: DictConfig) -> dict:
         if cfg.engine == "pandas" and cache_file is not None and cache_file.exists():
             cache.load(cache_file, digest, len(wrapped.catalog.names))  # another model: none
         hits, misses = cache.hits, cache.misses
+        accounts = None
         if cfg.engine == "spark":
             from buying_groups.spark_engine import score_spark
 
             # Writes its own outputs (directories of Parquet parts, committed by Spark).
             tally = score_spark(wrapped, local_path, staged, as_of, out, cfg.spark, cfg.top_reasons)
         elif cfg.engine == "pandas":
+            # Accounts whose rows, models, as_of and settings are all unchanged since the
+            # last run are not scored again: their contacts and groups come from the cache.
+            if cache_file is not None:
+                accounts = AccountCache(f"{wrapped.scoring_key}|{as_of}|{cfg.top_reasons}")
+                accounts.load(cache_file.parent / "accounts")
             with caching(cache):
-                contacts, groups = _score_local(wrapped, staged, as_of, cfg)
+                contacts, groups = _score_local(wrapped, staged, as_of, cfg, accounts)
             if cache_file is not None:  # this run's inputs only: the cache does not grow
                 cache.save(cache_file, digest, keep=cache.used)
+                accounts.save(cache_file.parent / "accounts", contacts, groups)
             # -- write atomically (temp file, then rename) -----------------------------------
             write_table(contacts, out / "contacts_scored.parquet")
             write_table(groups, out / "groups_scored.parquet")
@@ -148,6 +165,10 @@ def run(cfg: DictConfig) -> dict:
         "role_weights_digest": digest,
         "role_variant": wrapped.role_variant,
         "role_model_inputs": {"encoded": cache.misses - misses, "from_cache": cache.hits - hits},
+        "accounts": {
+            "scored": accounts.rescored if accounts else len(staged.tables["accounts"]),
+            "from_cache": accounts.reused if accounts else 0,
+        },
         "contacts_scored": tally["contacts"],
         "groups_scored": tally["groups"],
         "qualified_groups": tally["qualified"],
@@ -163,6 +184,11 @@ def run(cfg: DictConfig) -> dict:
             f"role model: {cached['encoded']:,} distinct inputs encoded, "
             f"{cached['from_cache']:,} from the cache"
             + (f" ({cache_file})" if cache_file is not None else "")
+        )
+        n = summary["accounts"]
+        console.print(
+            f"accounts: {n['scored']:,} scored, {n['from_cache']:,} unchanged since the last "
+            "run (outputs reused)"
         )
     console.print(
         f"as of {as_of:%Y-%m-%d}: {tally['contacts']:,} contacts and {tally['groups']:,} groups "

@@ -7,11 +7,14 @@ copies of training state) and scores through ``buying_groups.scoring``, the code
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import mlflow
 import numpy as np
 import pandas as pd
 
+from buying_groups import __version__
+from buying_groups.data.io import file_digest
 from buying_groups.models.runtime import prediction_key
 from buying_groups.scoring import score_groups
 from buying_groups.taxonomy import Catalog
@@ -162,6 +165,16 @@ class BuyingGroupsPyfunc(mlflow.pyfunc.PythonModel):
         )
         with open(context.artifacts["catalog"]) as f:
             self.catalog = Catalog.from_config(json.load(f))
+        # What an account's scored groups depend on besides its own rows: both models, the
+        # catalog and this package's scoring code (bg-score reuses unchanged accounts).
+        qualifier = [p for p in Path(context.artifacts["qualifier"]).rglob("*") if p.is_file()]
+        self.scoring_key = "|".join(
+            [
+                self.role_weights_digest or "role model without a digest",
+                file_digest([*qualifier, Path(context.artifacts["catalog"])]),
+                __version__,
+            ]
+        )
 
     @property
     def role_weights_digest(self) -> str:
