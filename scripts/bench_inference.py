@@ -12,7 +12,7 @@ Variants (``buying_groups.models.runtime``, as ``bg-score variant=...`` runs the
 (PyTorch), ``bf16`` (PyTorch autocast), ``onnx`` (ONNX Runtime) and ``onnx-int8`` (ONNX
 Runtime, dynamic int8 weights). The ONNX variants need ``pip install -e ".[onnx]"``; without
 it they are skipped with a message. Batch throughput includes tokenisation (length-sorted
-batches of 64, duplicates encoded once); latency is one contact (and one 10-contact
+batches of 32, duplicates encoded once); latency is one contact (and one 10-contact
 account) per call; peak memory is the process's resident peak after each variant.
 """
 

@@ -69,6 +69,11 @@ def test_configs_compose_for_training():
     assert cfg.model.name_or_path is None  # default: the bundled MiniLM
     sweep = compose_config("train_roles", ["hparams_search=optuna"])
     assert sweep.optimized_metric == "validation/role_macro_f1"
+    student = compose_config("train_roles", ["experiment=distill"])
+    fast = compose_config("train_roles", ["experiment=distill_fast"])
+    assert student.distill.teacher == fast.distill.teacher == "models:/buying-group-roles@champion"
+    assert (student.distill.max_length, fast.distill.max_length) == (None, 48)
+    assert (student.distill.layers, fast.distill.layers, fast.trainer.epochs) == (2, 2, 6)
 
 
 @pytest.mark.parametrize("bf16", [True, False, "auto"])

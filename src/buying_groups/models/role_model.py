@@ -383,11 +383,12 @@ def predict_proba(
     model: RoleModel,
     tokenizer: PreTrainedTokenizerBase,
     frame: pd.DataFrame,
-    batch_size: int = 64,
+    batch_size: int = 32,
 ) -> dict[str, np.ndarray]:
     """Class probabilities per head: function (n, F), seniority (n, S), role (n, P, R).
 
-    Inputs are sorted by length and batched so that padding is small; identical
+    Inputs are sorted by length and batched so that padding is small (batches of 32 ran
+    10-15% faster than 64 on 2 cores, docs/benchmarks.md); identical
     (title, activity) pairs are encoded once, and inside ``caching()`` pairs this model
     scored before are not encoded again. The model runs as its variant (``use_variant``;
     PyTorch fp32 unless set).
