@@ -7,6 +7,7 @@ copies of training state) and scores through ``buying_groups.scoring``, the code
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import mlflow
@@ -170,7 +171,8 @@ class BuyingGroupsPyfunc(mlflow.pyfunc.PythonModel):
         qualifier = [p for p in Path(context.artifacts["qualifier"]).rglob("*") if p.is_file()]
         self.scoring_key = "|".join(
             [
-                self.role_weights_digest or "role model without a digest",
+                # a role model without a weights digest never matches an earlier run
+                self.role_weights_digest or f"undigested {uuid.uuid4()}",
                 file_digest([*qualifier, Path(context.artifacts["catalog"])]),
                 __version__,
             ]
