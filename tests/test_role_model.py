@@ -267,3 +267,34 @@ def test_bf16_training_hands_back_a_plain_fp32_model(tiny_bert_dir, frame, tmp_p
     use_variant(model, tok, "onnx")
     for head, p in predict_proba(model, tok, frame).items():
         np.testing.assert_allclose(p, reference[head], atol=1e-4)
+
+
+@pytest.mark.parametrize("variant", ["fp32", "onnx"])
+def test_fp32_variants_score_a_contact_independently_of_its_batch(
+    model_and_tokenizer, tmp_path, monkeypatch, variant
+):
+    """A contact's scores do not depend on which inputs share its batch, so differently
+    batched runs (buckets, caches, Spark) agree. Dynamic int8 is the exception: its
+    activation scales are per batch (docs/benchmarks.md), so tests comparing such runs
+    score with ``variant=onnx``."""
+    if variant == "onnx":
+        pytest.importorskip("onnxruntime")
+    from buying_groups.models.runtime import use_variant
+
+    monkeypatch.setenv("BG_CACHE_DIR", str(tmp_path / "cache"))
+    model, tok = model_and_tokenizer
+    model.save(tmp_path / "m", tok)
+    loaded, loaded_tok = RoleModel.load(tmp_path / "m")
+    use_variant(loaded, loaded_tok, variant)
+    words = ["VP", "Head of", "Senior", "Procurement", "Marketing", "Security", "Engineer"]
+    frame = pd.DataFrame(
+        {
+            "job_title": [" ".join(words[i % 7 : i % 7 + 1 + i % 3]) for i in range(40)],
+            "activity_text": ["visited /pricing; " * (i % 5) for i in range(40)],
+        }
+    )
+    together = predict_proba(loaded, loaded_tok, frame, batch_size=16)
+    for i in (0, 7, 23, 39):
+        alone = predict_proba(loaded, loaded_tok, frame.iloc[[i]])
+        for head in together:
+            np.testing.assert_allclose(together[head][i], alone[head][0], atol=1e-5)

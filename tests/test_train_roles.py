@@ -367,7 +367,9 @@ def test_bg_score_counts_rejects_and_repeatability(promoted, tiny_dir, tmp_path)
     contacts = pd.read_parquet(data / "contacts.parquet")
     contacts.loc[3, "contact_id"] = contacts.loc[2, "contact_id"]  # a duplicate id
     contacts.to_parquet(data / "contacts.parquet")
-    args = [f"data_dir={data}", f"tracking.uri={uri}", "chunk_size=500"]
+    # ONNX fp32: a contact's scores do not depend on the rest of its batch (dynamic int8's
+    # activation scales do: test_role_model.py::test_batch_composition).
+    args = [f"data_dir={data}", f"tracking.uri={uri}", "chunk_size=500", "variant=onnx"]
     run_cli(
         "score", tmp_path, *args, f"output_dir={tmp_path / 'a'}", f"hydra.run.dir={tmp_path / 'r1'}"
     )
@@ -416,7 +418,12 @@ def test_bg_score_rescores_only_changed_contacts(promoted, tiny_dir, tmp_path):
     tmp, uri, _, _ = promoted
     data = tmp_path / "data"
     shutil.copytree(tiny_dir, data, ignore=shutil.ignore_patterns("*.csv"))
-    base = [f"data_dir={data}", f"tracking.uri={uri}", f"output_dir={tmp_path / 'daily'}"]
+    base = [
+        f"data_dir={data}",
+        f"tracking.uri={uri}",
+        "variant=onnx",  # batch-invariant, unlike dynamic int8 (see the repeatability test)
+        f"output_dir={tmp_path / 'daily'}",
+    ]
     run_cli("score", tmp_path, *base, f"hydra.run.dir={tmp_path / 'r1'}")
     first = json.loads((tmp_path / "daily" / "summary.json").read_text())
     assert first["role_model_inputs"]["encoded"] > len(pd.read_parquet(data / "contacts.parquet"))
@@ -440,7 +447,7 @@ def test_bg_score_rescores_only_changed_contacts(promoted, tiny_dir, tmp_path):
     run_cli(
         "score",
         tmp_path,
-        *base[:2],
+        *base[:3],
         f"output_dir={tmp_path / 'full'}",
         "cache_dir=null",
         f"hydra.run.dir={tmp_path / 'r3'}",
@@ -473,6 +480,7 @@ def _spark_available() -> bool:
 def test_spark_engine_equals_pandas_engine(promoted, tiny_dir, tmp_path):
     _, uri, _, _ = promoted
     args = [f"data_dir={tiny_dir}", f"tracking.uri={uri}", "accounts_per_bucket=40"]
+    args.append("variant=onnx")  # Spark batches differently: a batch-invariant variant
     for engine in ("pandas", "spark"):
         run_cli(
             "score",
