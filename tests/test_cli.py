@@ -65,6 +65,12 @@ def test_pipeline_on_tiny(tmp_path):
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert client.get_model_version_by_alias("buying-groups", "champion")
     assert client.get_model_version_by_alias("buying-group-roles", "champion")
+    # The fast student was distilled from this run's role model and competed for champion.
+    assert "fast student" in proc.stdout
+    assert len(client.search_model_versions("name='buying-groups'")) == 2
+    roles = client.get_experiment_by_name("buying-groups-roles").experiment_id
+    students = client.search_runs([roles], "tags.`bg.distilled_from` LIKE '%role_model'")
+    assert len(students) == 1
     contacts = pd.read_parquet(tmp_path / "d" / "contacts.parquet")
     scored = pd.read_parquet(tmp_path / "scores" / "contacts_scored.parquet")
     assert sorted(scored["contact_id"]) == sorted(contacts["contact_id"])

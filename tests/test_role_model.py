@@ -205,6 +205,19 @@ def test_student_keeps_evenly_spaced_layers_and_saves_like_any_role_model(
         model.student(n + 1)
 
 
+def test_a_student_can_keep_the_teachers_token_embeddings_fixed(model_and_tokenizer):
+    model, _ = model_and_tokenizer
+    trainable = {n for n, p in model.student(1).named_parameters() if p.requires_grad}
+    fixed = {
+        n
+        for n, p in model.student(1, freeze_embeddings=True).named_parameters()
+        if not p.requires_grad
+    }
+    assert fixed and all(n.startswith("encoder.embeddings.") for n in fixed)
+    assert fixed <= trainable  # trainable by default
+    assert any(n.startswith("encoder.encoder.layer.") for n in trainable - fixed)
+
+
 def test_soft_targets_pull_the_student_towards_the_teacher(model_and_tokenizer, frame):
     model, tok = model_and_tokenizer
     # a random teacher is nearly uniform: sharpen it so that there is something to learn

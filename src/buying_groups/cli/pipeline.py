@@ -2,13 +2,16 @@
 
 generate (unless present) -> validate -> rules baseline -> train + evaluate the role model
 against the baselines -> train the qualifier on groups from that model and compare it with
-MQL and MQA -> promote the best model (registry alias ``champion``) -> batch-score the data
-with it -> a short report of the numbers and where everything is.
+MQL and MQA -> promote the best model (registry alias ``champion``) -> distil a fast student
+from the role model, train a qualifier on its groups and promote it only if it is better on
+held-out data -> batch-score the data with the champion -> a short report of the numbers and
+where everything is.
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from omegaconf import DictConfig
 
@@ -21,6 +24,12 @@ from buying_groups.data.dataset import MANIFEST
 from buying_groups.data.io import read_json
 from buying_groups.evaluate import metrics_table
 from buying_groups.models.role_model import caching
+
+STUDENT_STEPS = (
+    "fast student (distilled from the role model; progress below)",
+    "qualifier on the student's groups",
+    "promote the student if it is better",
+)
 
 
 def run(cfg: DictConfig) -> dict:
@@ -35,6 +44,7 @@ def _run(cfg: DictConfig) -> dict:
     steps += ["role model (fine-tuning; progress below)"] if cfg.train_roles else []
     steps += ["qualified buying groups vs MQL and MQA"] if cfg.train_qualifier else []
     steps += ["promote the best model"] if cfg.promote else []
+    steps += list(STUDENT_STEPS) if cfg.student else []
     steps += ["batch scoring with the champion"] if cfg.score else []
     step = iter(range(1, len(steps) + 1))
     timings: dict[str, float] = {}  # seconds per step, for the report
@@ -71,6 +81,25 @@ def _run(cfg: DictConfig) -> dict:
     if cfg.promote:
         rule("promote the best model")
         result["promote"] = promote.run(sub_config(cfg, "promote"))
+    if cfg.student:
+        # The deployable model must score 1,000+ contacts/s on 2 cores: a 2-layer student of
+        # this run's role model (or of the champion's) gets there; it replaces the champion
+        # only if its buying groups do better on held-out data (bg-promote decides).
+        teacher = (
+            Path(cfg.output_dir) / "role_model"
+            if cfg.train_roles
+            else "models:/buying-group-roles@champion"
+        )
+        rule(STUDENT_STEPS[0])
+        sub = sub_config(cfg, "train_roles", [f"distill.teacher={teacher}", *cfg.student_overrides])
+        sub.output_dir = str(Path(cfg.output_dir) / "student")
+        result["student_objective"] = train_roles.run(sub)
+        rule(STUDENT_STEPS[1])
+        result["student_qualifier"] = train_qualifier.train_and_log(
+            sub_config(cfg, "train_qualifier")
+        )
+        rule(STUDENT_STEPS[2])
+        result["student_promote"] = promote.run(sub_config(cfg, "promote"))
     if cfg.score:
         rule("batch scoring with the champion")
         result["score"] = score.run(
@@ -95,12 +124,15 @@ def report(cfg: DictConfig, result: dict) -> None:
             f"vs MQA {m['test/mqa_precision']:.3f}; PR-AUC {m['test/qbg_pr_auc']:.3f} vs "
             f"{m['test/mql_pr_auc']:.3f} vs {m['test/mqa_pr_auc']:.3f}"
         )
-    if "promote" in result:
-        p = result["promote"]
-        lines.append(
-            f"registry: buying-groups v{p['version']} "
-            + ("is @champion" if p["promoted"] else "registered; @champion unchanged")
-        )
+    if "student_objective" in result:
+        lines.append(f"fast student: validation role macro-F1 {result['student_objective']:.3f}")
+    for key in ("promote", "student_promote"):
+        if key in result:
+            p = result[key]
+            lines.append(
+                f"registry: buying-groups v{p['version']} "
+                + ("is @champion" if p["promoted"] else "registered; @champion unchanged")
+            )
     if "score" in result:
         s = result["score"]
         lines.append(

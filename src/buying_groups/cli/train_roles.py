@@ -86,7 +86,11 @@ def distillation(dcfg: DictConfig, train: pd.DataFrame) -> tuple[tuple, dict[str
         teacher, tokenizer = wrapped.model, wrapped.tokenizer
     with console.status(f"teacher {teacher_ref}: scoring {len(train):,} training contacts"):
         soft = predict_proba(teacher, tokenizer, train)
-    student = teacher.student(int(dcfg.layers), dcfg.max_length and int(dcfg.max_length))
+    student = teacher.student(
+        int(dcfg.layers),
+        dcfg.max_length and int(dcfg.max_length),
+        freeze_embeddings=bool(dcfg.get("freeze_embeddings", False)),
+    )
     student.config.distilled_from = teacher_ref
     student.config.distill_alpha = float(dcfg.alpha)
     n_layers = student.encoder.config.num_hidden_layers
