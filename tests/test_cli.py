@@ -54,6 +54,7 @@ def test_pipeline_on_tiny(tmp_path):
         f"hydra.run.dir={tmp_path / 'run'}",
         f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
         f"scores_dir={tmp_path / 'scores'}",
+        "student=true",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "rules baseline" in proc.stdout and "test_ood" in proc.stdout
@@ -67,7 +68,10 @@ def test_pipeline_on_tiny(tmp_path):
     assert client.get_model_version_by_alias("buying-group-roles", "champion")
     # The fast student was distilled from this run's role model and competed for champion.
     assert "fast student" in proc.stdout
-    assert len(client.search_model_versions("name='buying-groups'")) == 2
+    versions = client.search_model_versions("name='buying-groups'")
+    assert len(versions) == 2  # the student is its own candidate, on its own role model
+    assert len({v.tags["role_model_uri"] for v in versions}) == 2
+    assert len({v.tags["qualifier_run_id"] for v in versions}) == 2
     roles = client.get_experiment_by_name("buying-groups-roles").experiment_id
     students = client.search_runs([roles], "tags.`bg.distilled_from` LIKE '%role_model'")
     assert len(students) == 1
