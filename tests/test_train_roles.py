@@ -73,7 +73,10 @@ def test_configs_compose_for_training():
     fast = compose_config("train_roles", ["experiment=distill_fast"])
     assert student.distill.teacher == fast.distill.teacher == "models:/buying-group-roles@champion"
     assert (student.distill.max_length, fast.distill.max_length) == (None, 48)
-    assert (student.distill.layers, fast.distill.layers, fast.trainer.epochs) == (2, 2, 6)
+    assert (student.distill.layers, fast.distill.layers, fast.trainer.epochs) == (3, 2, 6)
+    assert student.distill.freeze_embeddings and fast.distill.freeze_embeddings
+    pipeline = compose_config("pipeline", [])
+    assert pipeline.student and list(pipeline.student_overrides) == ["experiment=distill"]
 
 
 @pytest.mark.parametrize("bf16", [True, False, "auto"])
