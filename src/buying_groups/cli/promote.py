@@ -96,6 +96,43 @@ def held_out_metrics(
     }
 
 
+def role_model_cost(model: mlflow.pyfunc.PyFuncModel) -> int:
+    """Encoder layers x input tokens of a deployable model's role model: what encoding one
+    contact costs, up to a constant (the tie-breaker between equally good models)."""
+    roles = model.unwrap_python_model().roles.unwrap_python_model().model
+    return int(roles.encoder.config.num_hidden_layers) * int(roles.config.max_length)
+
+
+def decide(
+    candidate: dict[str, float],
+    champion: dict[str, float] | None,
+    cost: dict[str, int | None],
+    tie_tolerance: float,
+    force: bool = False,
+    broken: bool = False,
+) -> tuple[bool, str]:
+    """Whether the candidate replaces the champion, and why. It does when the champion is
+    missing or cannot score, when its held-out PR-AUC is higher, or when it is within
+    ``tie_tolerance`` of the champion's and its role model is cheaper: a held-out test period
+    cannot tell such models apart, and the cheaper one scores more contacts per second."""
+    if broken:
+        return True, "promoted (the champion cannot score a request)"
+    if champion is None:
+        return True, "promoted (no champion yet)"
+    gain = candidate["pr_auc"] - champion["pr_auc"]
+    if gain > 0:
+        return True, "promoted (better PR-AUC)"
+    cheaper = cost["champion"] is not None and cost["candidate"] < cost["champion"]
+    if cheaper and gain >= -tie_tolerance:
+        return True, (
+            f"promoted (PR-AUC within {tie_tolerance} of the champion's, cheaper role model: "
+            f"{cost['candidate']} vs {cost['champion']} layers x tokens)"
+        )
+    if force:
+        return True, "promoted (forced)"
+    return False, "not promoted (champion is as good or better)"
+
+
 def run(cfg: DictConfig) -> dict:
     # -- config and data ------------------------------------------------------------------------
     catalog = catalog_from(cfg)
@@ -151,6 +188,7 @@ def run(cfg: DictConfig) -> dict:
     except mlflow.exceptions.MlflowException:
         current = None
     champion, broken = None, False
+    cost = {"candidate": role_model_cost(model), "champion": None}
     if current is not None:
         champion_uri = f"models:/{cfg.model_name}@{cfg.alias}"
         with console.status(f"evaluating {cfg.model_name}@{cfg.alias} (v{current.version})"):
@@ -158,26 +196,18 @@ def run(cfg: DictConfig) -> dict:
                 champion_model = mlflow.pyfunc.load_model(champion_uri)
                 champion_model.predict(EXAMPLE)
                 champion = held_out_metrics(cfg, tables, catalog, champion_model)
+                cost["champion"] = role_model_cost(champion_model)
             except Exception as exc:  # a champion that cannot answer a request is replaced
                 console.print(f"[yellow]![/] the current champion cannot score a request: {exc}")
                 broken = True
-    better = champion is None or candidate["pr_auc"] > champion["pr_auc"]
-    promote = better or cfg.force
+    promote, decision = decide(
+        candidate, champion, cost, float(cfg.tie_tolerance), bool(cfg.force), broken
+    )
 
     # -- register, describe, alias -------------------------------------------------------------
     table = pd.DataFrame({"candidate": candidate, "champion": champion or {}}).T
+    table["role model cost"] = pd.Series(cost)
     table.index.name = "model"
-    decision = (
-        "promoted (the champion cannot score a request)"
-        if broken
-        else "promoted (no champion yet)"
-        if champion is None
-        else "promoted (better PR-AUC)"
-        if better
-        else "promoted (forced)"
-        if cfg.force
-        else "not promoted (champion is as good or better)"
-    )
     version = mlflow.register_model(info.model_uri, cfg.model_name)
     description = (
         f"Qualifier run {qrun.info.run_id}, role model {role_uri}. Held-out test period of "
