@@ -89,7 +89,7 @@ def distillation(dcfg: DictConfig, train: pd.DataFrame) -> tuple[tuple, dict[str
     student = teacher.student(
         int(dcfg.layers),
         dcfg.max_length and int(dcfg.max_length),
-        freeze_embeddings=bool(dcfg.get("freeze_embeddings", False)),
+        freeze_embeddings=bool(dcfg.freeze_embeddings),
     )
     student.config.distilled_from = teacher_ref
     student.config.distill_alpha = float(dcfg.alpha)
