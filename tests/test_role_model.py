@@ -311,3 +311,24 @@ def test_fp32_variants_score_a_contact_independently_of_its_batch(
         alone = predict_proba(loaded, loaded_tok, frame.iloc[[i]])
         for head in together:
             np.testing.assert_allclose(together[head][i], alone[head][0], atol=1e-5)
+
+
+def test_a_student_is_never_a_teacher(model_and_tokenizer, tmp_path):
+    """bg-pipeline train_roles=false distils from the champion, which may be a student: its
+    own teacher is used instead (a student of a student would copy a copy)."""
+    from buying_groups.cli.train_roles import load_teacher
+
+    model, tok = model_and_tokenizer
+    model.save(tmp_path / "teacher", tok)
+    student = model.student(1)
+    student.config.distilled_from = str(tmp_path / "teacher")
+    student.save(tmp_path / "student", tok)
+    teacher, _, ref = load_teacher(str(tmp_path / "student"))
+    assert ref == str(tmp_path / "teacher")
+    assert teacher.encoder.config.num_hidden_layers == model.encoder.config.num_hidden_layers > 1
+    assert load_teacher(str(tmp_path / "teacher"))[2] == str(tmp_path / "teacher")
+    # a student whose teacher is gone says what to do
+    student.config.distilled_from = str(tmp_path / "gone")
+    student.save(tmp_path / "orphan", tok)
+    with pytest.raises(SystemExit, match="no longer exists: pass distill.teacher="):
+        load_teacher(str(tmp_path / "orphan"))

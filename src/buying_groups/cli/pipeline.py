@@ -83,9 +83,10 @@ def _run(cfg: DictConfig) -> dict:
         rule("promote the best model")
         result["promote"] = promote.run(sub_config(cfg, "promote"))
     if cfg.student:
-        # A student of this run's role model (or of the champion's; experiment=distill: 3
-        # layers, ~6.5x faster) replaces the champion only if bg-promote finds its buying
-        # groups better on held-out data, or as good and cheaper; else it stays registered.
+        # A student of this run's role model (or of the champion's, or of its teacher when
+        # the champion is itself a student; experiment=distill: 3 layers, ~6.5x faster)
+        # replaces the champion only if bg-promote finds its buying groups better on
+        # held-out data, or as good and cheaper; else it stays registered.
         teacher = (
             Path(cfg.output_dir) / "role_model"
             if cfg.train_roles

@@ -73,17 +73,43 @@ def pick_variant(
         return choose_variant(model, tokenizer, sample, head_f1, icfg.tolerance)
 
 
+def _load_role_model(ref: str) -> tuple[RoleModel, object]:
+    """A role model from a saved directory or an MLflow model URI of a logged one."""
+    if Path(ref).is_dir():
+        return RoleModel.load(ref)
+    import mlflow
+
+    try:
+        loaded = mlflow.pyfunc.load_model(ref, model_config={"variant": "fp32"})
+    except (OSError, mlflow.exceptions.MlflowException) as exc:
+        raise SystemExit(f"cannot load the role model {ref}: {exc}") from exc
+    wrapped = loaded.unwrap_python_model()
+    return wrapped.model, wrapped.tokenizer
+
+
+def load_teacher(ref: str) -> tuple[RoleModel, object, str]:
+    """The model to distil from, its tokenizer and where it came from. A distilled student
+    is not a teacher (a student of a student copies the copy): its own teacher is used, as
+    when the champion that ``bg-pipeline train_roles=false`` distils from is a student."""
+    seen = [ref]
+    model, tokenizer = _load_role_model(ref)
+    while origin := model.config.distilled_from:
+        if origin in seen:
+            raise SystemExit(f"the role models {' -> '.join(seen)} distil from each other")
+        console.print(f"{seen[-1]} is a distilled student: distilling from its teacher {origin}")
+        if not (Path(origin).is_dir() or origin.startswith(("models:/", "runs:/"))):
+            raise SystemExit(
+                f"{seen[-1]} was distilled from {origin}, which no longer exists: pass "
+                "distill.teacher=<a role model that is not a student>"
+            )
+        seen.append(origin)
+        model, tokenizer = _load_role_model(origin)
+    return model, tokenizer, seen[-1]
+
+
 def distillation(dcfg: DictConfig, train: pd.DataFrame) -> tuple[tuple, dict[str, np.ndarray]]:
     """The student cut from ``dcfg.teacher`` and the teacher's probabilities on ``train``."""
-    teacher_ref = str(dcfg.teacher)
-    if Path(teacher_ref).is_dir():
-        teacher, tokenizer = RoleModel.load(teacher_ref)
-    else:  # an MLflow model URI of a logged role model
-        import mlflow
-
-        loaded = mlflow.pyfunc.load_model(teacher_ref, model_config={"variant": "fp32"})
-        wrapped = loaded.unwrap_python_model()
-        teacher, tokenizer = wrapped.model, wrapped.tokenizer
+    teacher, tokenizer, teacher_ref = load_teacher(str(dcfg.teacher))
     with console.status(f"teacher {teacher_ref}: scoring {len(train):,} training contacts"):
         soft = predict_proba(teacher, tokenizer, train)
     student = teacher.student(
@@ -144,7 +170,7 @@ def run(cfg: DictConfig) -> float:
         output_dir = Path(cfg.output_dir)
         start, soft = distillation(cfg.distill, train) if cfg.distill.teacher else (None, None)
         if start is not None:
-            tracking.set_tags({"bg.distilled_from": str(cfg.distill.teacher)})
+            tracking.set_tags({"bg.distilled_from": start[0].config.distilled_from})
         started = time.perf_counter()
         model, tokenizer, _ = train_role_model(
             train,
