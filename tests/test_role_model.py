@@ -332,3 +332,38 @@ def test_a_student_is_never_a_teacher(model_and_tokenizer, tmp_path):
     student.save(tmp_path / "orphan", tok)
     with pytest.raises(SystemExit, match="no longer exists: pass distill.teacher="):
         load_teacher(str(tmp_path / "orphan"))
+
+
+def test_the_advocacy_head_learns_counts_and_feeds_the_role_head(tiny_bert_dir, frame, tmp_path):
+    """advocacy_head=true: an auxiliary 0 / 1 / 2+ target per product, masked where unknown,
+    scored in the loss, not among the three heads that inference returns."""
+    from transformers import AutoTokenizer
+
+    torch.manual_seed(0)
+    tok = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    model = RoleModel.from_encoder(str(tiny_bert_dir), PRODUCTS, max_length=32, advocacy_head=True)
+    counted = frame.assign(
+        advocacy_marketing_automation=[0, 0, 0, 0],
+        advocacy_security_platform=[0, 1, 0, 0],
+        advocacy_data_platform=[5, 0, 0, 0],  # clipped to 2+
+    )
+    ds = RoleDataset(counted, tok, model)
+    assert ds.advocacy[0].tolist() == [0, 0, 2] and ds.advocacy[1].tolist() == [0, 1, 0]
+    assert (RoleDataset(frame, tok, model).advocacy == IGNORE).all()  # no counts: masked
+    batch = Collator(tok)([ds[i] for i in range(len(counted))])
+    model.eval()
+    out = model(**batch)
+    assert out["advocacy_logits"].shape == (len(counted), len(PRODUCTS), 3)
+    masked = dict(batch, advocacy_labels=torch.full_like(batch["advocacy_labels"], IGNORE))
+    extra = torch.nn.functional.cross_entropy(
+        out["advocacy_logits"].reshape(-1, 3), batch["advocacy_labels"].reshape(-1)
+    )
+    assert torch.allclose(out["loss"], model(**masked)["loss"] + extra)
+    # inference and persistence: three heads as before, the head survives a save/load
+    model.save(tmp_path, tok)
+    loaded, _ = RoleModel.load(tmp_path)
+    assert loaded.config.advocacy_head and loaded.advocacy_head is not None
+    a, b = predict_proba(model, tok, frame), predict_proba(loaded, tok, frame)
+    assert set(a) == {"function", "seniority", "role"}
+    for head in a:
+        np.testing.assert_allclose(a[head], b[head], atol=1e-6)

@@ -33,3 +33,18 @@ def test_time_split_has_an_embargo():
     assert (train + pd.Timedelta(days=90) <= pd.Timestamp("2026-01-01")).all()
     assert (test >= pd.Timestamp("2026-01-01")).all()
     assert (split == "embargo").sum() == 2  # Nov and Dec: their labels reach into 2026
+
+
+def test_champions_count_two_advocacy_kinds(tiny_dataset, catalog):
+    """The auxiliary advocacy target (read from the activity log) agrees with the labels: a
+    champion pair has 2+ distinct advocacy kinds for its product in the rendered window."""
+    tables = tiny_dataset.tables
+    as_of = tables["activities"]["timestamp"].max()
+    ex = labelled_examples(tables, tiny_dataset.labels, catalog, as_of=as_of)
+    champions = 0
+    for p in catalog.names:
+        champ = (ex[f"role_{p}"] == "champion").to_numpy()
+        assert (ex.loc[champ, f"advocacy_{p}"] >= 2).all(), p
+        assert ex[f"advocacy_{p}"].between(0, 5).all()
+        champions += champ.sum()
+    assert champions > 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from buying_groups.data.activity import DEFAULT_MAX_EVENTS, render_activity_text
+from buying_groups.data.activity import DEFAULT_MAX_EVENTS, advocacy_counts, render_activity_text
 from buying_groups.data.splits import role_splits
 from buying_groups.taxonomy import Catalog
 
@@ -35,8 +35,15 @@ def labelled_examples(
     split_seed: int = 0,
 ) -> pd.DataFrame:
     """Model inputs joined with ground truth (``function``, ``seniority``, ``role_<product>``),
-    ``language``, ``title_kind`` and the account-level ``split``."""
+    ``language``, ``title_kind`` and the account-level ``split``; ``advocacy_<product>``
+    counts the distinct advocacy kinds in the rendered events (an auxiliary training target
+    read from the activity log, not from the labels)."""
     df = contact_inputs(tables["contacts"], tables["activities"], as_of, max_events)
+    advocacy = advocacy_counts(
+        tables["activities"], list(catalog.names), df["contact_id"], as_of, max_events
+    )
+    for product in catalog.names:
+        df[f"advocacy_{product}"] = advocacy[product].to_numpy()
     cl = labels["contact_labels"]
     df = df.merge(
         cl[["contact_id", "function", "seniority", "language", "title_kind", "vocab"]],

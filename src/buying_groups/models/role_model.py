@@ -29,6 +29,7 @@ from buying_groups.taxonomy import FUNCTIONS, ROLES, SENIORITIES
 
 IGNORE = -100  # label id excluded from the loss (unknown role, as in a sparse CRM)
 MAX_TITLE_CHARS = 256  # longer titles are cut before tokenisation (defined truncation)
+ADVOCACY_LEVELS = 3  # distinct advocacy kinds for a product: 0, 1, 2 or more (a champion)
 MAX_ACTIVITY_CHARS = 2000
 CONFIG_NAME = "role_model.json"
 TOKENIZER_DIR = "tokenizer"
@@ -60,6 +61,8 @@ class RoleModelConfig:
     product_embedding_dim: int = 32
     dropout: float = 0.1
     freeze_layers: int = 0  # embeddings + this many lowest encoder layers stay fixed
+    advocacy_head: bool = False  # per product: 0 / 1 / 2+ distinct advocacy kinds, an
+    # auxiliary target whose prediction feeds the role head (off in models saved before it)
     teacher_forcing: float = 0.5  # training only: share of contacts whose known persona
     # (one-hot) feeds the role head instead of the persona heads' predictions
     inference_variant: str = "fp32"  # how loaders run it by default (models/runtime.py)
@@ -115,7 +118,12 @@ class RoleModel(nn.Module):
         self.product_query = nn.Embedding(len(config.products), hidden)
         # The role head sees the text, the product's view of it, the product, and the persona
         # heads' distributions: roles follow from persona x product x advocacy.
+        # A champion needs two distinct advocacy kinds for the product: an auxiliary head
+        # learns to count them from the product's view of the text (trained on counts read
+        # from the activity log), and its prediction enters the role head like the persona.
+        self.advocacy_head = nn.Linear(hidden, ADVOCACY_LEVELS) if config.advocacy_head else None
         persona = len(config.functions) + len(config.seniorities)
+        persona += ADVOCACY_LEVELS if config.advocacy_head else 0
         self.role_head = nn.Sequential(
             nn.Linear(2 * hidden + config.product_embedding_dim + persona, hidden),
             nn.GELU(),
@@ -161,6 +169,7 @@ class RoleModel(nn.Module):
         function_soft: torch.Tensor | None = None,
         seniority_soft: torch.Tensor | None = None,
         role_soft: torch.Tensor | None = None,
+        advocacy_labels: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
@@ -183,14 +192,21 @@ class RoleModel(nn.Module):
         contact = torch.cat([pooled, f_in, s_in], dim=-1)
         n_products = self.product_embedding.num_embeddings
         products = self.product_embedding.weight.unsqueeze(0).expand(pooled.size(0), -1, -1)
-        pairs = torch.cat(
-            [contact.unsqueeze(1).expand(-1, n_products, -1), product_view, products], dim=-1
-        )
+        parts = [contact.unsqueeze(1).expand(-1, n_products, -1), product_view, products]
+        a_logits = None
+        if self.advocacy_head is not None:
+            a_logits = self.advocacy_head(product_view)  # (batch, products, levels)
+            a_in = a_logits.softmax(-1)
+            if self.training and advocacy_labels is not None and self.config.teacher_forcing > 0:
+                a_in = self._force(a_in, advocacy_labels)
+            parts.append(a_in)
         out = {
             "function_logits": f_logits,
             "seniority_logits": s_logits,
-            "role_logits": self.role_head(pairs),  # (batch, products, roles)
+            "role_logits": self.role_head(torch.cat(parts, dim=-1)),  # (batch, products, roles)
         }
+        if a_logits is not None:
+            out["advocacy_logits"] = a_logits
         if function_labels is not None:
             ce = nn.functional.cross_entropy
             loss = ce(out["function_logits"], function_labels, ignore_index=IGNORE)
@@ -201,6 +217,16 @@ class RoleModel(nn.Module):
                     role_labels.reshape(-1),
                     ignore_index=IGNORE,
                     weight=self.role_class_weights.to(hidden.dtype),
+                )
+            if (
+                a_logits is not None
+                and advocacy_labels is not None
+                and (advocacy_labels != IGNORE).any()
+            ):
+                loss = loss + ce(
+                    a_logits.reshape(-1, ADVOCACY_LEVELS),
+                    advocacy_labels.reshape(-1),
+                    ignore_index=IGNORE,
                 )
             if function_soft is not None and self.config.distill_alpha > 0:
                 # Distillation: match the teacher's full distributions (soft cross-entropy),

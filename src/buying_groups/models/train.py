@@ -23,7 +23,13 @@ from transformers import (
 )
 
 from buying_groups.evaluate import head_metrics
-from buying_groups.models.role_model import IGNORE, RoleModel, clean_inputs, default_encoder_path
+from buying_groups.models.role_model import (
+    ADVOCACY_LEVELS,
+    IGNORE,
+    RoleModel,
+    clean_inputs,
+    default_encoder_path,
+)
 from buying_groups.models.runtime import bf16_supported
 
 TOKEN_KEYS = ("input_ids", "attention_mask", "token_type_ids")
@@ -53,6 +59,16 @@ class RoleDataset(torch.utils.data.Dataset):
         self.function = encode("function", ids["function"])
         self.seniority = encode("seniority", ids["seniority"])
         self.role = np.stack([encode(f"role_{p}", ids["role"]) for p in cfg.products], axis=1)
+        # distinct advocacy kinds per product, 0 / 1 / 2+ (unknown where a frame lacks them)
+        self.advocacy = np.stack(
+            [
+                frame[f"advocacy_{p}"].clip(upper=ADVOCACY_LEVELS - 1).fillna(IGNORE).to_numpy()
+                if f"advocacy_{p}" in frame.columns
+                else np.full(n, IGNORE)
+                for p in cfg.products
+            ],
+            axis=1,
+        ).astype(int)
         # a teacher's probabilities per head (distillation), row-aligned with ``frame``
         self.soft = {k: np.asarray(v, dtype=np.float32) for k, v in (soft or {}).items()}
         for head, v in self.soft.items():
@@ -67,6 +83,7 @@ class RoleDataset(torch.utils.data.Dataset):
         item["function_labels"] = int(self.function[i])
         item["seniority_labels"] = int(self.seniority[i])
         item["role_labels"] = self.role[i].tolist()
+        item["advocacy_labels"] = self.advocacy[i].tolist()
         for head, v in self.soft.items():
             item[f"{head}_soft"] = v[i]
         return item
@@ -81,7 +98,7 @@ class Collator:
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
         tokens = [{k: f[k] for k in TOKEN_KEYS if k in f} for f in features]
         batch = dict(self.tokenizer.pad(tokens, return_tensors="pt"))
-        for key in ("function_labels", "seniority_labels", "role_labels"):
+        for key in ("function_labels", "seniority_labels", "role_labels", "advocacy_labels"):
             batch[key] = torch.tensor([f[key] for f in features], dtype=torch.long)
         for key in ("function_soft", "seniority_soft", "role_soft"):
             if key in features[0]:
@@ -91,7 +108,8 @@ class Collator:
 
 def compute_metrics(eval_pred) -> dict[str, float]:  # noqa: ANN001 (Trainer's EvalPrediction)
     """Accuracy and macro-F1 per head, the same definitions as ``evaluate``."""
-    (f_logits, s_logits, r_logits), (f_true, s_true, r_true) = eval_pred
+    f_logits, s_logits, r_logits = eval_pred.predictions[:3]  # the auxiliary head is not scored
+    f_true, s_true, r_true = eval_pred.label_ids
     out = {}
     for head, logits, true in (("function", f_logits, f_true), ("seniority", s_logits, s_true)):
         known = true != IGNORE
@@ -213,6 +231,7 @@ def train_role_model(
             dropout=float(model_cfg["dropout"]),
             freeze_layers=int(model_cfg.get("freeze_layers") or 0),
             teacher_forcing=float(model_cfg.get("teacher_forcing") or 0.0),
+            advocacy_head=bool(model_cfg.get("advocacy_head", False)),
         )
     train_ds = RoleDataset(train, tokenizer, model, soft)
     model.role_class_weights.copy_(
