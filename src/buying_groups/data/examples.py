@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pandas as pd
 
-from buying_groups.data.activity import DEFAULT_MAX_EVENTS, advocacy_counts, render_activity_text
+from buying_groups.data.activity import (
+    DEFAULT_MAX_EVENTS,
+    advocacy_counts,
+    recent_events,
+    render_activity_text,
+)
 from buying_groups.data.splits import role_splits
 from buying_groups.taxonomy import Catalog
 
@@ -38,10 +43,11 @@ def labelled_examples(
     ``language``, ``title_kind`` and the account-level ``split``; ``advocacy_<product>``
     counts the distinct advocacy kinds in the rendered events (an auxiliary training target
     read from the activity log, not from the labels)."""
-    df = contact_inputs(tables["contacts"], tables["activities"], as_of, max_events)
-    advocacy = advocacy_counts(
-        tables["activities"], list(catalog.names), df["contact_id"], as_of, max_events
-    )
+    # The text and the advocacy counts read the same window of events: select it once (both
+    # select it again from this window, which keeps it as it is, at a fraction of the cost).
+    window = recent_events(tables["activities"], as_of=as_of, max_events=max_events)
+    df = contact_inputs(tables["contacts"], window, as_of, max_events)
+    advocacy = advocacy_counts(window, list(catalog.names), df["contact_id"], as_of, max_events)
     for product in catalog.names:
         df[f"advocacy_{product}"] = advocacy[product].to_numpy()
     cl = labels["contact_labels"]
