@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import argparse
 
-import mlflow
 import numpy as np
 import pandas as pd
 from hydra import compose, initialize_config_dir
 from sklearn.metrics import classification_report, f1_score
 
 from buying_groups.baselines.tfidf import TfidfBaseline
-from buying_groups.cli.train_roles import load_examples
+from buying_groups.cli.train_roles import load_examples, load_role_model
 from buying_groups.config import catalog_from, config_dir
 from buying_groups.models.role_model import decode, predict_proba
 
@@ -53,9 +52,8 @@ def main() -> None:
     examples, _ = load_examples(cfg, catalog)
     evaluation = examples[examples["split"].isin(["test", "test_ood"])].reset_index(drop=True)
 
-    role_model = mlflow.pyfunc.load_model(args.model_uri, model_config={"variant": "fp32"})
-    inner = role_model.unwrap_python_model()
-    model_pred = decode(inner.model.config, predict_proba(inner.model, inner.tokenizer, evaluation))
+    model, tokenizer = load_role_model(args.model_uri)  # fp32
+    model_pred = decode(model.config, predict_proba(model, tokenizer, evaluation))
     tfidf = TfidfBaseline(catalog).fit(examples[examples["split"] == "train"])
     tfidf_pred = tfidf.predict(evaluation).reset_index(drop=True)
 

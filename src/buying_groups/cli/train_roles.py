@@ -73,7 +73,7 @@ def pick_variant(
         return choose_variant(model, tokenizer, sample, head_f1, icfg.tolerance)
 
 
-def _load_role_model(ref: str) -> tuple[RoleModel, object]:
+def load_role_model(ref: str) -> tuple[RoleModel, object]:
     """A role model from a saved directory or an MLflow model URI of a logged one."""
     if Path(ref).is_dir():
         return RoleModel.load(ref)
@@ -92,7 +92,7 @@ def load_teacher(ref: str) -> tuple[RoleModel, object, str]:
     is not a teacher (a student of a student copies the copy): its own teacher is used, as
     when the champion that ``bg-pipeline train_roles=false`` distils from is a student."""
     seen = [ref]
-    model, tokenizer = _load_role_model(ref)
+    model, tokenizer = load_role_model(ref)
     while origin := model.config.distilled_from:
         if origin in seen:
             raise SystemExit(f"the role models {' -> '.join(seen)} distil from each other")
@@ -103,7 +103,7 @@ def load_teacher(ref: str) -> tuple[RoleModel, object, str]:
                 "distill.teacher=<a role model that is not a student>"
             )
         seen.append(origin)
-        model, tokenizer = _load_role_model(origin)
+        model, tokenizer = load_role_model(origin)
     return model, tokenizer, seen[-1]
 
 
