@@ -1,7 +1,7 @@
 """Role models on a second, independently generated dataset: a larger untouched sample for
 telling apart models whose demo test figures lie within seed-to-seed noise.
 
-    bg-generate seed=7 data.n_accounts=2500 data.name=eval7 output_dir=/tmp/eval7
+    bg-generate data.seed=7 data.n_accounts=2500 data.name=eval7 output_dir=/tmp/eval7
     python scripts/external_eval.py --data-dir /tmp/eval7 \
         --model-uri models:/buying-group-roles/1 [more URIs or saved model directories]
 

@@ -255,6 +255,27 @@ def test_soft_targets_pull_the_student_towards_the_teacher(model_and_tokenizer, 
         RoleDataset(frame, tok, student, {**soft, "role": soft["role"][:3]})
 
 
+def test_unlabelled_rows_learn_from_the_teacher_alone(model_and_tokenizer, frame):
+    """Distillation's transfer contacts carry inputs only: a batch of them has no hard
+    loss (not a NaN mean over zero labels), only the teacher's probabilities."""
+    model, tok = model_and_tokenizer
+    inputs = frame[["job_title", "activity_text"]]
+    soft = predict_proba(model, tok, inputs)
+    student = model.student(1)
+    student.config.distill_alpha = 0.5
+
+    def loss(ds: RoleDataset) -> torch.Tensor:
+        batch = Collator(tok)([ds[i] for i in range(len(ds))])
+        assert (batch["function_labels"] == IGNORE).all() and (batch["role_labels"] == IGNORE).all()
+        return student(**batch)["loss"]
+
+    assert loss(RoleDataset(inputs, tok, student)).item() == 0.0  # nothing to learn from
+    distilled = loss(RoleDataset(inputs, tok, student, soft))
+    assert torch.isfinite(distilled) and distilled.item() > 0
+    distilled.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters())
+
+
 def test_bf16_training_hands_back_a_plain_fp32_model(tiny_bert_dir, frame, tmp_path):
     """Mixed-precision training wraps forward in a bf16 autocast; the trained model must
     come back without it, so fp32 inference is fp32 and the ONNX export traces the

@@ -78,6 +78,7 @@ def test_configs_compose_for_training():
     assert student.distill.freeze_embeddings and fast.distill.freeze_embeddings
     pipeline = compose_config("pipeline", [])
     assert pipeline.student and list(pipeline.student_overrides) == ["experiment=distill"]
+    assert pipeline.student_transfer
 
 
 @pytest.mark.parametrize("bf16", [True, False, "auto"])
@@ -243,7 +244,8 @@ def test_distilled_student_is_smaller_and_follows_its_teacher(
     trained, tmp_path, tiny_dir, tiny_bert_dir, tiny_tables, catalog
 ):
     """bg-train-roles distill.teacher=<role model>: a 1-layer student of the session's
-    2-layer model, trained on labels and the teacher's probabilities, saved and tracked."""
+    2-layer model, trained on labels and the teacher's probabilities (plus unlabelled
+    transfer contacts on the teacher's probabilities alone), saved and tracked."""
     teacher_dir = trained[0] / "run" / "role_model"
     uri, proc = _train(
         tmp_path,
@@ -252,12 +254,15 @@ def test_distilled_student_is_smaller_and_follows_its_teacher(
         f"distill.teacher={teacher_dir}",
         "distill.layers=1",
         "distill.max_length=24",
+        f"distill.transfer_data={tiny_dir}",
+        "distill.transfer_max=60",
         "trainer.epochs=3",
         "baselines=[]",
         "tracking.log_model=false",
         "inference.variant=fp32",
     )
     assert "into 1 layers, 24 tokens" in proc.stdout
+    assert "(60 of them unlabelled transfer data)" in " ".join(proc.stdout.split())
     student, tok = RoleModel.load(tmp_path / "run" / "role_model")
     teacher, _ = RoleModel.load(teacher_dir)
     assert student.encoder.config.num_hidden_layers == 1 < teacher.encoder.config.num_hidden_layers

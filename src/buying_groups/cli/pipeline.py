@@ -93,7 +93,10 @@ def _run(cfg: DictConfig) -> dict:
             else "models:/buying-group-roles@champion"
         )
         rule(STUDENT_STEPS[0])
-        sub = sub_config(cfg, "train_roles", [f"distill.teacher={teacher}", *cfg.student_overrides])
+        extra = [f"distill.teacher={teacher}", *cfg.student_overrides]
+        if cfg.student_transfer:
+            extra.append(f"distill.transfer_data={transfer_dataset(cfg)}")
+        sub = sub_config(cfg, "train_roles", extra)
         sub.output_dir = str(Path(cfg.output_dir) / "student")
         result["student_objective"] = train_roles.run(sub)
         rule(STUDENT_STEPS[1])
@@ -162,6 +165,17 @@ def report(cfg: DictConfig, result: dict) -> None:
     console.rule("[bold green]done")
     for line in lines:
         console.print(f"  {line}")
+
+
+def transfer_dataset(cfg: DictConfig) -> Path:
+    """Unlabelled contacts for the student (a real CRM's unlabelled contacts play this part):
+    a second export of the same generator with the next seed and no OOD-vocabulary accounts,
+    so the OOD test stays unseen, generated once beside the data (``<data>_transfer``)."""
+    name = f"{cfg.data.name}_transfer"
+    data = {**cfg.data, "name": name, "seed": int(cfg.data.seed) + 1, "p_ood_account": 0.0}
+    directory = str(Path(cfg.data_dir).parent / name)
+    gen = {"data": data, "catalog": cfg.catalog, "data_dir": directory}
+    return ensure_dataset(DictConfig(gen))
 
 
 def sub_config(

@@ -7,6 +7,7 @@ transformer, the rules baseline and TF-IDF + logistic regression.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from pathlib import Path
@@ -19,14 +20,26 @@ from buying_groups import tracking
 from buying_groups.baselines.rules import RulesBaseline
 from buying_groups.baselines.tfidf import TfidfBaseline
 from buying_groups.cli.baseline import ensure_dataset
-from buying_groups.cli.common import console, load_labelled_examples, print_frame
+from buying_groups.cli.common import (
+    console,
+    exit_on_data_error,
+    load_labelled_examples,
+    print_frame,
+)
 from buying_groups.config import catalog_from, hydra_entry
-from buying_groups.data.dataset import MANIFEST
+from buying_groups.data.dataset import MANIFEST, load_dataset
+from buying_groups.data.examples import contact_inputs
 from buying_groups.data.io import read_json
+from buying_groups.data.validate import DataValidationError
 from buying_groups.evaluate import evaluate_predictions
 from buying_groups.models.evaluation import evaluate_predictor
 from buying_groups.models.role_model import RoleModel, decode, predict_proba
-from buying_groups.models.runtime import check_variant, choose_variant
+from buying_groups.models.runtime import (
+    VariantUnavailable,
+    check_variant,
+    choose_variant,
+    use_variant,
+)
 from buying_groups.models.train import train_role_model
 from buying_groups.serving.role_pyfunc import role_outputs
 from buying_groups.taxonomy import Catalog
@@ -107,9 +120,35 @@ def load_teacher(ref: str) -> tuple[RoleModel, object, str]:
     return model, tokenizer, seen[-1]
 
 
-def distillation(dcfg: DictConfig, train: pd.DataFrame) -> tuple[tuple, dict[str, np.ndarray]]:
-    """The student cut from ``dcfg.teacher`` and the teacher's probabilities on ``train``."""
+def transfer_inputs(cfg: DictConfig, catalog: Catalog) -> pd.DataFrame | None:
+    """The unlabelled contacts of ``cfg.distill.transfer_data`` as model inputs (their
+    activity as of that export's last event), at most ``distill.transfer_max`` of them."""
+    directory = cfg.distill.get("transfer_data")
+    if not directory:
+        return None
+    try:
+        tables, _ = load_dataset(Path(directory), catalog)  # labels, if any, are not read
+    except DataValidationError as exc:
+        exit_on_data_error(exc)
+    activities = tables["activities"]
+    inputs = contact_inputs(
+        tables["contacts"], activities, activities["timestamp"].max(), cfg.data.max_events
+    )
+    return cap(inputs, cfg.distill.get("transfer_max"), cfg.seed)
+
+
+def distillation(
+    dcfg: DictConfig, train: pd.DataFrame, transfer: pd.DataFrame | None = None
+) -> tuple[tuple, dict[str, np.ndarray], pd.DataFrame]:
+    """The student cut from ``dcfg.teacher``, the rows it trains on (``train``, then the
+    unlabelled ``transfer`` contacts) and the teacher's probabilities on those rows."""
     teacher, tokenizer, teacher_ref = load_teacher(str(dcfg.teacher))
+    if transfer is not None:
+        # Contacts without labels: the student learns them from the teacher's probabilities
+        # alone (their label columns are missing, so the hard loss masks them out).
+        train = pd.concat([train, transfer[INPUT_COLUMNS]], ignore_index=True)
+    with contextlib.suppress(VariantUnavailable):  # the same outputs as fp32, ~2x faster
+        use_variant(teacher, tokenizer, "onnx")
     with console.status(f"teacher {teacher_ref}: scoring {len(train):,} training contacts"):
         soft = predict_proba(teacher, tokenizer, train)
     student = teacher.student(
@@ -123,9 +162,10 @@ def distillation(dcfg: DictConfig, train: pd.DataFrame) -> tuple[tuple, dict[str
     console.print(
         f"distilling {teacher_ref} ({teacher.encoder.config.num_hidden_layers} layers, "
         f"{teacher.config.max_length} tokens) into {n_layers} layers, "
-        f"{student.config.max_length} tokens"
+        f"{student.config.max_length} tokens, on {len(train):,} contacts"
+        + (f" ({len(transfer):,} of them unlabelled transfer data)" if transfer is not None else "")
     )
-    return (student, tokenizer), soft
+    return (student, tokenizer), soft, train
 
 
 def sweep_context(experiment_id: str) -> tuple[str | None, int | None]:
@@ -168,12 +208,16 @@ def run(cfg: DictConfig) -> float:
     ) as active:
         tracking.log_context(**context, dataset_frame=train[INPUT_COLUMNS])
         output_dir = Path(cfg.output_dir)
-        start, soft = distillation(cfg.distill, train) if cfg.distill.teacher else (None, None)
+        start, soft, fit_rows = (
+            distillation(cfg.distill, train, transfer_inputs(cfg, catalog))
+            if cfg.distill.teacher
+            else (None, None, train)
+        )
         if start is not None:
             tracking.set_tags({"bg.distilled_from": start[0].config.distilled_from})
         started = time.perf_counter()
         model, tokenizer, _ = train_role_model(
-            train,
+            fit_rows,
             validation,
             list(catalog.names),
             cfg.model,
@@ -195,7 +239,7 @@ def run(cfg: DictConfig) -> float:
         metrics.update(
             {
                 "train_seconds": train_seconds,
-                "train_examples_per_second": len(train) * float(t.epochs) / train_seconds,
+                "train_examples_per_second": len(fit_rows) * float(t.epochs) / train_seconds,
                 "eval_contacts_per_second": len(evaluation) / eval_seconds,
             }
         )

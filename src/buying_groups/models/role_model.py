@@ -209,8 +209,12 @@ class RoleModel(nn.Module):
             out["advocacy_logits"] = a_logits
         if function_labels is not None:
             ce = nn.functional.cross_entropy
-            loss = ce(out["function_logits"], function_labels, ignore_index=IGNORE)
-            loss = loss + ce(out["seniority_logits"], seniority_labels, ignore_index=IGNORE)
+            # Unlabelled rows (distillation's transfer contacts) are masked like missing
+            # roles; a head without one label in the batch adds nothing (not a NaN mean).
+            loss = out["function_logits"].sum() * 0.0  # a zero that keeps the graph
+            for head, labels in (("function", function_labels), ("seniority", seniority_labels)):
+                if (labels != IGNORE).any():
+                    loss = loss + ce(out[f"{head}_logits"], labels, ignore_index=IGNORE)
             if (role_labels != IGNORE).any():  # masked roles contribute nothing
                 loss = loss + ce(
                     out["role_logits"].reshape(-1, len(self.config.roles)),
