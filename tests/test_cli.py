@@ -55,6 +55,7 @@ def test_pipeline_on_tiny(tmp_path):
         f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
         f"scores_dir={tmp_path / 'scores'}",
         "student=true",
+        "student_transfer=true",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "rules baseline" in proc.stdout and "test_ood" in proc.stdout
@@ -75,6 +76,9 @@ def test_pipeline_on_tiny(tmp_path):
     roles = client.get_experiment_by_name("buying-groups-roles").experiment_id
     students = client.search_runs([roles], "tags.`bg.distilled_from` LIKE '%role_model'")
     assert len(students) == 1
+    # ... and also learnt from a second, unlabelled export generated beside the data.
+    assert (tmp_path / "tiny_transfer" / "contacts.parquet").exists()
+    assert "unlabelled transfer data" in " ".join(proc.stdout.split())
     contacts = pd.read_parquet(tmp_path / "d" / "contacts.parquet")
     scored = pd.read_parquet(tmp_path / "scores" / "contacts_scored.parquet")
     assert sorted(scored["contact_id"]) == sorted(contacts["contact_id"])
