@@ -15,6 +15,7 @@ else as PyTorch fp32. One table, macro-F1 per head; ``--out`` also writes it as 
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 
 import pandas as pd
@@ -56,14 +57,12 @@ def main() -> None:
     print(f"{args.data_dir}: {len(in_dist)} in-distribution and {int(ood.sum())} OOD contacts")
 
     train, _ = examples_of(args.train_dir)
-    preds = {"tfidf_logreg": TfidfBaseline(catalog).fit(train[train["split"] == "train"])}
-    preds["tfidf_logreg"] = preds["tfidf_logreg"].predict(rows).reset_index(drop=True)
+    tfidf = TfidfBaseline(catalog).fit(train[train["split"] == "train"])
+    preds = {"tfidf_logreg": tfidf.predict(rows).reset_index(drop=True)}
     for uri in args.model_uri:
-        model, tokenizer = load_role_model(uri)
-        try:
+        model, tokenizer = load_role_model(uri)  # fp32
+        with contextlib.suppress(VariantUnavailable):  # the same outputs, ~2x faster
             use_variant(model, tokenizer, "onnx")
-        except VariantUnavailable:
-            use_variant(model, tokenizer, "fp32")
         preds[uri] = decode(model.config, predict_proba(model, tokenizer, rows))
 
     table = pd.concat(
