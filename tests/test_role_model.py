@@ -1,6 +1,7 @@
 """Unit tests of the role model on a tiny random BERT (seconds)."""
 
 import json
+import os
 import warnings
 
 import numpy as np
@@ -146,6 +147,21 @@ def test_onnx_variants_match_fp32_and_export_once(
     assert prediction_key(loaded) == f"{loaded.weights_digest}+onnx-int8"
     use_variant(loaded, loaded_tok, "fp32")
     assert prediction_key(loaded) == loaded.weights_digest
+
+
+def test_the_onnx_cache_keeps_only_the_most_recently_used_exports(tmp_path, monkeypatch):
+    from buying_groups.models.runtime import prune_onnx_cache
+
+    monkeypatch.setenv("BG_CACHE_DIR", str(tmp_path))
+    root = tmp_path / "onnx"
+    for age, name in enumerate(["newest", "middle", "oldest"]):
+        (root / name).mkdir(parents=True)
+        (root / name / "role_model.onnx").write_bytes(b"x")
+        os.utime(root / name, (1_000_000 - age, 1_000_000 - age))
+    assert [p.name for p in prune_onnx_cache(keep=2)] == ["oldest"]
+    assert sorted(p.name for p in root.iterdir()) == ["middle", "newest"]
+    monkeypatch.setenv("BG_CACHE_KEEP", "1")
+    assert [p.name for p in prune_onnx_cache()] == ["middle"]
 
 
 def test_a_missing_optional_dependency_says_how_to_install(model_and_tokenizer, monkeypatch):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import tempfile
 import time
 import warnings
@@ -139,6 +140,25 @@ def cache_root() -> Path:
     return Path(os.environ.get("BG_CACHE_DIR") or Path.home() / ".cache" / "buying_groups")
 
 
+def prune_onnx_cache(keep: int | None = None) -> list[Path]:
+    """Delete all but the ``keep`` most recently used exports (default ``$BG_CACHE_KEEP``
+    or 8; each is ~110 MB for the 6-layer model): without a bound, every model version ever
+    loaded stays on disk. Returns what it deleted."""
+    keep = int(os.environ.get("BG_CACHE_KEEP", 8)) if keep is None else keep
+    root = cache_root() / "onnx"
+    if not root.is_dir():
+        return []
+    folders = sorted(
+        (f for f in root.iterdir() if f.is_dir()), key=lambda f: f.stat().st_mtime, reverse=True
+    )
+    stale = folders[max(keep, 1) :]
+    for folder in stale:
+        # A process still running an old graph keeps its open session; nothing reads the
+        # files again after the session is built.
+        shutil.rmtree(folder, ignore_errors=True)
+    return stale
+
+
 @contextlib.contextmanager
 def _exportable(model) -> Iterator[None]:  # noqa: ANN001
     """The model in eval mode with plain (eager) attention, put back afterwards: eager
@@ -169,7 +189,11 @@ def export_onnx(model, tokenizer, int8: bool = False) -> Path:  # noqa: ANN001
         folder = Path(model._onnx_dir.name)
     else:
         folder = cache_root() / "onnx" / f"{digest[:32]}-{EXPORT_VERSION}"
+        fresh = not folder.exists()
         folder.mkdir(parents=True, exist_ok=True)
+        os.utime(folder)  # "recently used", for prune_onnx_cache
+        if fresh:
+            prune_onnx_cache()
     fp32 = folder / "role_model.onnx"
     if not fp32.exists():
         example = tokenizer(["vp sales"] * 2, ["visited pricing"] * 2, return_tensors="pt")
