@@ -164,6 +164,66 @@ def test_the_onnx_cache_keeps_only_the_most_recently_used_exports(tmp_path, monk
     assert [p.name for p in prune_onnx_cache()] == ["middle"]
 
 
+def test_pair_tokenizer_gives_the_transformers_tokenizers_ids(model_and_tokenizer, tmp_path):
+    from buying_groups.models.inference import PairTokenizer
+
+    _, tok = model_and_tokenizer
+    tok.save_pretrained(tmp_path)
+    titles = ["VP Procurement", "", "Руководитель отдела закупок", "Directeur des achats " * 30]
+    texts = ["requested demo (data_platform)", "", "visited /pricing " * 40, "é ß 東京"]
+    ours = PairTokenizer(tmp_path)
+    for max_length in (8, 32, 64):
+        theirs = tok(titles, texts, truncation="longest_first", max_length=max_length)
+        mine = ours(titles, texts, truncation="longest_first", max_length=max_length)
+        for key in ("input_ids", "token_type_ids", "attention_mask"):
+            assert mine[key] == theirs[key], (key, max_length)
+        rows = {k: mine[k][:3] for k in mine}
+        padded = tok.pad({k: theirs[k][:3] for k in theirs}, return_tensors="np")
+        for key, array in ours.pad(rows).items():
+            np.testing.assert_array_equal(array, padded[key])
+
+
+def test_an_exported_model_predicts_without_pytorch(model_and_tokenizer, frame, tmp_path):
+    """Once its ONNX graph is exported, a saved model loads from the graph alone (no
+    PyTorch, no transformers: a faster start for bg-score and bg-serve) and predicts
+    exactly as the PyTorch-built model running the same graph."""
+    pytest.importorskip("onnxruntime")
+    import subprocess
+    import sys
+
+    from buying_groups.models.inference import ExportedRoleModel, load_for_inference
+
+    env = {**os.environ, "BG_CACHE_DIR": str(tmp_path / "cache")}
+    model, tok = model_and_tokenizer
+    model.save(tmp_path / "m", tok)
+    os.environ["BG_CACHE_DIR"] = env["BG_CACHE_DIR"]
+    try:
+        first, first_tok = load_for_inference(tmp_path / "m", "onnx-int8")  # exports
+        again, again_tok = load_for_inference(tmp_path / "m", "onnx-int8")
+        fp32, _ = load_for_inference(tmp_path / "m", "fp32")
+    finally:
+        os.environ.pop("BG_CACHE_DIR")
+    assert isinstance(first, RoleModel) and isinstance(again, ExportedRoleModel)
+    assert isinstance(fp32, RoleModel)  # PyTorch variants always build the model
+    assert again.weights_digest == first.weights_digest and again.variant == "onnx-int8"
+    expected = predict_proba(first, first_tok, frame)
+    got = predict_proba(again, again_tok, frame)
+    for head in expected:
+        np.testing.assert_array_equal(got[head], expected[head])
+    probe = (
+        "import sys, pandas as pd\n"
+        "from buying_groups.models.inference import load_for_inference, predict_proba\n"
+        f"m, t = load_for_inference({str(tmp_path / 'm')!r}, 'onnx-int8')\n"
+        "p = predict_proba(m, t, pd.DataFrame({'job_title': ['VP Procurement'], "
+        "'activity_text': ['requested demo (data_platform)']}))\n"
+        "print(type(m).__name__, 'torch' in sys.modules, 'transformers' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True
+    )
+    assert out.stdout.split() == ["ExportedRoleModel", "False", "False"], out.stderr[-2000:]
+
+
 def test_a_missing_optional_dependency_says_how_to_install(model_and_tokenizer, monkeypatch):
     from buying_groups.models.runtime import VariantUnavailable, available_variants, use_variant
 

@@ -423,7 +423,7 @@ def score_bucket(
 def _keep_role_predictions(contacts: pd.DataFrame) -> None:
     """Reused contacts' role predictions stay in the active prediction cache (it keeps only
     the inputs a run used), so a later change to one contact re-encodes only that one."""
-    from buying_groups.models.role_model import PredictionCache, active_cache, clean_inputs
+    from buying_groups.models.inference import PredictionCache, active_cache, clean_inputs
 
     cache = active_cache()
     if cache is None:

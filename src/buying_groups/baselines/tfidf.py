@@ -14,7 +14,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
-from buying_groups.models.role_model import clean_inputs
+from buying_groups.models.inference import clean_inputs
 from buying_groups.taxonomy import Catalog
 
 

@@ -99,8 +99,8 @@ def held_out_metrics(
 def role_model_cost(model: mlflow.pyfunc.PyFuncModel) -> int:
     """Encoder layers x input tokens of a deployable model's role model: what encoding one
     contact costs, up to a constant (the tie-breaker between equally good models)."""
-    roles = model.unwrap_python_model().roles.unwrap_python_model().model
-    return int(roles.encoder.config.num_hidden_layers) * int(roles.config.max_length)
+    config = model.unwrap_python_model().roles.unwrap_python_model().model.config
+    return int(config.encoder["num_hidden_layers"]) * int(config.max_length)
 
 
 def decide(

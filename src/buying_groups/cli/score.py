@@ -24,7 +24,7 @@ from buying_groups.cli.common import console, fail_with_problems, print_frame
 from buying_groups.config import hydra_entry
 from buying_groups.data.io import write_json, write_table
 from buying_groups.data.validate import DataValidationError
-from buying_groups.models.role_model import PredictionCache, active_cache, caching
+from buying_groups.models.inference import PredictionCache, active_cache, caching
 from buying_groups.models.runtime import VariantUnavailable
 
 TABLES = ("accounts", "contacts", "activities", "opportunities")

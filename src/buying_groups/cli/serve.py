@@ -10,17 +10,16 @@ from omegaconf import DictConfig
 from buying_groups import tracking
 from buying_groups.cli.common import console
 from buying_groups.config import hydra_entry
-from buying_groups.models.runtime import VariantUnavailable
+from buying_groups.models.runtime import VariantUnavailable, set_scoring_threads
 
 
 def run(cfg: DictConfig) -> None:
-    import torch
     import uvicorn
 
     from buying_groups.serving.server import Limits, create_app
 
     tracking.setup(cfg.tracking)
-    torch.set_num_threads(cfg.torch_threads)
+    set_scoring_threads(cfg.torch_threads)
     token = os.environ.get(cfg.token_env) if cfg.token_env else None
     limits = Limits(cfg.max_body_bytes, cfg.max_rows, float(cfg.timeout_s), token or None)
     model_config = {"variant": cfg.variant} if cfg.variant else None

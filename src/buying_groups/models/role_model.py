@@ -10,30 +10,37 @@ tokenisation settings; ``save``/``load`` round-trip everything needed to predict
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 
-from buying_groups.models.runtime import prediction_key, use_variant
-from buying_groups.taxonomy import FUNCTIONS, ROLES, SENIORITIES
+# Prediction needs no PyTorch and lives in ``inference``; its names are re-exported here,
+# where the model's users (training, evaluation, tests) have always found them.
+from buying_groups.models.inference import (  # noqa: F401
+    CONFIG_NAME,
+    MAX_ACTIVITY_CHARS,
+    MAX_TITLE_CHARS,
+    TOKENIZER_DIR,
+    WEIGHTS_NAME,
+    PredictionCache,
+    RoleModelConfig,
+    active_cache,
+    caching,
+    clean_inputs,
+    decode,
+    predict_proba,
+    softmax,
+    weights_digest,
+)
 
 IGNORE = -100  # label id excluded from the loss (unknown role, as in a sparse CRM)
-MAX_TITLE_CHARS = 256  # longer titles are cut before tokenisation (defined truncation)
 ADVOCACY_LEVELS = 3  # distinct advocacy kinds for a product: 0, 1, 2 or more (a champion)
-MAX_ACTIVITY_CHARS = 2000
-CONFIG_NAME = "role_model.json"
-TOKENIZER_DIR = "tokenizer"
-WEIGHTS_NAME = "model.safetensors"
 
 
 def default_encoder_path() -> str:
@@ -45,56 +52,6 @@ def default_encoder_path() -> str:
 
 # Attributes set by loading (weights digest) and by ``use_variant`` (runner, ONNX files).
 RUNTIME_ATTRS = ("weights_digest", "runner", "variant", "_onnx_dir")
-
-
-@dataclass
-class RoleModelConfig:
-    """Everything needed to rebuild and use the model, saved as ``config.json``."""
-
-    products: list[str]
-    functions: list[str] = field(default_factory=lambda: list(FUNCTIONS))
-    seniorities: list[str] = field(default_factory=lambda: list(SENIORITIES))
-    roles: list[str] = field(default_factory=lambda: list(ROLES))
-    encoder: dict = field(default_factory=dict)  # the encoder's transformers config
-    base_model: str = ""
-    max_length: int = 64
-    product_embedding_dim: int = 32
-    dropout: float = 0.1
-    freeze_layers: int = 0  # embeddings + this many lowest encoder layers stay fixed
-    advocacy_head: bool = False  # per product: 0 / 1 / 2+ distinct advocacy kinds, an
-    # auxiliary target whose prediction feeds the role head (off in models saved before it)
-    teacher_forcing: float = 0.5  # training only: share of contacts whose known persona
-    # (one-hot) feeds the role head instead of the persona heads' predictions
-    inference_variant: str = "fp32"  # how loaders run it by default (models/runtime.py)
-    distilled_from: str = ""  # the teacher's model URI or directory, for a distilled student
-    distill_alpha: float = 0.0  # training only: weight of the teacher's soft targets in the loss
-
-    @property
-    def id2label(self) -> dict[str, dict[int, str]]:
-        return {
-            "function": dict(enumerate(self.functions)),
-            "seniority": dict(enumerate(self.seniorities)),
-            "role": dict(enumerate(self.roles)),
-        }
-
-    @property
-    def label2id(self) -> dict[str, dict[str, int]]:
-        return {h: {v: k for k, v in m.items()} for h, m in self.id2label.items()}
-
-    def to_json(self) -> dict:
-        d = asdict(self)
-        d["model_type"] = "buying_groups.role_model"
-        d["id2label"] = {h: {str(k): v for k, v in m.items()} for h, m in self.id2label.items()}
-        return d
-
-    def to_dict(self) -> dict:  # what transformers' MLflow callback logs as params
-        d = self.to_json()
-        d.pop("encoder")
-        return d
-
-    @classmethod
-    def from_json(cls, d: dict) -> RoleModelConfig:
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
 class RoleModel(nn.Module):
@@ -301,12 +258,7 @@ class RoleModel(nn.Module):
         weights = directory / WEIGHTS_NAME
         model.load_state_dict(load_file(str(weights)))
         model.eval()
-        # What a prediction cache keys on: these exact weights (and config).
-        h = hashlib.sha256((directory / CONFIG_NAME).read_bytes())
-        with open(weights, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        model.weights_digest = h.hexdigest()
+        model.weights_digest = weights_digest(directory)  # what prediction caches key on
         return model, AutoTokenizer.from_pretrained(directory / TOKENIZER_DIR)
 
 
@@ -314,181 +266,3 @@ def _soft_ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Cross-entropy against a probability distribution (the teacher's), mean over rows."""
     logp = nn.functional.log_softmax(logits.float(), dim=-1)
     return -(target.float() * logp).sum(-1).mean()
-
-
-def clean_inputs(frame: pd.DataFrame) -> tuple[list[str], list[str]]:
-    """Titles and activity texts as the model reads them: strings, bounded length.
-
-    Raises ``ValueError`` naming the column and row for a missing column or a non-text value
-    (None/NaN count as empty text).
-    """
-    out = []
-    for col, limit in (("job_title", MAX_TITLE_CHARS), ("activity_text", MAX_ACTIVITY_CHARS)):
-        if col not in frame.columns:
-            raise ValueError(f"missing input column '{col}' (expected job_title, activity_text)")
-        values = frame[col].tolist()
-        texts = []
-        for i, v in enumerate(values):
-            if v is None or (isinstance(v, float) and np.isnan(v)):
-                texts.append("")
-            elif isinstance(v, str):
-                texts.append(v[:limit])
-            else:
-                raise ValueError(f"column '{col}', row {i}: expected text, got {type(v).__name__}")
-        out.append(texts)
-    return out[0], out[1]
-
-
-class PredictionCache:
-    """Class probabilities of inputs a model has already scored, by the model's weights
-    digest and a hash of each (title, activity text): a rerun encodes only new or changed
-    inputs, and a different model never sees another's entries."""
-
-    def __init__(self) -> None:
-        self.tables: dict[str, dict[bytes, tuple[np.ndarray, ...]]] = {}
-        self.used: set[bytes] = set()  # keys looked up or added (what ``save`` keeps)
-        self.hits = self.misses = 0
-
-    @staticmethod
-    def key(title: str, text: str) -> bytes:
-        return hashlib.blake2b(f"{title}\x1f{text}".encode(), digest_size=16).digest()
-
-    def save(self, path: Path, digest: str, keep: set[bytes] | None = None) -> int:
-        """Write one model's entries (those in ``keep``, if given) as Parquet, atomically."""
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        from buying_groups.data.io import atomic_write
-
-        table = self.tables.get(digest, {})
-        keys = [k for k in table if keep is None or k in keep]
-        cols = {"key": pa.array(keys, pa.binary(16))}
-        for i, name in enumerate(("function", "seniority", "role")):
-            rows = [table[k][i].ravel() for k in keys]
-            flat = np.concatenate(rows) if rows else np.zeros(0, np.float32)
-            width = len(rows[0]) if rows else 1
-            cols[name] = pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), width)
-        out = pa.table(cols).replace_schema_metadata({"weights_digest": digest})
-        atomic_write(Path(path), lambda p: pq.write_table(out, p))
-        return len(keys)
-
-    def load(self, path: Path, digest: str, n_products: int) -> int:
-        """Read entries written by ``save`` for the same weights; other files are ignored."""
-        import pyarrow.parquet as pq
-
-        table = pq.read_table(path)
-        meta = table.schema.metadata or {}
-        if meta.get(b"weights_digest", b"").decode() != digest:
-            return 0
-        keys = table.column("key").to_pylist()
-        f, s, r = (
-            np.stack(table.column(c).to_numpy(zero_copy_only=False))
-            if len(keys)
-            else np.zeros((0, 1), np.float32)
-            for c in ("function", "seniority", "role")
-        )
-        r = r.reshape(len(keys), n_products, -1)
-        entries = self.tables.setdefault(digest, {})
-        for i, k in enumerate(keys):
-            entries[k] = (f[i], s[i], r[i])
-        return len(keys)
-
-
-_CACHE: list[PredictionCache] = []  # the active cache, if any (see ``caching``)
-
-
-def active_cache() -> PredictionCache | None:
-    return _CACHE[-1] if _CACHE else None
-
-
-@contextmanager
-def caching(cache: PredictionCache | None = None) -> Iterator[PredictionCache]:
-    """Within the block, ``predict_proba`` of a loaded model reuses and fills ``cache``."""
-    cache = cache or PredictionCache()
-    _CACHE.append(cache)
-    try:
-        yield cache
-    finally:
-        _CACHE.remove(cache)
-
-
-@torch.inference_mode()
-def predict_proba(
-    model: RoleModel,
-    tokenizer: PreTrainedTokenizerBase,
-    frame: pd.DataFrame,
-    batch_size: int = 32,
-) -> dict[str, np.ndarray]:
-    """Class probabilities per head: function (n, F), seniority (n, S), role (n, P, R).
-
-    Inputs are sorted by length and batched so that padding is small (batches of 32 ran
-    10-15% faster than 64 on 2 cores, docs/benchmarks.md); identical
-    (title, activity) pairs are encoded once, and inside ``caching()`` pairs this model
-    scored before are not encoded again. The model runs as its variant (``use_variant``;
-    PyTorch fp32 unless set).
-    """
-    titles, texts = clean_inputs(frame)
-    model.eval()
-    if getattr(model, "runner", None) is None:
-        use_variant(model, tokenizer, "fp32")
-    pairs = pd.Series(list(zip(titles, texts, strict=True)))
-    codes, uniques = pd.factorize(pairs)
-    n_u = len(uniques)
-    cfg = model.config
-    f = np.zeros((n_u, len(cfg.functions)), dtype=np.float32)
-    s = np.zeros((n_u, len(cfg.seniorities)), dtype=np.float32)
-    r = np.zeros((n_u, len(cfg.products), len(cfg.roles)), dtype=np.float32)
-    todo = np.arange(n_u)
-    digest = prediction_key(model)
-    cache = _CACHE[-1] if _CACHE and digest else None
-    if cache is not None:
-        table = cache.tables.setdefault(digest, {})
-        keys = [PredictionCache.key(t, a) for t, a in uniques]
-        hit = np.array([k in table for k in keys], dtype=bool)
-        for i in np.flatnonzero(hit):
-            f[i], s[i], r[i] = table[keys[i]]
-        cache.used.update(keys)
-        todo = np.flatnonzero(~hit)
-        cache.hits += int(hit.sum())
-        cache.misses += len(todo)
-    if len(todo) == 0:
-        return {"function": f[codes], "seniority": s[codes], "role": r[codes]}
-    enc = tokenizer(
-        [uniques[i][0] for i in todo],
-        [uniques[i][1] for i in todo],
-        truncation="longest_first",
-        max_length=cfg.max_length,
-    )
-    order = todo[np.argsort([len(ids) for ids in enc["input_ids"]], kind="stable")]
-    pos = {u: j for j, u in enumerate(todo)}  # unique index -> row of enc
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        rows = [pos[i] for i in idx]
-        batch = tokenizer.pad({k: [enc[k][j] for j in rows] for k in enc}, return_tensors="np")
-        f[idx], s[idx], r[idx] = (softmax(x) for x in model.runner(dict(batch)))
-    if cache is not None:
-        for i in todo:
-            table[keys[i]] = (f[i].copy(), s[i].copy(), r[i].copy())
-    return {"function": f[codes], "seniority": s[codes], "role": r[codes]}
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.exp(logits - logits.max(-1, keepdims=True))
-    return z / z.sum(-1, keepdims=True)
-
-
-def decode(model_config: RoleModelConfig, proba: dict[str, np.ndarray]) -> pd.DataFrame:
-    """Most likely labels (and their probabilities) per head and product."""
-    out = pd.DataFrame(
-        {
-            "function": np.array(model_config.functions)[proba["function"].argmax(1)],
-            "function_proba": proba["function"].max(1),
-            "seniority": np.array(model_config.seniorities)[proba["seniority"].argmax(1)],
-            "seniority_proba": proba["seniority"].max(1),
-        }
-    )
-    roles = np.array(model_config.roles)
-    for j, product in enumerate(model_config.products):
-        out[f"role_{product}"] = roles[proba["role"][:, j].argmax(1)]
-        out[f"role_{product}_proba"] = proba["role"][:, j].max(1)
-    return out

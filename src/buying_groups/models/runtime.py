@@ -19,6 +19,7 @@ import contextlib
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
 import warnings
@@ -27,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 VARIANTS = ("fp32", "bf16", "onnx", "onnx-int8")
 ONNX_HINT = 'pip install "buying-groups[onnx]"'
@@ -56,6 +56,8 @@ def check_variant(variant: str) -> str:
 
 def bf16_supported() -> bool:
     """bf16 where it is fast: a CUDA GPU with bf16, or a CPU with AVX512-BF16/AMX."""
+    import torch
+
     if torch.cuda.is_available():
         return torch.cuda.is_bf16_supported()
     try:
@@ -104,6 +106,10 @@ def prediction_key(model) -> str | None:  # noqa: ANN001
 
 def _runner(model, tokenizer, variant: str) -> Runner:  # noqa: ANN001
     if variant in ("fp32", "bf16"):
+        import torch
+
+        if _THREADS:
+            torch.set_num_threads(_THREADS[0])
         dtype = torch.bfloat16 if variant == "bf16" else None
 
         @torch.inference_mode()
@@ -124,16 +130,21 @@ INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 EXPORT_VERSION = 2  # part of the cache path: graphs exported by older code are not reused
 
 
-class _Heads(torch.nn.Module):
-    """The role model with plain tensor outputs, for export."""
+def _heads_module() -> type:
+    """The role model with plain tensor outputs, for export (a class made on first use, so
+    that importing this module does not import PyTorch)."""
+    import torch
 
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model = model
+    class _Heads(torch.nn.Module):
+        def __init__(self, model: torch.nn.Module) -> None:
+            super().__init__()
+            self.model = model
 
-    def forward(self, input_ids, attention_mask, token_type_ids):  # noqa: ANN001, ANN201
-        out = self.model(input_ids, attention_mask, token_type_ids)
-        return out["function_logits"], out["seniority_logits"], out["role_logits"]
+        def forward(self, input_ids, attention_mask, token_type_ids):  # noqa: ANN001, ANN201
+            out = self.model(input_ids, attention_mask, token_type_ids)
+            return out["function_logits"], out["seniority_logits"], out["role_logits"]
+
+    return _Heads
 
 
 def cache_root() -> Path:
@@ -179,23 +190,36 @@ def _exportable(model) -> Iterator[None]:  # noqa: ANN001
         model.train(was_training)
 
 
+def exported_graph(digest: str, int8: bool = False) -> Path:
+    """Where the graph of the model with weights ``digest`` is (or will be) exported."""
+    folder = cache_root() / "onnx" / f"{digest[:32]}-{EXPORT_VERSION}"
+    return folder / ("role_model.int8.onnx" if int8 else "role_model.onnx")
+
+
 def export_onnx(model, tokenizer, int8: bool = False) -> Path:  # noqa: ANN001
     """The model as an ONNX graph (int8: dynamically quantised weights), exported once per
-    weights digest and reused; written atomically so concurrent loaders never see half."""
+    weights digest and reused; written atomically so concurrent loaders never see half.
+    ``model`` may be an ``ExportedRoleModel`` (no PyTorch) when the graph exists."""
     digest = getattr(model, "weights_digest", None)
     if digest is None:  # an in-memory model never saved: a directory that lives with it
         if getattr(model, "_onnx_dir", None) is None:
             model._onnx_dir = tempfile.TemporaryDirectory(prefix="bg-onnx-")
         folder = Path(model._onnx_dir.name)
     else:
-        folder = cache_root() / "onnx" / f"{digest[:32]}-{EXPORT_VERSION}"
+        folder = exported_graph(digest).parent
         fresh = not folder.exists()
         folder.mkdir(parents=True, exist_ok=True)
         os.utime(folder)  # "recently used", for prune_onnx_cache
         if fresh:
             prune_onnx_cache()
     fp32 = folder / "role_model.onnx"
+    q = folder / "role_model.int8.onnx"
+    if int8 and q.exists():
+        return q
     if not fp32.exists():
+        import torch
+
+        _Heads = _heads_module()
         example = tokenizer(["vp sales"] * 2, ["visited pricing"] * 2, return_tensors="pt")
         tmp = folder / f".{os.getpid()}.role_model.onnx"
         with _exportable(model), torch.no_grad(), warnings.catch_warnings():
@@ -215,7 +239,6 @@ def export_onnx(model, tokenizer, int8: bool = False) -> Path:  # noqa: ANN001
         os.replace(tmp, fp32)
     if not int8:
         return fp32
-    q = folder / "role_model.int8.onnx"
     if not q.exists():
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -232,12 +255,33 @@ def export_onnx(model, tokenizer, int8: bool = False) -> Path:  # noqa: ANN001
     return q
 
 
+_THREADS: list[int] = []  # set by set_scoring_threads
+
+
+def set_scoring_threads(n: int) -> None:
+    """Intra-op threads of the one scoring thread, for PyTorch and ONNX Runtime alike
+    (``bg-serve``: cores not oversubscribed), without importing PyTorch for it."""
+    _THREADS[:] = [int(n)]
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(int(n))
+
+
+def scoring_threads() -> int:
+    """What ``set_scoring_threads`` set; else PyTorch's setting where PyTorch is loaded, else
+    ``OMP_NUM_THREADS`` or the cores this process may use (PyTorch's own default)."""
+    if _THREADS:
+        return _THREADS[0]
+    if "torch" in sys.modules:
+        return sys.modules["torch"].get_num_threads()
+    return int(os.environ.get("OMP_NUM_THREADS") or len(os.sched_getaffinity(0)))
+
+
 def _onnx_runner(model, tokenizer, int8: bool) -> Runner:  # noqa: ANN001
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     # One scoring thread's worth of cores, as for PyTorch: no oversubscription under a server.
-    options.intra_op_num_threads = torch.get_num_threads()
+    options.intra_op_num_threads = scoring_threads()
     options.inter_op_num_threads = 1
     session = ort.InferenceSession(
         str(export_onnx(model, tokenizer, int8)), options, providers=["CPUExecutionProvider"]

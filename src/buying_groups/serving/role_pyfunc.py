@@ -7,11 +7,10 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from buying_groups.models.role_model import RoleModel, decode, predict_proba
-from buying_groups.models.runtime import use_variant
+from buying_groups.models.inference import decode, load_for_inference, predict_proba
 
 
-def role_outputs(model: RoleModel, tokenizer, frame: pd.DataFrame) -> pd.DataFrame:  # noqa: ANN001
+def role_outputs(model, tokenizer, frame: pd.DataFrame) -> pd.DataFrame:  # noqa: ANN001
     """Labels, their probabilities and the full probability vectors, one row per input."""
     proba = predict_proba(model, tokenizer, frame)
     out = decode(model.config, proba)
@@ -25,12 +24,12 @@ def role_outputs(model: RoleModel, tokenizer, frame: pd.DataFrame) -> pd.DataFra
 class RoleModelPyfunc(mlflow.pyfunc.PythonModel):
     """Loads the saved model directory (artifact ``role_model``) once per process, running
     as the inference variant in its config unless ``model_config={"variant": ...}`` says
-    otherwise (``mlflow.pyfunc.load_model(uri, model_config=...)``)."""
+    otherwise (``mlflow.pyfunc.load_model(uri, model_config=...)``). An ONNX variant
+    exported before on this machine loads without PyTorch (``load_for_inference``)."""
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
-        self.model, self.tokenizer = RoleModel.load(context.artifacts["role_model"])
         variant = (context.model_config or {}).get("variant")
-        use_variant(self.model, self.tokenizer, variant)
+        self.model, self.tokenizer = load_for_inference(context.artifacts["role_model"], variant)
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:  # noqa: ANN001
         if not isinstance(model_input, pd.DataFrame):
