@@ -338,11 +338,12 @@ def load_for_inference(directory: Path | str, variant: str | None = None) -> tup
     directory = Path(directory)
     config = RoleModelConfig.from_json(json.loads((directory / CONFIG_NAME).read_text()))
     variant = check_variant(variant or config.inference_variant)
-    digest = weights_digest(directory)
-    graph = exported_graph(digest, int8=variant == "onnx-int8")
+    # Only an ONNX variant can skip PyTorch; its graph is found by the weights' digest,
+    # which is then handed on rather than hashed again.
+    digest = weights_digest(directory) if variant.startswith("onnx") else None
     if (
-        variant.startswith("onnx")
-        and graph.exists()
+        digest is not None
+        and exported_graph(digest, int8=variant == "onnx-int8").exists()
         and (directory / TOKENIZER_DIR / "tokenizer.json").exists()
     ):
         model, tokenizer = (
@@ -352,6 +353,6 @@ def load_for_inference(directory: Path | str, variant: str | None = None) -> tup
     else:
         from buying_groups.models.role_model import RoleModel
 
-        model, tokenizer = RoleModel.load(directory)
+        model, tokenizer = RoleModel.load(directory, digest)
     use_variant(model, tokenizer, variant)
     return model, tokenizer

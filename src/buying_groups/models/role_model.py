@@ -251,14 +251,18 @@ class RoleModel(nn.Module):
         tokenizer.save_pretrained(directory / TOKENIZER_DIR)
 
     @classmethod
-    def load(cls, directory: Path | str) -> tuple[RoleModel, PreTrainedTokenizerBase]:
+    def load(
+        cls, directory: Path | str, digest: str | None = None
+    ) -> tuple[RoleModel, PreTrainedTokenizerBase]:
+        """The saved model and tokenizer; ``digest``: its ``weights_digest`` if the caller
+        already read it (the weights are ~90 MB to hash)."""
         directory = Path(directory)
         config = RoleModelConfig.from_json(json.loads((directory / CONFIG_NAME).read_text()))
         model = cls(config)
         weights = directory / WEIGHTS_NAME
         model.load_state_dict(load_file(str(weights)))
         model.eval()
-        model.weights_digest = weights_digest(directory)  # what prediction caches key on
+        model.weights_digest = digest or weights_digest(directory)  # what caches key on
         return model, AutoTokenizer.from_pretrained(directory / TOKENIZER_DIR)
 
 
