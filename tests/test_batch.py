@@ -70,7 +70,7 @@ def test_error_policy_reports_rows_across_chunks(dirty_dir, catalog, tmp_path):
 def test_account_digests_see_every_row_of_an_account_and_nothing_else(tiny_dir, catalog):
     """A changed activity changes only its account's digest; row order does not matter;
     the salt (models, as_of, settings) changes every digest."""
-    from buying_groups.batch import account_digests
+    from buying_groups.batch import account_digests, activity_sums
 
     tables = load_tables(tiny_dir, catalog).tables
     before = account_digests(tables, "model A")
@@ -91,6 +91,11 @@ def test_account_digests_see_every_row_of_an_account_and_nothing_else(tiny_dir, 
     assert (account_digests(dropped, "model A") != before).sum() == 1
     assert (account_digests(tables, "model B") != before).all()
 
+    # From the activities' per-contact sums (kept with a staging): the same digests.
+    per_contact = activity_sums(tables["activities"].sample(frac=1.0, random_state=1))
+    no_activities = {name: df for name, df in tables.items() if name != "activities"}
+    pd.testing.assert_series_equal(account_digests(no_activities, "model A", per_contact), before)
+
 
 def test_staging_is_reused_only_while_its_inputs_are_the_same(dirty_dir, catalog, tmp_path):
     """A second staging of unchanged activities and contact ids reads nothing again and
@@ -110,9 +115,18 @@ def test_staging_is_reused_only_while_its_inputs_are_the_same(dirty_dir, catalog
     pd.testing.assert_frame_equal(again.rejects, first.rejects)
     pd.testing.assert_frame_equal(_staged_activities(again), _staged_activities(first))
     assert (again.tables["contacts"]["job_title"] == "Head of Procurement").all()
+    # The activities' hashes are kept with a reusable staging and read back, not recomputed.
+    sums = [first.activity_sums(k) for k in range(first.n_buckets)]
+    hashes = sorted((work / "activity_hashes").glob("bucket=*.parquet"))
+    assert len(hashes) == first.n_buckets and again.reusable
+    stamps = [path.stat().st_mtime_ns for path in hashes]
+    for k in range(again.n_buckets):
+        pd.testing.assert_frame_equal(again.activity_sums(k), sums[k])
+    assert [path.stat().st_mtime_ns for path in hashes] == stamps  # read, not rewritten
 
     rebucketed = stage_tables(dirty_dir, catalog, work, "skip", 11, 5_000, reuse=True)
     assert rebucketed.n_buckets != first.n_buckets
+    assert not (work / "activity_hashes").exists()  # they belonged to the old buckets
     pd.testing.assert_frame_equal(_staged_activities(rebucketed), _staged_activities(first))
 
     acts_path = find_table(dirty_dir, "activities")
@@ -131,16 +145,29 @@ def test_account_cache_carries_over_only_with_the_same_models_and_as_of(
     loaded = load_tables(tiny_dir, catalog).tables
     tables = {t: loaded[t] for t in ("accounts", "contacts", "activities", "opportunities")}
     cache = AccountCache("model A|2026-06-30|3")
-    todo, old_contacts, old_groups = cache.split(tables)
-    assert todo is tables and old_contacts is None and cache.rescored == len(tables["accounts"])
+    split = cache.split(tables)
+    assert split.tables is tables and split.contacts is None and split.score_contacts is None
+    assert cache.rescored == len(tables["accounts"])
     contacts = tables["contacts"][["contact_id", "account_id"]].assign(function="sales")
     groups = tables["accounts"][["account_id"]].assign(score=0.5)
     cache.save(tmp_path / "cache", contacts, groups)
 
     again = AccountCache("model A|2026-06-30|3")
     assert again.load(tmp_path / "cache") == len(tables["accounts"])
-    todo, old_contacts, old_groups = again.split(tables)
-    assert len(todo["accounts"]) == len(todo["contacts"]) == len(todo["activities"]) == 0
-    assert len(old_contacts) == len(contacts) and len(old_groups) == len(groups)
+    split = again.split(tables)
+    assert len(split.tables["accounts"]) == len(split.tables["contacts"]) == 0
+    assert len(split.tables["activities"]) == 0
+    assert len(split.contacts) == len(contacts) and len(split.groups) == len(groups)
+
+    # A changed contact: its account is scored again, but only that contact of it.
+    changed = tables["contacts"].copy()
+    changed.loc[changed.index[0], "job_title"] = "Chief Procurement Officer"
+    split = again.split({**tables, "contacts": changed})
+    account = changed.at[changed.index[0], "account_id"]
+    assert split.tables["accounts"]["account_id"].tolist() == [account]
+    assert (split.tables["contacts"]["account_id"] == account).all()
+    assert split.score_contacts.tolist() == [changed.at[changed.index[0], "contact_id"]]
+    assert len(split.contacts) == len(contacts) - 1
+    assert len(split.groups) == len(groups) - 1
     for other in ("model B|2026-06-30|3", "model A|2026-07-01|3"):
         assert AccountCache(other).load(tmp_path / "cache") == 0

@@ -459,6 +459,11 @@ def test_bg_score_rescores_only_changed_contacts(promoted, tiny_dir, tmp_path):
         "scored": touched,
         "from_cache": len(pd.read_parquet(data / "accounts.parquet")) - touched,
     }
+    # In those accounts, the other contacts' rows are reused too.
+    assert second["contacts"] == {
+        "scored": len(changed),
+        "from_cache": len(contacts) - len(changed),
+    }
     run_cli(
         "score",
         tmp_path,

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from buying_groups import __version__
@@ -43,6 +44,8 @@ ACTIVITY_SCHEMA = pa.schema(
     [(c, pa.timestamp("ns") if c == "timestamp" else pa.string()) for c in ACTIVITY_COLUMNS]
 )
 
+HASHES_DIR = "activity_hashes"  # per-contact activity hashes of a reusable staging, by bucket
+
 # Spark reads microsecond timestamps, not pandas' nanoseconds.
 SPARK_READABLE = {"coerce_timestamps": "us", "allow_truncated_timestamps": True}
 
@@ -58,21 +61,45 @@ class Staged:
     rows_in: dict[str, int]
     kept: dict[str, int]
     rejects: pd.DataFrame
+    reusable: bool = False  # a later run with the same inputs reuses this staging
 
     @property
     def activities_dir(self) -> Path:
         return self.directory / "activities"
 
-    def bucket(self, k: int) -> dict[str, pd.DataFrame]:
-        """The four tables restricted to bucket ``k``'s accounts."""
+    def bucket(self, k: int, activities: bool = True) -> dict[str, pd.DataFrame]:
+        """The four tables (three without ``activities``) restricted to bucket ``k``'s
+        accounts."""
         out = {
             name: df[df["bucket"] == k].drop(columns="bucket").reset_index(drop=True)
             for name, df in self.tables.items()
         }
+        if activities:
+            out["activities"] = self.activities(k)
+        return out
+
+    def activities(self, k: int, contact_ids: pd.Series | None = None) -> pd.DataFrame:
+        """Bucket ``k``'s activities, only those of ``contact_ids`` if given (the others
+        are never converted to pandas)."""
         path = self.activities_dir / f"bucket={k}" / "part-0.parquet"
         acts = pq.read_table(path) if path.exists() else ACTIVITY_SCHEMA.empty_table()
-        out["activities"] = acts.to_pandas().astype({"timestamp": "datetime64[ns]"})
-        return out
+        if contact_ids is not None:
+            wanted = pa.array(np.asarray(contact_ids, dtype=object), pa.string())
+            acts = acts.filter(pc.is_in(acts["contact_id"], value_set=wanted))
+        return acts.to_pandas().astype({"timestamp": "datetime64[ns]"})
+
+    def activity_sums(self, k: int) -> pd.DataFrame:
+        """``activity_sums`` of bucket ``k``; kept beside a reusable staging, so a run whose
+        activities did not change does not hash them again."""
+        path = self.directory / HASHES_DIR / f"bucket={k}.parquet"
+        if self.reusable and path.exists():
+            kept = pd.read_parquet(path).set_index("contact_id")
+            if list(kept.columns) == ["rows", "sum", "sum_sq"]:  # else: an older layout
+                return kept
+        sums = activity_sums(self.activities(k))
+        if self.reusable:
+            atomic_write(path, lambda p: sums.reset_index().to_parquet(p, index=False))
+        return sums
 
 
 def iter_table(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
@@ -138,6 +165,7 @@ def stage_tables(
     else:
         manifest.unlink(missing_ok=True)
         shutil.rmtree(workdir / "activities", ignore_errors=True)
+        shutil.rmtree(workdir / HASHES_DIR, ignore_errors=True)
         rows_in, kept, newest, activity_rejects, problems = _stage_activities(
             path, catalog, tables["contacts"], contact_bucket, workdir, on_bad_rows, chunk_rows
         )
@@ -167,6 +195,7 @@ def stage_tables(
         rows_in={t: counts_in[t] for t in ("accounts", "contacts", "activities", "opportunities")},
         kept=counts_kept,
         rejects=rejects_df,
+        reusable=bool(key) and manifest.exists(),
     )
 
 
@@ -274,55 +303,118 @@ def _stage_activities(
 _HASH_KEYS = ("buying-groups-01", "buying-groups-02")  # 16-byte keys of pandas' row hash
 
 
-def account_digests(tables: dict[str, pd.DataFrame], salt: str) -> pd.Series:
+def _row_hashes(df: pd.DataFrame) -> np.ndarray:
+    cols = sorted(c for c in df.columns if c != "bucket")
+    return pd.util.hash_pandas_object(df[cols], index=False, hash_key=_HASH_KEYS[0]).to_numpy()
+
+
+def _sums(
+    codes: np.ndarray, n: int, counts: np.ndarray | None, h1: np.ndarray, h2: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Rows (each element stands for ``counts`` rows; None: one) and the sums (modulo
+    2**64) of the row hashes ``h1`` and of their squares ``h2``, by ``codes`` (-1: left out)."""
+    keep = codes >= 0
+    weights = None if counts is None else counts[keep]
+    out = {"rows": np.bincount(codes[keep], weights, minlength=n).astype(np.int64)}
+    for key, h in (("sum", h1), ("sum_sq", h2)):
+        out[key] = np.zeros(n, dtype=np.uint64)
+        np.add.at(out[key], codes[keep], h[keep])
+    return out
+
+
+def activity_sums(activities: pd.DataFrame) -> pd.DataFrame:
+    """Per contact: its activity rows, and the sums (modulo 2**64) of their row hashes and
+    of the hashes' squares, as ``account_digests`` adds them up per account."""
+    codes, contact_ids = pd.factorize(activities["contact_id"])
+    h = _row_hashes(activities)
+    index = pd.Index(np.asarray(contact_ids, dtype=object), name="contact_id")
+    return pd.DataFrame(_sums(codes, len(index), None, h, h**2), index=index)
+
+
+def account_digests(
+    tables: dict[str, pd.DataFrame], salt: str, per_contact: pd.DataFrame | None = None
+) -> pd.Series:
     """A 128-bit digest (32 hex digits) per account of every input row its outputs depend
     on (its account row, contacts, their activities, its opportunities) and of ``salt``
-    (models, ``as_of``, settings). Row order does not matter: rows hash as a multiset."""
+    (models, ``as_of``, settings). Row order does not matter: rows hash as a multiset.
+    ``per_contact``: the activities' ``activity_sums``, if known (then ``tables`` needs no
+    activities)."""
     accounts = pd.Index(tables["accounts"]["account_id"])
     contacts = tables["contacts"]
     account_of_contact = pd.Series(
         contacts["account_id"].to_numpy(), index=contacts["contact_id"].to_numpy()
     )
+    if per_contact is None:
+        per_contact = activity_sums(tables["activities"])
     columns: dict[str, np.ndarray] = {}
     for name in ("accounts", "contacts", "activities", "opportunities"):
-        df = tables[name]
-        owner = (
-            df["contact_id"].map(account_of_contact) if name == "activities" else df["account_id"]
-        )
-        codes = accounts.get_indexer(owner)
-        keep = codes >= 0
-        cols = sorted(c for c in df.columns if c != "bucket")
-        columns[f"{name}_rows"] = np.bincount(codes[keep], minlength=len(accounts))
-        h = pd.util.hash_pandas_object(df[cols], index=False, hash_key=_HASH_KEYS[0]).to_numpy()
         # Sums of the row hashes and of their squares (modulo 2**64): a multiset hash, so
         # row order does not matter but every row, and how often it occurs, does.
-        for power in (1, 2):
-            total = np.zeros(len(accounts), dtype=np.uint64)
-            np.add.at(total, codes[keep], h[keep] ** power)
-            columns[f"{name}_{power}"] = total
-    frame = pd.DataFrame(columns, index=accounts)
-    frame["salt"] = salt
+        if name == "activities":  # summed per contact already: add them up per account
+            codes = accounts.get_indexer(per_contact.index.map(account_of_contact))
+            counts, h1, h2 = (per_contact[c].to_numpy() for c in ("rows", "sum", "sum_sq"))
+        else:
+            codes = accounts.get_indexer(tables[name]["account_id"])
+            counts, h1 = None, _row_hashes(tables[name])
+            h2 = h1**2
+        for key, value in _sums(codes, len(accounts), counts, h1, h2).items():
+            columns[f"{name}_{key}"] = value
+    return _digests(pd.DataFrame(columns, index=accounts), salt)
+
+
+def contact_digests(
+    contacts: pd.DataFrame, salt: str, per_contact: pd.DataFrame | None = None
+) -> pd.Series:
+    """A 128-bit digest per contact of what its own output row depends on: its row, its
+    activities (``per_contact``: their ``activity_sums``) and ``salt``."""
+    pos = per_contact.index.get_indexer(contacts["contact_id"])
+    frame = pd.DataFrame({"row": _row_hashes(contacts)}, index=contacts["contact_id"].to_numpy())
+    for col in ("rows", "sum", "sum_sq"):  # a contact without activities: zeros
+        values = per_contact[col].to_numpy()
+        frame[col] = np.where(pos >= 0, values[pos] if len(values) else 0, 0).astype(values.dtype)
+    return _digests(frame, salt)
+
+
+def _digests(frame: pd.DataFrame, salt: str) -> pd.Series:
+    """Per row of ``frame`` (index included) and ``salt``: 32 hex digits."""
+    frame = frame.assign(salt=salt)
     halves = [
         pd.util.hash_pandas_object(frame, index=True, hash_key=key).to_numpy() for key in _HASH_KEYS
     ]
     digest = [f"{a:016x}{b:016x}" for a, b in zip(*halves, strict=True)]
-    return pd.Series(digest, index=accounts, name="digest", dtype=object)
+    return pd.Series(digest, index=frame.index, name="digest", dtype=object)
+
+
+@dataclass
+class Split:
+    """A bucket split by ``AccountCache.split``."""
+
+    tables: dict[str, pd.DataFrame]  # the accounts to score (all their rows: groups need them)
+    score_contacts: pd.Series | None  # ids of their contacts to score (None: all)
+    contacts: pd.DataFrame | None  # the other contacts' outputs, from the cache
+    groups: pd.DataFrame | None  # the other accounts' groups, from the cache
 
 
 class AccountCache:
     """Contacts and groups an earlier run scored, reused for every account whose digest
     (``account_digests``: its rows, the models, ``as_of`` and settings) is unchanged, so a
-    daily run scores only accounts with new or changed rows. ``save`` keeps this run's."""
+    daily run scores only accounts with new or changed rows; in those, contacts whose own
+    rows did not change (``contact_digests``) keep their output rows too. ``save`` keeps
+    this run's."""
 
-    FILES = ("accounts.parquet", "contacts.parquet", "groups.parquet")
+    FILES = ("accounts.parquet", "contacts.parquet", "groups.parquet", "contact_digests.parquet")
 
     def __init__(self, salt: str) -> None:
         self.salt = salt
         self.previous = pd.Series(dtype=object)  # account_id -> digest
+        self.previous_contacts = pd.Series(dtype=object)  # contact_id -> digest
         self.contacts: pd.DataFrame | None = None
+        self._rows = pd.Index([])  # contact_id of each cached contacts row
         self.groups: pd.DataFrame | None = None
         self.seen: list[pd.Series] = []
-        self.reused = self.rescored = 0
+        self.seen_contacts: list[pd.Series] = []
+        self.reused = self.rescored = 0  # accounts
+        self.contacts_reused = self.contacts_rescored = 0
 
     def load(self, directory: Path) -> int:
         """Read a cache written by ``save`` with the same salt; returns the accounts in it."""
@@ -332,26 +424,31 @@ class AccountCache:
         table = pq.read_table(paths[0])
         if (table.schema.metadata or {}).get(b"salt", b"").decode() != self.salt:
             return 0  # another model, as_of or scorer: nothing carries over
-        frame = table.to_pandas()
-        self.previous = pd.Series(frame["digest"].to_numpy(), index=frame["account_id"])
+        self.previous = _read_digests(paths[0], "account_id")
+        self.previous_contacts = _read_digests(paths[3], "contact_id")
         self.contacts = pd.read_parquet(paths[1])
         self.groups = pd.read_parquet(paths[2])
+        self._rows = pd.Index(self.contacts["contact_id"])
         return len(self.previous)
 
     def split(
-        self, tables: dict[str, pd.DataFrame]
-    ) -> tuple[dict[str, pd.DataFrame], pd.DataFrame | None, pd.DataFrame | None]:
-        """The tables restricted to accounts that need scoring, and the cached contacts and
-        groups of the others."""
-        digests = account_digests(tables, self.salt)
+        self, tables: dict[str, pd.DataFrame], per_contact: pd.DataFrame | None = None
+    ) -> Split:
+        """Which accounts and contacts of ``tables`` need scoring, and the cached outputs of
+        the others. ``per_contact``: as for ``account_digests``."""
+        if per_contact is None:
+            per_contact = activity_sums(tables["activities"])
+        digests = account_digests(tables, self.salt, per_contact)
+        by_contact = contact_digests(tables["contacts"], self.salt, per_contact)
         self.seen.append(digests)
-        known = self.previous.reindex(digests.index)
-        same = digests.index[(known == digests).to_numpy()]
-        self.reused += len(same)
-        self.rescored += len(digests) - len(same)
-        if len(same) == 0:
-            return tables, None, None
-        reused = pd.Index(same)
+        self.seen_contacts.append(by_contact)
+        same = (self.previous.reindex(digests.index) == digests).to_numpy()
+        self.reused += int(same.sum())
+        self.rescored += int((~same).sum())
+        if self.contacts is None:
+            self.contacts_rescored += len(by_contact)
+            return Split(tables, None, None, None)
+        reused = digests.index[same]
         todo = {}
         for name, df in tables.items():
             if name == "activities":
@@ -361,26 +458,45 @@ class AccountCache:
                 todo[name] = df[~df["contact_id"].isin(ids)].reset_index(drop=True)
             else:
                 todo[name] = df[~df["account_id"].isin(reused)].reset_index(drop=True)
-        contacts = self.contacts[self.contacts["account_id"].isin(reused)]
-        groups = self.groups[self.groups["account_id"].isin(reused)]
-        return todo, contacts, groups
+        # Every contact of a reused account, and the unchanged contacts of the others.
+        unchanged = by_contact.index[
+            (self.previous_contacts.reindex(by_contact.index) == by_contact).to_numpy()
+        ]
+        rows = self._rows.get_indexer(unchanged)  # lookups, not a pass over the cache
+        cached = self.contacts.iloc[np.sort(rows[rows >= 0])]
+        ids = todo["contacts"]["contact_id"]
+        rescore = ids[~ids.isin(cached["contact_id"])]
+        self.contacts_reused += len(by_contact) - len(rescore)
+        self.contacts_rescored += len(rescore)
+        groups = self.groups[self.groups["account_id"].isin(reused)] if len(reused) else None
+        return Split(todo, rescore, cached if len(cached) else None, groups)
 
     def save(self, directory: Path, contacts: pd.DataFrame, groups: pd.DataFrame) -> None:
         """Write this run's digests and outputs (atomically, file by file)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        digests = pd.concat(self.seen) if self.seen else pd.Series(dtype=object)
-        accounts = pa.table(
-            {
-                "account_id": pa.array(digests.index.astype(str), pa.string()),
-                "digest": pa.array(digests.to_numpy().tolist(), pa.string()),
-            }
-        ).replace_schema_metadata({"salt": self.salt})
         # Digests out first and back last: a run that stops in between leaves no cache.
         (directory / self.FILES[0]).unlink(missing_ok=True)
         write_table(contacts, directory / self.FILES[1])
         write_table(groups, directory / self.FILES[2])
-        atomic_write(directory / self.FILES[0], lambda p: pq.write_table(accounts, p))
+        _write_digests(self.seen_contacts, "contact_id", directory / self.FILES[3], self.salt)
+        _write_digests(self.seen, "account_id", directory / self.FILES[0], self.salt)
+
+
+def _write_digests(parts: list[pd.Series], key: str, path: Path, salt: str) -> None:
+    digests = pd.concat(parts) if parts else pd.Series(dtype=object)
+    table = pa.table(
+        {
+            key: pa.array(digests.index.astype(str), pa.string()),
+            "digest": pa.array(digests.to_numpy().tolist(), pa.string()),
+        }
+    ).replace_schema_metadata({"salt": salt})
+    atomic_write(path, lambda p: pq.write_table(table, p))
+
+
+def _read_digests(path: Path, key: str) -> pd.Series:
+    frame = pd.read_parquet(path)
+    return pd.Series(frame["digest"].to_numpy(), index=frame[key].to_numpy())
 
 
 def score_bucket(
@@ -390,34 +506,26 @@ def score_bucket(
     top_reasons: int = 3,
     chunk_size: int = 2000,
     on_contacts: Callable[[int], None] | None = None,
-    cache: AccountCache | None = None,
+    contact_ids: pd.Series | None = None,
 ) -> tuple[pd.DataFrame | None, pd.DataFrame]:
-    """Contacts (persona, roles from title + activity) and groups of one bucket's accounts;
-    with ``cache``, accounts whose rows did not change come from it."""
-    old_contacts = old_groups = None
-    if cache is not None:
-        tables, old_contacts, old_groups = cache.split(tables)
-        if old_contacts is not None:
-            _keep_role_predictions(old_contacts)
-            if on_contacts is not None:
-                on_contacts(len(old_contacts))
-            if len(tables["accounts"]) == 0:
-                return old_contacts, old_groups
-    inputs = contact_inputs(tables["contacts"], tables["activities"], as_of=as_of)
+    """Contacts (persona, roles from title + activity; only ``contact_ids`` if given) and
+    groups of some accounts."""
+    contacts, activities = tables["contacts"], tables["activities"]
+    if contact_ids is not None:
+        contacts = contacts[contacts["contact_id"].isin(contact_ids)]
+        activities = activities[activities["contact_id"].isin(contact_ids)]
+    inputs = contact_inputs(contacts, activities, as_of=as_of)
     parts = []
     for start in range(0, len(inputs), chunk_size):
         chunk = inputs.iloc[start : start + chunk_size]
         parts.append(score_contacts(wrapped.predict_roles, chunk, wrapped.catalog))
         if on_contacts is not None:
             on_contacts(len(chunk))
-    contacts = pd.concat(parts) if parts else None
+    scored = pd.concat(parts) if parts else None
     groups = score_groups(
         wrapped.predict_roles, wrapped.qualifier, tables, wrapped.catalog, as_of, top_reasons
     )
-    if old_contacts is not None:
-        contacts = pd.concat([c for c in (old_contacts, contacts) if c is not None])
-        groups = pd.concat([old_groups, groups])
-    return contacts, groups
+    return scored, groups
 
 
 def _keep_role_predictions(contacts: pd.DataFrame) -> None:
@@ -442,11 +550,28 @@ def score_buckets(
     on_contacts: Callable[[int], None] | None = None,
     cache: AccountCache | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every bucket in turn; outputs in a canonical order (contact; account, product)."""
+    """Every bucket in turn; outputs in a canonical order (contact; account, product). With
+    ``cache``, unchanged accounts and contacts come from it (the activities of unchanged
+    accounts are not even read)."""
     contacts, groups = [], []
     for k in range(staged.n_buckets):
+        if cache is None:
+            split = Split(staged.bucket(k), None, None, None)
+        else:
+            split = cache.split(staged.bucket(k, activities=False), staged.activity_sums(k))
+            todo = None if split.groups is None else split.tables["contacts"]["contact_id"]
+            split.tables["activities"] = staged.activities(k, todo)
+        if split.contacts is not None:
+            _keep_role_predictions(split.contacts)
+            contacts.append(split.contacts)
+            if on_contacts is not None:
+                on_contacts(len(split.contacts))
+        if split.groups is not None:
+            groups.append(split.groups)
+        if len(split.tables["accounts"]) == 0:
+            continue
         c, g = score_bucket(
-            wrapped, staged.bucket(k), as_of, top_reasons, chunk_size, on_contacts, cache
+            wrapped, split.tables, as_of, top_reasons, chunk_size, on_contacts, split.score_contacts
         )
         if c is not None:
             contacts.append(c)

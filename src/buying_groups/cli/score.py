@@ -74,8 +74,16 @@ def _score_local(wrapped, staged, as_of: pd.Timestamp, cfg: DictConfig, accounts
 
 def run(cfg: DictConfig) -> dict:
     # -- config and model ----------------------------------------------------------------------
+    phases, mark = {}, time.perf_counter()  # seconds per phase, for summary.json
+
+    def lap(name: str) -> None:
+        nonlocal mark
+        phases[name] = round(time.perf_counter() - mark, 2)
+        mark = time.perf_counter()
+
     tracking.setup(cfg.tracking)
     wrapped, where, local_path = load_model(cfg.model_uri, cfg.variant)
+    lap("load model")
     console.print(f"model: {where}")
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -102,6 +110,7 @@ def run(cfg: DictConfig) -> dict:
                 )
             except DataValidationError as exc:
                 fail_with_problems(exc.problems)
+        lap("validate and stage")
         as_of = pd.Timestamp(cfg.as_of) if cfg.as_of else staged.as_of
         if as_of is None:
             raise SystemExit("no valid activities to date the scoring: pass as_of=<date>")
@@ -126,14 +135,18 @@ def run(cfg: DictConfig) -> dict:
             if cache_file is not None:
                 accounts = AccountCache(f"{wrapped.scoring_key}|{as_of}|{cfg.top_reasons}")
                 accounts.load(cache_file.parent / "accounts")
+            lap("read caches")
             with caching(cache):
                 contacts, groups = _score_local(wrapped, staged, as_of, cfg, accounts)
+            lap("score")
             if cache_file is not None:  # this run's inputs only: the cache does not grow
                 cache.save(cache_file, digest, keep=cache.used)
                 accounts.save(cache_file.parent / "accounts", contacts, groups)
+            lap("write caches")
             # -- write atomically (temp file, then rename) -----------------------------------
             write_table(contacts, out / "contacts_scored.parquet")
             write_table(groups, out / "groups_scored.parquet")
+            lap("write outputs")
             tally = {
                 "contacts": len(contacts),
                 "groups": len(groups),
@@ -162,12 +175,17 @@ def run(cfg: DictConfig) -> dict:
         "engine": cfg.engine,
         "as_of": str(as_of),
         "seconds": round(seconds, 1),
+        "seconds_by_phase": phases,
         "role_weights_digest": digest,
         "role_variant": wrapped.role_variant,
         "role_model_inputs": {"encoded": cache.misses - misses, "from_cache": cache.hits - hits},
         "accounts": {
             "scored": accounts.rescored if accounts else len(staged.tables["accounts"]),
             "from_cache": accounts.reused if accounts else 0,
+        },
+        "contacts": {
+            "scored": accounts.contacts_rescored if accounts else tally["contacts"],
+            "from_cache": accounts.contacts_reused if accounts else 0,
         },
         "contacts_scored": tally["contacts"],
         "groups_scored": tally["groups"],
@@ -188,7 +206,9 @@ def run(cfg: DictConfig) -> dict:
         n = summary["accounts"]
         console.print(
             f"accounts: {n['scored']:,} scored, {n['from_cache']:,} unchanged since the last "
-            "run (outputs reused)"
+            "run (outputs reused); contacts: "
+            f"{summary['contacts']['scored']:,} scored, {summary['contacts']['from_cache']:,} "
+            "unchanged"
         )
     console.print(
         f"as of {as_of:%Y-%m-%d}: {tally['contacts']:,} contacts and {tally['groups']:,} groups "

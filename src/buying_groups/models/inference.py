@@ -128,10 +128,9 @@ class PredictionCache:
         keys = [k for k in table if keep is None or k in keep]
         cols = {"key": pa.array(keys, pa.binary(16))}
         for i, name in enumerate(("function", "seniority", "role")):
-            rows = [table[k][i].ravel() for k in keys]
-            flat = np.concatenate(rows) if rows else np.zeros(0, np.float32)
-            width = len(rows[0]) if rows else 1
-            cols[name] = pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), width)
+            rows = np.stack([table[k][i] for k in keys]) if keys else np.zeros((0, 1))
+            flat = pa.array(rows.reshape(-1).astype(np.float32, copy=False))
+            cols[name] = pa.FixedSizeListArray.from_arrays(flat, rows[0].size if keys else 1)
         out = pa.table(cols).replace_schema_metadata({"weights_digest": digest})
         atomic_write(Path(path), lambda p: pq.write_table(out, p))
         return len(keys)
@@ -145,8 +144,8 @@ class PredictionCache:
         if meta.get(b"weights_digest", b"").decode() != digest:
             return 0
         keys = table.column("key").to_pylist()
-        f, s, r = (
-            np.stack(table.column(c).to_numpy(zero_copy_only=False))
+        f, s, r = (  # fixed-size lists: one flat array, reshaped
+            table.column(c).combine_chunks().flatten().to_numpy().reshape(len(keys), -1)
             if len(keys)
             else np.zeros((0, 1), np.float32)
             for c in ("function", "seniority", "role")
