@@ -103,6 +103,39 @@ def test_predictions_do_not_depend_on_batching_or_duplicates(model_and_tokenizer
     np.testing.assert_allclose(a["role"][4:], b["role"], atol=1e-5)
 
 
+def test_the_prediction_cache_gives_back_what_the_model_predicted(
+    model_and_tokenizer, frame, tmp_path
+):
+    """Cached inputs come back identical, within a run and after save/load (with more
+    inputs than the cache's first block, so it grows); only kept keys are saved."""
+    from buying_groups.models.inference import PredictionCache, caching, prediction_key
+
+    model, tok = model_and_tokenizer
+    model.save(tmp_path / "model", tok)
+    model, tok = RoleModel.load(tmp_path / "model")  # a saved model: its weights key the cache
+    many = pd.DataFrame({"job_title": [f"Buyer {i}" for i in range(1500)], "activity_text": ""})
+    many = pd.concat([frame, many], ignore_index=True)
+    expected = predict_proba(model, tok, many)
+    with caching() as cache:
+        first = predict_proba(model, tok, many.iloc[:700])
+        again = predict_proba(model, tok, many)  # 700 from the cache, the rest encoded
+        assert (cache.hits, cache.misses) == (700, len(many))
+    for head in ("function", "seniority", "role"):
+        np.testing.assert_allclose(first[head], expected[head][:700], atol=1e-6)
+        np.testing.assert_allclose(again[head], expected[head], atol=1e-6)
+    digest = prediction_key(model)
+    keep = {PredictionCache.key(t, "") for t in many["job_title"].iloc[10:].astype(str)}
+    assert cache.save(tmp_path / "cache.parquet", digest, keep=keep) == len(many) - 10
+    loaded = PredictionCache()
+    assert loaded.load(tmp_path / "cache.parquet", "another model", len(PRODUCTS)) == 0
+    assert loaded.load(tmp_path / "cache.parquet", digest, len(PRODUCTS)) == len(many) - 10
+    with caching(loaded):
+        back = predict_proba(model, tok, many)
+    assert (loaded.hits, loaded.misses) == (len(many) - 10, 10)
+    for head in ("function", "seniority", "role"):
+        np.testing.assert_allclose(back[head], expected[head], atol=1e-6)
+
+
 def test_input_errors_are_clear():
     with pytest.raises(ValueError, match="missing input column 'activity_text'"):
         clean_inputs(pd.DataFrame({"job_title": ["x"]}))

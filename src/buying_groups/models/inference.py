@@ -103,13 +103,41 @@ def clean_inputs(frame: pd.DataFrame) -> tuple[list[str], list[str]]:
     return out[0], out[1]
 
 
+class _Entries:
+    """One model's cached probabilities: a row per input in one array per head (grown by
+    doubling), found by the input's key."""
+
+    def __init__(self, keys: list[bytes] = (), heads: tuple[np.ndarray, ...] = ()) -> None:
+        self.row = dict(zip(keys, range(len(keys)), strict=True))
+        self.heads = list(heads)  # function (n, F), seniority (n, S), role (n, P, R)
+
+    def find(self, keys: list[bytes]) -> np.ndarray:
+        """Each key's row, -1 where it is not cached."""
+        return np.fromiter((self.row.get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
+
+    def add(self, keys: list[bytes], heads: tuple[np.ndarray, ...]) -> None:
+        """New keys (not cached yet) and their probabilities."""
+        n, need = len(self.row), len(self.row) + len(keys)
+        if not self.heads:
+            self.heads = [np.empty((0, *h.shape[1:]), np.float32) for h in heads]
+        if need > len(self.heads[0]):
+            extra = max(need, 2 * len(self.heads[0]), 1024) - n
+            self.heads = [
+                np.concatenate([h[:n], np.empty((extra, *h.shape[1:]), h.dtype)])
+                for h in self.heads
+            ]
+        for h, new in zip(self.heads, heads, strict=True):
+            h[n:need] = new
+        self.row.update(zip(keys, range(n, need), strict=True))
+
+
 class PredictionCache:
     """Class probabilities of inputs a model has already scored, by the model's weights
     digest and a hash of each (title, activity text): a rerun encodes only new or changed
     inputs, and a different model never sees another's entries."""
 
     def __init__(self) -> None:
-        self.tables: dict[str, dict[bytes, tuple[np.ndarray, ...]]] = {}
+        self.tables: dict[str, _Entries] = {}
         self.used: set[bytes] = set()  # keys looked up or added (what ``save`` keeps)
         self.hits = self.misses = 0
 
@@ -124,16 +152,19 @@ class PredictionCache:
 
         from buying_groups.data.io import atomic_write
 
-        table = self.tables.get(digest, {})
-        keys = [k for k in table if keep is None or k in keep]
-        cols = {"key": pa.array(keys, pa.binary(16))}
-        for i, name in enumerate(("function", "seniority", "role")):
-            rows = np.stack([table[k][i] for k in keys]) if keys else np.zeros((0, 1))
-            flat = pa.array(rows.reshape(-1).astype(np.float32, copy=False))
-            cols[name] = pa.FixedSizeListArray.from_arrays(flat, rows[0].size if keys else 1)
+        entries = self.tables.get(digest) or _Entries()
+        kept = [(k, i) for k, i in entries.row.items() if keep is None or k in keep]
+        rows = np.fromiter((i for _, i in kept), dtype=np.int64, count=len(kept))
+        cols = {"key": pa.array([k for k, _ in kept], pa.binary(16))}
+        for name, head in zip(
+            ("function", "seniority", "role"), entries.heads or [None] * 3, strict=True
+        ):
+            values = head[rows].reshape(len(rows), -1) if head is not None else np.zeros((0, 1))
+            flat = pa.array(values.reshape(-1).astype(np.float32, copy=False))
+            cols[name] = pa.FixedSizeListArray.from_arrays(flat, values.shape[1])
         out = pa.table(cols).replace_schema_metadata({"weights_digest": digest})
         atomic_write(Path(path), lambda p: pq.write_table(out, p))
-        return len(keys)
+        return len(kept)
 
     def load(self, path: Path, digest: str, n_products: int) -> int:
         """Read entries written by ``save`` for the same weights; other files are ignored."""
@@ -144,16 +175,13 @@ class PredictionCache:
         if meta.get(b"weights_digest", b"").decode() != digest:
             return 0
         keys = table.column("key").to_pylist()
-        f, s, r = (  # fixed-size lists: one flat array, reshaped
+        if not keys:
+            return 0
+        f, s, r = (  # fixed-size lists: one flat array each, reshaped
             table.column(c).combine_chunks().flatten().to_numpy().reshape(len(keys), -1)
-            if len(keys)
-            else np.zeros((0, 1), np.float32)
             for c in ("function", "seniority", "role")
         )
-        r = r.reshape(len(keys), n_products, -1)
-        entries = self.tables.setdefault(digest, {})
-        for i, k in enumerate(keys):
-            entries[k] = (f[i], s[i], r[i])
+        self.tables[digest] = _Entries(keys, (f, s, r.reshape(len(keys), n_products, -1)))
         return len(keys)
 
 
@@ -204,11 +232,12 @@ def predict_proba(
     digest = prediction_key(model)
     cache = _CACHE[-1] if _CACHE and digest else None
     if cache is not None:
-        table = cache.tables.setdefault(digest, {})
+        entries = cache.tables.setdefault(digest, _Entries())
         keys = [PredictionCache.key(t, a) for t, a in uniques]
-        hit = np.array([k in table for k in keys], dtype=bool)
-        for i in np.flatnonzero(hit):
-            f[i], s[i], r[i] = table[keys[i]]
+        rows = entries.find(keys)
+        hit = rows >= 0
+        if hit.any():
+            f[hit], s[hit], r[hit] = (head[rows[hit]] for head in entries.heads)
         cache.used.update(keys)
         todo = np.flatnonzero(~hit)
         cache.hits += int(hit.sum())
@@ -229,8 +258,7 @@ def predict_proba(
         batch = tokenizer.pad({k: [enc[k][j] for j in rows] for k in enc}, return_tensors="np")
         f[idx], s[idx], r[idx] = (softmax(x) for x in model.runner(dict(batch)))
     if cache is not None:
-        for i in todo:
-            table[keys[i]] = (f[i].copy(), s[i].copy(), r[i].copy())
+        entries.add([keys[i] for i in todo], (f[todo], s[todo], r[todo]))
     return {"function": f[codes], "seniority": s[codes], "role": r[codes]}
 
 
