@@ -200,3 +200,19 @@ def test_cli_prints_one_line_per_problem_without_traceback(tiny_dir, tmp_path):
     assert any(ln.startswith("contacts, column 'job_titel'") for ln in lines)
     assert any(ln.startswith("contacts, row 6, column 'contact_id': duplicate id") for ln in lines)
     assert any(ln.startswith("activities, row 11, column 'timestamp': unparseable") for ln in lines)
+
+
+def test_tables_are_written_whole_and_readable_as_plain_files_are(tmp_path):
+    """An atomic write leaves no temporary file behind and gives the file the permissions
+    ``open`` would (not the temporary file's owner-only ones)."""
+    import os
+
+    from buying_groups.data.io import write_table
+
+    df = pd.DataFrame({"a": [1, 2]})
+    for name in ("t.parquet", "t.csv"):
+        write_table(df, tmp_path / name)
+        umask = os.umask(0o022)
+        os.umask(umask)
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv", "t.parquet"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -15,16 +16,26 @@ FORMATS = ("parquet", "csv")
 
 
 def atomic_write(path: Path, write: callable) -> None:  # type: ignore[valid-type]
-    """Call ``write(tmp_path)`` then rename onto ``path``: readers never see half a file."""
+    """Call ``write(tmp_path)`` then rename onto ``path``: readers never see half a file.
+    The file gets the permissions a plain ``open`` would give it (the temporary file's are
+    private to its owner)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@functools.cache
+def _umask() -> int:
+    mask = os.umask(0o077)  # reading the umask means setting it: put it straight back
+    os.umask(mask)
+    return mask
 
 
 def write_table(df: pd.DataFrame, path: Path) -> None:
