@@ -34,6 +34,8 @@ def score(data: Path, out: Path, *extra: str) -> dict:
         "contacts": summary["contacts_scored"],
         **{f"role inputs {k}": v for k, v in summary["role_model_inputs"].items()},
         **{f"accounts {k}": v for k, v in summary["accounts"].items()},
+        **{f"contacts {k}": v for k, v in summary["contacts"].items()},
+        **{f"{k} s": v for k, v in summary["seconds_by_phase"].items()},
     }
 
 
