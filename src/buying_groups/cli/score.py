@@ -8,6 +8,7 @@ writes -> counts (rows in = rows scored + rows rejected).
 
 from __future__ import annotations
 
+import gc
 import tempfile
 import time
 from contextlib import nullcontext
@@ -222,4 +223,15 @@ def run(cfg: DictConfig) -> dict:
     return summary
 
 
-main = hydra_entry("score", run)
+_main = hydra_entry("score", run)
+
+
+def main() -> None:
+    """The ``bg-score`` command."""
+    # A batch run allocates millions of short-lived objects (frames, Arrow conversions) beside
+    # ~1 M long-lived ones (the libraries imported above). Leave those out of garbage
+    # collections and collect the young generation every 10,000 allocations rather than 700:
+    # 0.7-0.9 s less collecting in a rescore of the large dataset (docs/benchmarks.md).
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 20)
+    _main()
