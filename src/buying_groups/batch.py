@@ -362,9 +362,7 @@ def account_digests(
     return _digests(pd.DataFrame(columns, index=accounts), salt)
 
 
-def contact_digests(
-    contacts: pd.DataFrame, salt: str, per_contact: pd.DataFrame | None = None
-) -> pd.Series:
+def contact_digests(contacts: pd.DataFrame, salt: str, per_contact: pd.DataFrame) -> pd.Series:
     """A 128-bit digest per contact of what its own output row depends on: its row, its
     activities (``per_contact``: their ``activity_sums``) and ``salt``."""
     pos = per_contact.index.get_indexer(contacts["contact_id"])
@@ -559,8 +557,9 @@ def score_buckets(
             split = Split(staged.bucket(k), None, None, None)
         else:
             split = cache.split(staged.bucket(k, activities=False), staged.activity_sums(k))
-            todo = None if split.groups is None else split.tables["contacts"]["contact_id"]
-            split.tables["activities"] = staged.activities(k, todo)
+            if len(split.tables["accounts"]):  # read only the activities still needed
+                todo = None if split.groups is None else split.tables["contacts"]["contact_id"]
+                split.tables["activities"] = staged.activities(k, todo)
         if split.contacts is not None:
             _keep_role_predictions(split.contacts)
             contacts.append(split.contacts)
