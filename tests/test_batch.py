@@ -146,7 +146,7 @@ def test_account_cache_carries_over_only_with_the_same_models_and_as_of(
     tables = {t: loaded[t] for t in ("accounts", "contacts", "activities", "opportunities")}
     cache = AccountCache("model A|2026-06-30|3")
     split = cache.split(tables)
-    assert split.tables is tables and split.contacts is None and split.score_contacts is None
+    assert split.tables is tables and split.contacts is None and split.contact_ids is None
     assert cache.rescored == len(tables["accounts"])
     contacts = tables["contacts"][["contact_id", "account_id"]].assign(function="sales")
     groups = tables["accounts"][["account_id"]].assign(score=0.5)
@@ -166,7 +166,7 @@ def test_account_cache_carries_over_only_with_the_same_models_and_as_of(
     account = changed.at[changed.index[0], "account_id"]
     assert split.tables["accounts"]["account_id"].tolist() == [account]
     assert (split.tables["contacts"]["account_id"] == account).all()
-    assert split.score_contacts.tolist() == [changed.at[changed.index[0], "contact_id"]]
+    assert split.contact_ids.tolist() == [changed.at[changed.index[0], "contact_id"]]
     assert len(split.contacts) == len(contacts) - 1
     assert len(split.groups) == len(groups) - 1
     for other in ("model B|2026-06-30|3", "model A|2026-07-01|3"):

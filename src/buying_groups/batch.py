@@ -388,7 +388,7 @@ class Split:
     """A bucket split by ``AccountCache.split``."""
 
     tables: dict[str, pd.DataFrame]  # the accounts to score (all their rows: groups need them)
-    score_contacts: pd.Series | None  # ids of their contacts to score (None: all)
+    contact_ids: pd.Series | None  # ids of their contacts to score (None: all)
     contacts: pd.DataFrame | None  # the other contacts' outputs, from the cache
     groups: pd.DataFrame | None  # the other accounts' groups, from the cache
 
@@ -570,7 +570,7 @@ def score_buckets(
         if len(split.tables["accounts"]) == 0:
             continue
         c, g = score_bucket(
-            wrapped, split.tables, as_of, top_reasons, chunk_size, on_contacts, split.score_contacts
+            wrapped, split.tables, as_of, top_reasons, chunk_size, on_contacts, split.contact_ids
         )
         if c is not None:
             contacts.append(c)

@@ -190,10 +190,12 @@ def _exportable(model) -> Iterator[None]:  # noqa: ANN001
         model.train(was_training)
 
 
+GRAPH_NAMES = {False: "role_model.onnx", True: "role_model.int8.onnx"}  # by int8
+
+
 def exported_graph(digest: str, int8: bool = False) -> Path:
     """Where the graph of the model with weights ``digest`` is (or will be) exported."""
-    folder = cache_root() / "onnx" / f"{digest[:32]}-{EXPORT_VERSION}"
-    return folder / ("role_model.int8.onnx" if int8 else "role_model.onnx")
+    return cache_root() / "onnx" / f"{digest[:32]}-{EXPORT_VERSION}" / GRAPH_NAMES[int8]
 
 
 def export_onnx(model, tokenizer, int8: bool = False) -> Path:  # noqa: ANN001
@@ -212,8 +214,7 @@ def export_onnx(model, tokenizer, int8: bool = False) -> Path:  # noqa: ANN001
         os.utime(folder)  # "recently used", for prune_onnx_cache
         if fresh:
             prune_onnx_cache()
-    fp32 = folder / "role_model.onnx"
-    q = folder / "role_model.int8.onnx"
+    fp32, q = folder / GRAPH_NAMES[False], folder / GRAPH_NAMES[True]
     if int8 and q.exists():
         return q
     if not fp32.exists():
@@ -221,7 +222,7 @@ def export_onnx(model, tokenizer, int8: bool = False) -> Path:  # noqa: ANN001
 
         _Heads = _heads_module()
         example = tokenizer(["vp sales"] * 2, ["visited pricing"] * 2, return_tensors="pt")
-        tmp = folder / f".{os.getpid()}.role_model.onnx"
+        tmp = folder / f".{os.getpid()}.{fp32.name}"
         with _exportable(model), torch.no_grad(), warnings.catch_warnings():
             # The tracer warns about shape checks it freezes; they are constant for this
             # model (no causal mask, no past keys), and the graph is tested against fp32.
@@ -242,7 +243,7 @@ def export_onnx(model, tokenizer, int8: bool = False) -> Path:  # noqa: ANN001
     if not q.exists():
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        tmp = folder / f".{os.getpid()}.role_model.int8.onnx"
+        tmp = folder / f".{os.getpid()}.{q.name}"
         # Per-channel scales: per-tensor ones lose ~1.5 points of OOD role macro-F1 here.
         root = logging.getLogger()
         level = root.level
