@@ -3,6 +3,7 @@ rejected (with file row numbers) whatever the chunk and bucket sizes."""
 
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -75,7 +76,7 @@ def test_account_digests_see_every_row_of_an_account_and_nothing_else(tiny_dir, 
     tables = load_tables(tiny_dir, catalog).tables
     before = account_digests(tables, "model A")
     assert before.index.is_unique and len(before) == len(tables["accounts"])
-    assert before.nunique() == len(before) and before.str.fullmatch("[0-9a-f]{32}").all()
+    assert before.nunique() == len(before) and before.dtype == np.uint64
 
     shuffled = {name: df.sample(frac=1.0, random_state=0) for name, df in tables.items()}
     pd.testing.assert_series_equal(account_digests(shuffled, "model A").loc[before.index], before)

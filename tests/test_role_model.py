@@ -125,15 +125,17 @@ def test_the_prediction_cache_gives_back_what_the_model_predicted(
         np.testing.assert_allclose(again[head], expected[head], atol=1e-6)
     digest = prediction_key(model)
     keep = {PredictionCache.key(t, "") for t in many["job_title"].iloc[10:].astype(str)}
-    assert cache.save(tmp_path / "cache.parquet", digest, keep=keep) == len(many) - 10
+    assert cache.save(tmp_path / "cache.arrow", digest, keep=keep) == len(many) - 10
     loaded = PredictionCache()
-    assert loaded.load(tmp_path / "cache.parquet", "another model", len(PRODUCTS)) == 0
-    assert loaded.load(tmp_path / "cache.parquet", digest, len(PRODUCTS)) == len(many) - 10
+    assert loaded.load(tmp_path / "cache.arrow", "another model", len(PRODUCTS)) == 0
+    assert loaded.load(tmp_path / "cache.arrow", digest, len(PRODUCTS)) == len(many) - 10
     with caching(loaded):
         back = predict_proba(model, tok, many)
     assert (loaded.hits, loaded.misses) == (len(many) - 10, 10)
     for head in ("function", "seniority", "role"):
         np.testing.assert_allclose(back[head], expected[head], atol=1e-6)
+    many.to_parquet(tmp_path / "older.parquet")  # not a cache file: nothing is reused
+    assert PredictionCache().load(tmp_path / "older.parquet", digest, len(PRODUCTS)) == 0
 
 
 def test_input_errors_are_clear():

@@ -334,7 +334,7 @@ def activity_sums(activities: pd.DataFrame) -> pd.DataFrame:
 def account_digests(
     tables: dict[str, pd.DataFrame], salt: str, per_contact: pd.DataFrame | None = None
 ) -> pd.Series:
-    """A 128-bit digest (32 hex digits) per account of every input row its outputs depend
+    """A 64-bit digest per account of every input row its outputs depend
     on (its account row, contacts, their activities, its opportunities) and of ``salt``
     (models, ``as_of``, settings). Row order does not matter: rows hash as a multiset.
     ``per_contact``: the activities' ``activity_sums``, if known (then ``tables`` needs no
@@ -363,7 +363,7 @@ def account_digests(
 
 
 def contact_digests(contacts: pd.DataFrame, salt: str, per_contact: pd.DataFrame) -> pd.Series:
-    """A 128-bit digest per contact of what its own output row depends on: its row, its
+    """A 64-bit digest per contact of what its own output row depends on: its row, its
     activities (``per_contact``: their ``activity_sums``) and ``salt``."""
     pos = per_contact.index.get_indexer(contacts["contact_id"])
     frame = pd.DataFrame({"row": _row_hashes(contacts)}, index=contacts["contact_id"].to_numpy())
@@ -374,13 +374,19 @@ def contact_digests(contacts: pd.DataFrame, salt: str, per_contact: pd.DataFrame
 
 
 def _digests(frame: pd.DataFrame, salt: str) -> pd.Series:
-    """Per row of ``frame`` (index included) and ``salt``: 32 hex digits."""
-    frame = frame.assign(salt=salt)
-    halves = [
-        pd.util.hash_pandas_object(frame, index=True, hash_key=key).to_numpy() for key in _HASH_KEYS
-    ]
-    digest = [f"{a:016x}{b:016x}" for a, b in zip(*halves, strict=True)]
-    return pd.Series(digest, index=frame.index, name="digest", dtype=object)
+    """Per row of ``frame`` (index included) and ``salt``: a uint64. A changed account or
+    contact keeps its digest with probability 2**-64; kept as numbers, not text, digests are
+    compared and stored without a Python object each."""
+    digest = pd.util.hash_pandas_object(frame.assign(salt=salt), index=True, hash_key=_HASH_KEYS[1])
+    return digest.rename("digest")
+
+
+def unchanged(previous: pd.Series, digests: pd.Series) -> np.ndarray:
+    """Where ``digests`` equal the ``previous`` digest of the same id (False for new ids)."""
+    pos = previous.index.get_indexer(digests.index)
+    if len(previous) == 0:
+        return np.zeros(len(digests), dtype=bool)
+    return (pos >= 0) & (previous.to_numpy()[pos] == digests.to_numpy())
 
 
 @dataclass
@@ -404,8 +410,8 @@ class AccountCache:
 
     def __init__(self, salt: str) -> None:
         self.salt = salt
-        self.previous = pd.Series(dtype=object)  # account_id -> digest
-        self.previous_contacts = pd.Series(dtype=object)  # contact_id -> digest
+        self.previous = pd.Series(dtype=np.uint64)  # account_id -> digest
+        self.previous_contacts = pd.Series(dtype=np.uint64)  # contact_id -> digest
         self.contacts: pd.DataFrame | None = None
         self._rows = pd.Index([])  # contact_id of each cached contacts row
         self.groups: pd.DataFrame | None = None
@@ -440,7 +446,7 @@ class AccountCache:
         by_contact = contact_digests(tables["contacts"], self.salt, per_contact)
         self.seen.append(digests)
         self.seen_contacts.append(by_contact)
-        same = (self.previous.reindex(digests.index) == digests).to_numpy()
+        same = unchanged(self.previous, digests)
         self.reused += int(same.sum())
         self.rescored += int((~same).sum())
         if self.contacts is None:
@@ -457,10 +463,8 @@ class AccountCache:
             else:
                 todo[name] = df[~df["account_id"].isin(reused)].reset_index(drop=True)
         # Every contact of a reused account, and the unchanged contacts of the others.
-        unchanged = by_contact.index[
-            (self.previous_contacts.reindex(by_contact.index) == by_contact).to_numpy()
-        ]
-        rows = self._rows.get_indexer(unchanged)  # lookups, not a pass over the cache
+        same_contact = by_contact.index[unchanged(self.previous_contacts, by_contact)]
+        rows = self._rows.get_indexer(same_contact)  # lookups, not a pass over the cache
         cached = self.contacts.iloc[np.sort(rows[rows >= 0])]
         ids = todo["contacts"]["contact_id"]
         rescore = ids[~ids.isin(cached["contact_id"])]
@@ -482,11 +486,11 @@ class AccountCache:
 
 
 def _write_digests(parts: list[pd.Series], key: str, path: Path, salt: str) -> None:
-    digests = pd.concat(parts) if parts else pd.Series(dtype=object)
+    digests = pd.concat(parts) if parts else pd.Series(dtype=np.uint64)
     table = pa.table(
         {
             key: pa.array(digests.index.astype(str), pa.string()),
-            "digest": pa.array(digests.to_numpy().tolist(), pa.string()),
+            "digest": pa.array(digests.to_numpy(), pa.uint64()),
         }
     ).replace_schema_metadata({"salt": salt})
     atomic_write(path, lambda p: pq.write_table(table, p))
@@ -494,6 +498,8 @@ def _write_digests(parts: list[pd.Series], key: str, path: Path, salt: str) -> N
 
 def _read_digests(path: Path, key: str) -> pd.Series:
     frame = pd.read_parquet(path)
+    if frame["digest"].dtype != np.uint64:  # written by an older version: nothing matches
+        return pd.Series(dtype=np.uint64)
     return pd.Series(frame["digest"].to_numpy(), index=frame[key].to_numpy())
 
 
@@ -550,8 +556,37 @@ def score_buckets(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every bucket in turn; outputs in a canonical order (contact; account, product). With
     ``cache``, unchanged accounts and contacts come from it (the activities of unchanged
-    accounts are not even read)."""
+    accounts are not even read), and the changed accounts of several buckets are scored
+    together, up to the largest bucket's number of accounts: a daily run's few changed
+    accounts per bucket cost one model call and one group-state pass, not one per bucket,
+    while memory stays bounded by a bucket's."""
     contacts, groups = [], []
+    pending: list[Split] = []  # changed accounts not scored yet
+    sizes = staged.tables["accounts"]["bucket"].value_counts()
+    largest = int(sizes.max()) if len(sizes) else 0  # accounts of the largest bucket
+
+    def score_pending() -> None:
+        if not pending:
+            return
+        tables = {
+            name: pd.concat([p.tables[name] for p in pending], ignore_index=True)
+            for name in pending[0].tables
+        }
+        ids = None
+        if any(p.contact_ids is not None for p in pending):
+            ids = pd.concat(
+                [
+                    p.tables["contacts"]["contact_id"] if p.contact_ids is None else p.contact_ids
+                    for p in pending
+                ],
+                ignore_index=True,
+            )
+        c, g = score_bucket(wrapped, tables, as_of, top_reasons, chunk_size, on_contacts, ids)
+        if c is not None:
+            contacts.append(c)
+        groups.append(g)
+        pending.clear()
+
     for k in range(staged.n_buckets):
         if cache is None:
             split = Split(staged.bucket(k), None, None, None)
@@ -567,14 +602,13 @@ def score_buckets(
                 on_contacts(len(split.contacts))
         if split.groups is not None:
             groups.append(split.groups)
-        if len(split.tables["accounts"]) == 0:
+        n = len(split.tables["accounts"])
+        if n == 0:
             continue
-        c, g = score_bucket(
-            wrapped, split.tables, as_of, top_reasons, chunk_size, on_contacts, split.contact_ids
-        )
-        if c is not None:
-            contacts.append(c)
-        groups.append(g)
+        if sum(len(p.tables["accounts"]) for p in pending) + n > largest:
+            score_pending()
+        pending.append(split)
+    score_pending()
     return canonical_contacts(pd.concat(contacts)), canonical_groups(pd.concat(groups))
 
 

@@ -29,7 +29,7 @@ from buying_groups.models.inference import PredictionCache, active_cache, cachin
 from buying_groups.models.runtime import VariantUnavailable
 
 TABLES = ("accounts", "contacts", "activities", "opportunities")
-CACHE_FILE = "role-predictions.parquet"
+CACHE_FILE = "role-predictions.arrow"
 
 
 def load_model(model_uri: str, variant: str | None = None):  # noqa: ANN201
@@ -38,8 +38,7 @@ def load_model(model_uri: str, variant: str | None = None):  # noqa: ANN201
     variant (None: the one recorded in the model)."""
     try:
         local_path = mlflow.artifacts.download_artifacts(model_uri)
-        model_config = {"variant": variant} if variant else None
-        model = mlflow.pyfunc.load_model(local_path, model_config=model_config)
+        model = tracking.load_model(local_path, {"variant": variant} if variant else None)
     except VariantUnavailable as exc:
         raise SystemExit(str(exc)) from exc
     except mlflow.exceptions.MlflowException as exc:
@@ -121,6 +120,8 @@ def run(cfg: DictConfig) -> dict:
         cache = active_cache() or PredictionCache()
         cache_file = Path(cfg.cache_dir) / CACHE_FILE if cfg.cache_dir else None
         digest = wrapped.role_weights_digest
+        if cache_file is not None:  # the Parquet file of older versions: not read any more
+            cache_file.with_suffix(".parquet").unlink(missing_ok=True)
         if cfg.engine == "pandas" and cache_file is not None and cache_file.exists():
             cache.load(cache_file, digest, len(wrapped.catalog.names))  # another model: none
         hits, misses = cache.hits, cache.misses

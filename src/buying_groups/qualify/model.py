@@ -3,6 +3,7 @@ and per-group reasons from SHAP values (tree explainer, exact for these trees)."
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -52,12 +53,24 @@ class Qualifier:
 
     def contributions(self, groups: pd.DataFrame) -> pd.DataFrame:
         """SHAP values (log-odds of the boosted model) per feature and group."""
-        import shap
-
-        explainer = shap.TreeExplainer(self.pipeline.named_steps["classifier"])
-        values = explainer.shap_values(check_features(groups, self.features))
+        values = _explainer(self.pipeline.named_steps["classifier"]).shap_values(
+            check_features(groups, self.features)
+        )
         values = values[1] if isinstance(values, list) else values
         return pd.DataFrame(values, columns=self.features, index=groups.index)
+
+
+_EXPLAINERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _explainer(classifier):  # noqa: ANN001, ANN202
+    """The classifier's SHAP tree explainer, built once per process (bg-score asks bucket by
+    bucket; building it converts every tree)."""
+    if classifier not in _EXPLAINERS:
+        import shap
+
+        _EXPLAINERS[classifier] = shap.TreeExplainer(classifier)
+    return _EXPLAINERS[classifier]
 
 
 def check_features(groups: pd.DataFrame, features: list[str]) -> pd.DataFrame:

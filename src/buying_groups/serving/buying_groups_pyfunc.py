@@ -160,10 +160,12 @@ class BuyingGroupsPyfunc(mlflow.pyfunc.PythonModel):
         # model_config={"variant": ...} picks the role model's inference variant (default:
         # the one recorded in the role model's config).
         self.model_config = dict(context.model_config or {})
-        self.roles = mlflow.pyfunc.load_model(self.role_model_path, model_config=self.model_config)
-        self.qualifier = (
-            mlflow.pyfunc.load_model(context.artifacts["qualifier"]).unwrap_python_model().qualifier
+        # The parts' requirements are checked with the whole model's (tracking.load_model).
+        self.roles = mlflow.pyfunc.load_model(
+            self.role_model_path, model_config=self.model_config, suppress_warnings=True
         )
+        loaded = mlflow.pyfunc.load_model(context.artifacts["qualifier"], suppress_warnings=True)
+        self.qualifier = loaded.unwrap_python_model().qualifier
         with open(context.artifacts["catalog"]) as f:
             self.catalog = Catalog.from_config(json.load(f))
         # What an account's scored groups depend on besides its own rows: both models, the

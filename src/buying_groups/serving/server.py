@@ -24,6 +24,8 @@ import pandas as pd
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from buying_groups import tracking
+
 log = logging.getLogger("buying_groups.serve")
 FORMATS = ("dataframe_split", "dataframe_records", "inputs")
 
@@ -108,7 +110,7 @@ def create_app(model_uri: str, limits: Limits, model_config: dict | None = None)
     e.g. ``{"variant": "onnx"}``)."""
     from mlflow.pyfunc import scoring_server
 
-    model = mlflow.pyfunc.load_model(model_uri, model_config=model_config or None)
+    model = tracking.load_model(mlflow.artifacts.download_artifacts(model_uri), model_config)
     try:
         python_model = model.unwrap_python_model()
     except mlflow.exceptions.MlflowException:
