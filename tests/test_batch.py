@@ -159,6 +159,14 @@ def test_account_cache_carries_over_only_with_the_same_models_and_as_of(
     assert len(split.tables["accounts"]) == len(split.tables["contacts"]) == 0
     assert len(split.tables["activities"]) == 0
     assert len(split.contacts) == len(contacts) and len(split.groups) == len(groups)
+    # Given the run's output files instead of frames, it copies them: the same cache.
+    contacts.to_parquet(tmp_path / "contacts.parquet", index=False)
+    groups.to_parquet(tmp_path / "groups.parquet", index=False)
+    cache.save(tmp_path / "copied", tmp_path / "contacts.parquet", tmp_path / "groups.parquet")
+    copied = AccountCache("model A|2026-06-30|3")
+    assert copied.load(tmp_path / "copied") == len(tables["accounts"])
+    pd.testing.assert_frame_equal(copied.contacts, again.contacts)
+    pd.testing.assert_frame_equal(copied.groups, again.groups)
 
     # A changed contact: its account is scored again, but only that contact of it.
     changed = tables["contacts"].copy()

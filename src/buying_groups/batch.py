@@ -473,14 +473,24 @@ class AccountCache:
         groups = self.groups[self.groups["account_id"].isin(reused)] if len(reused) else None
         return Split(todo, rescore, cached if len(cached) else None, groups)
 
-    def save(self, directory: Path, contacts: pd.DataFrame, groups: pd.DataFrame) -> None:
-        """Write this run's digests and outputs (atomically, file by file)."""
+    def save(
+        self,
+        directory: Path,
+        contacts: pd.DataFrame | Path,
+        groups: pd.DataFrame | Path,
+    ) -> None:
+        """Write this run's digests and outputs (atomically, file by file). ``contacts`` and
+        ``groups`` may be Parquet files of them already written (the run's outputs): they
+        are copied, not converted and compressed again."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         # Digests out first and back last: a run that stops in between leaves no cache.
         (directory / self.FILES[0]).unlink(missing_ok=True)
-        write_table(contacts, directory / self.FILES[1])
-        write_table(groups, directory / self.FILES[2])
+        for table, name in ((contacts, self.FILES[1]), (groups, self.FILES[2])):
+            if isinstance(table, Path):
+                atomic_write(directory / name, lambda p, src=table: shutil.copyfile(src, p))
+            else:
+                write_table(table, directory / name)
         _write_digests(self.seen_contacts, "contact_id", directory / self.FILES[3], self.salt)
         _write_digests(self.seen, "account_id", directory / self.FILES[0], self.salt)
 

@@ -141,14 +141,15 @@ def run(cfg: DictConfig) -> dict:
             with caching(cache):
                 contacts, groups = _score_local(wrapped, staged, as_of, cfg, accounts)
             lap("score")
-            if cache_file is not None:  # this run's inputs only: the cache does not grow
-                cache.save(cache_file, digest, keep=cache.used)
-                accounts.save(cache_file.parent / "accounts", contacts, groups)
-            lap("write caches")
             # -- write atomically (temp file, then rename) -----------------------------------
             write_table(contacts, out / "contacts_scored.parquet")
             write_table(groups, out / "groups_scored.parquet")
             lap("write outputs")
+            if cache_file is not None:  # this run's inputs only: the cache does not grow
+                cache.save(cache_file, digest, keep=cache.used)
+                written = (out / "contacts_scored.parquet", out / "groups_scored.parquet")
+                accounts.save(cache_file.parent / "accounts", *written)  # copies of them
+            lap("write caches")
             tally = {
                 "contacts": len(contacts),
                 "groups": len(groups),
