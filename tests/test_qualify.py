@@ -3,6 +3,7 @@ labels, lead-scoring baselines, threshold rules, explanations, stages, and bg-tr
 end to end (groups from the rules baseline here; from a trained role model in
 test_train_roles.py)."""
 
+import pickle
 import sys
 
 import mlflow
@@ -206,6 +207,10 @@ def test_qualifier_beats_lead_and_account_scoring_and_explains(groups):
     raw = clf.decision_function(test.head(20)[features].astype(float))
     base = raw - contrib.sum(axis=1).to_numpy()
     np.testing.assert_allclose(base, base[0], atol=1e-6)
+    # The explainer is built once per qualifier and left out of its pickle (as logged).
+    again = pickle.loads(pickle.dumps(q))
+    assert "_explainer" in q.__dict__ and "_explainer" not in again.__dict__
+    pd.testing.assert_frame_equal(again.contributions(test.head(20)), contrib)
 
 
 def test_reasons_are_plain_words():

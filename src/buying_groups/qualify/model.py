@@ -3,7 +3,6 @@ and per-group reasons from SHAP values (tree explainer, exact for these trees)."
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -53,24 +52,20 @@ class Qualifier:
 
     def contributions(self, groups: pd.DataFrame) -> pd.DataFrame:
         """SHAP values (log-odds of the boosted model) per feature and group."""
-        values = _explainer(self.pipeline.named_steps["classifier"]).shap_values(
-            check_features(groups, self.features)
-        )
+        # The explainer converts every tree when built: once per loaded qualifier, not once
+        # per call (bg-score asks batch by batch). Not pickled with the qualifier.
+        explainer = self.__dict__.get("_explainer")
+        if explainer is None:
+            import shap
+
+            explainer = shap.TreeExplainer(self.pipeline.named_steps["classifier"])
+            self.__dict__["_explainer"] = explainer
+        values = explainer.shap_values(check_features(groups, self.features))
         values = values[1] if isinstance(values, list) else values
         return pd.DataFrame(values, columns=self.features, index=groups.index)
 
-
-_EXPLAINERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _explainer(classifier):  # noqa: ANN001, ANN202
-    """The classifier's SHAP tree explainer, built once per process (bg-score asks bucket by
-    bucket; building it converts every tree)."""
-    if classifier not in _EXPLAINERS:
-        import shap
-
-        _EXPLAINERS[classifier] = shap.TreeExplainer(classifier)
-    return _EXPLAINERS[classifier]
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_explainer"}
 
 
 def check_features(groups: pd.DataFrame, features: list[str]) -> pd.DataFrame:
