@@ -332,13 +332,16 @@ def activity_sums(activities: pd.DataFrame) -> pd.DataFrame:
 
 
 def account_digests(
-    tables: dict[str, pd.DataFrame], salt: str, per_contact: pd.DataFrame | None = None
+    tables: dict[str, pd.DataFrame],
+    salt: str,
+    per_contact: pd.DataFrame | None = None,
+    contact_rows: np.ndarray | None = None,
 ) -> pd.Series:
     """A 64-bit digest per account of every input row its outputs depend
     on (its account row, contacts, their activities, its opportunities) and of ``salt``
     (models, ``as_of``, settings). Row order does not matter: rows hash as a multiset.
     ``per_contact``: the activities' ``activity_sums``, if known (then ``tables`` needs no
-    activities)."""
+    activities); ``contact_rows``: the contacts' ``_row_hashes``, if known."""
     accounts = pd.Index(tables["accounts"]["account_id"])
     contacts = tables["contacts"]
     account_of_contact = pd.Series(
@@ -355,18 +358,26 @@ def account_digests(
             counts, h1, h2 = (per_contact[c].to_numpy() for c in ("rows", "sum", "sum_sq"))
         else:
             codes = accounts.get_indexer(tables[name]["account_id"])
-            counts, h1 = None, _row_hashes(tables[name])
+            known = contact_rows if name == "contacts" else None
+            counts, h1 = None, _row_hashes(tables[name]) if known is None else known
             h2 = h1**2
         for key, value in _sums(codes, len(accounts), counts, h1, h2).items():
             columns[f"{name}_{key}"] = value
     return _digests(pd.DataFrame(columns, index=accounts), salt)
 
 
-def contact_digests(contacts: pd.DataFrame, salt: str, per_contact: pd.DataFrame) -> pd.Series:
-    """A 64-bit digest per contact of what its own output row depends on: its row, its
-    activities (``per_contact``: their ``activity_sums``) and ``salt``."""
+def contact_digests(
+    contacts: pd.DataFrame,
+    salt: str,
+    per_contact: pd.DataFrame,
+    rows: np.ndarray | None = None,
+) -> pd.Series:
+    """A 64-bit digest per contact of what its own output row depends on: its row (``rows``:
+    the contacts' ``_row_hashes``, if known), its activities (``per_contact``: their
+    ``activity_sums``) and ``salt``."""
     pos = per_contact.index.get_indexer(contacts["contact_id"])
-    frame = pd.DataFrame({"row": _row_hashes(contacts)}, index=contacts["contact_id"].to_numpy())
+    rows = _row_hashes(contacts) if rows is None else rows
+    frame = pd.DataFrame({"row": rows}, index=contacts["contact_id"].to_numpy())
     for col in ("rows", "sum", "sum_sq"):  # a contact without activities: zeros
         values = per_contact[col].to_numpy()
         frame[col] = np.where(pos >= 0, values[pos] if len(values) else 0, 0).astype(values.dtype)
@@ -383,9 +394,9 @@ def _digests(frame: pd.DataFrame, salt: str) -> pd.Series:
 
 def unchanged(previous: pd.Series, digests: pd.Series) -> np.ndarray:
     """Where ``digests`` equal the ``previous`` digest of the same id (False for new ids)."""
-    pos = previous.index.get_indexer(digests.index)
     if len(previous) == 0:
         return np.zeros(len(digests), dtype=bool)
+    pos = previous.index.get_indexer(digests.index)
     return (pos >= 0) & (previous.to_numpy()[pos] == digests.to_numpy())
 
 
@@ -425,8 +436,7 @@ class AccountCache:
         paths = [Path(directory) / f for f in self.FILES]
         if not all(p.exists() for p in paths):
             return 0
-        table = pq.read_table(paths[0])
-        if (table.schema.metadata or {}).get(b"salt", b"").decode() != self.salt:
+        if (pq.read_schema(paths[0]).metadata or {}).get(b"salt", b"").decode() != self.salt:
             return 0  # another model, as_of or scorer: nothing carries over
         self.previous = _read_digests(paths[0], "account_id")
         self.previous_contacts = _read_digests(paths[3], "contact_id")
@@ -442,8 +452,9 @@ class AccountCache:
         the others. ``per_contact``: as for ``account_digests``."""
         if per_contact is None:
             per_contact = activity_sums(tables["activities"])
-        digests = account_digests(tables, self.salt, per_contact)
-        by_contact = contact_digests(tables["contacts"], self.salt, per_contact)
+        rows = _row_hashes(tables["contacts"])  # both digests hash the contacts' rows
+        digests = account_digests(tables, self.salt, per_contact, rows)
+        by_contact = contact_digests(tables["contacts"], self.salt, per_contact, rows)
         self.seen.append(digests)
         self.seen_contacts.append(by_contact)
         same = unchanged(self.previous, digests)
