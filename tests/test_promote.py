@@ -30,3 +30,30 @@ def test_force_and_a_broken_champion_override_the_rule():
     worse, champ = {"pr_auc": 0.1}, {"pr_auc": 0.3}
     assert decide(worse, champ, cost, 0.005, force=True) == (True, "promoted (forced)")
     assert decide(worse, None, cost, 0.005, broken=True)[1].endswith("cannot score a request)")
+
+
+def _scores(pr_auc: float, precision: float, role: float) -> dict[str, float]:
+    heads = {"ood_function_macro_f1": 0.91, "ood_seniority_macro_f1": 0.84}
+    return {"pr_auc": pr_auc, "precision_at_capacity": precision, "ood_role_macro_f1": role} | heads
+
+
+@pytest.mark.parametrize(
+    ("candidate", "cost", "tolerance", "promoted", "why"),
+    [
+        # Cheaper, as accurate on every OOD head and as precise where sales looks: promoted
+        # although its PR-AUC is lower (and the decision says by how much).
+        (_scores(0.227, 0.340, 0.835), (THREE, SIX), 0.005, True, "PR-AUC 0.2270 vs 0.2510"),
+        (_scores(0.227, 0.340, 0.810), (THREE, SIX), 0.005, True, "OOD macro-F1 within"),
+        (_scores(0.227, 0.340, 0.804), (THREE, SIX), 0.005, False, "not promoted"),  # role
+        (_scores(0.227, 0.330, 0.835), (THREE, SIX), 0.005, False, "not promoted"),  # precision
+        (_scores(0.227, 0.340, 0.835), (SIX, SIX), 0.005, False, "not promoted"),  # not cheaper
+        (_scores(0.227, 0.340, 0.835), (THREE, SIX), None, False, "not promoted"),  # rule off
+    ],
+)
+def test_a_cheaper_candidate_as_accurate_on_roles_and_as_precise_wins(
+    candidate, cost, tolerance, promoted, why
+):
+    champion = _scores(0.251, 0.340, 0.814)
+    cost = {"candidate": cost[0], "champion": cost[1]}
+    decision = decide(candidate, champion, cost, 0.005, role_tolerance=tolerance)
+    assert decision[0] is promoted and why in decision[1], decision

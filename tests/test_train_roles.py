@@ -78,7 +78,10 @@ def test_configs_compose_for_training():
     assert student.distill.freeze_embeddings and fast.distill.freeze_embeddings
     pipeline = compose_config("pipeline", [])
     assert pipeline.student and list(pipeline.student_overrides) == ["experiment=distill"]
-    assert pipeline.student_transfer is False  # an option (see configs/pipeline.yaml)
+    assert pipeline.student_transfer is True  # its default (see configs/pipeline.yaml)
+    # Students train every epoch; the teacher stops early.
+    assert student.trainer.early_stopping_patience is None
+    assert compose_config("train_roles", []).trainer.early_stopping_patience == 2
 
 
 @pytest.mark.parametrize("bf16", [True, False, "auto"])

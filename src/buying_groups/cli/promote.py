@@ -19,7 +19,9 @@ from buying_groups.cli.common import console, exit_on_data_error, print_frame
 from buying_groups.cli.train_qualifier import build_groups
 from buying_groups.config import catalog_from, hydra_entry
 from buying_groups.data.dataset import load_dataset
+from buying_groups.data.examples import labelled_examples
 from buying_groups.data.validate import DataValidationError
+from buying_groups.evaluate import evaluate_predictions
 from buying_groups.qualify.compare import top_k
 
 EXAMPLE = pd.DataFrame(
@@ -90,10 +92,49 @@ def held_out_metrics(
     k = int(cfg.qualifier.threshold.capacity_per_snapshot * test["snapshot"].nunique())
     return {
         "pr_auc": float(average_precision_score(labels, scores)),
-        f"precision_at_{k}": float(labels[top_k(scores, k)].mean()),
+        "precision_at_capacity": float(labels[top_k(scores, k)].mean()),
+        "flagged": float(k),
         "groups": float(len(test)),
         "positives": float(labels.sum()),
     }
+
+
+HEADS = ("function", "seniority", "role")
+
+
+def ood_test(
+    cfg: DictConfig,
+    tables: dict,
+    labels: dict | None,
+    catalog,  # noqa: ANN001
+) -> pd.DataFrame | None:
+    """The labelled contacts of the OOD-vocabulary test split (the role models' own test, as
+    ``bg-train-roles`` splits it), or None for data without ground truth."""
+    if labels is None:
+        return None
+    examples = labelled_examples(
+        tables,
+        labels,
+        catalog,
+        as_of=tables["activities"]["timestamp"].max(),
+        max_events=cfg.data.max_events,
+        split_fractions=tuple(cfg.split.fractions),
+        split_seed=cfg.split.seed,
+    )
+    ood = examples[examples["split"] == "test_ood"].reset_index(drop=True)
+    return ood if len(ood) else None
+
+
+def role_ood_metrics(
+    ood: pd.DataFrame,
+    catalog,  # noqa: ANN001
+    model: mlflow.pyfunc.PyFuncModel,
+) -> dict[str, float]:
+    """Macro-F1 of each head of a deployable model's role model (as it runs: its recorded
+    inference variant) on the OOD-vocabulary test contacts ``ood``."""
+    pred = model.unwrap_python_model().roles.predict(ood[["job_title", "activity_text"]])
+    metrics = evaluate_predictions(ood, pred, catalog.names, groups=["test_ood"])
+    return {f"ood_{h}_macro_f1": metrics[f"test_ood/{h}_macro_f1"] for h in HEADS}
 
 
 def role_model_cost(model: mlflow.pyfunc.PyFuncModel) -> int:
@@ -110,11 +151,15 @@ def decide(
     tie_tolerance: float,
     force: bool = False,
     broken: bool = False,
+    role_tolerance: float | None = None,
 ) -> tuple[bool, str]:
     """Whether the candidate replaces the champion, and why. It does when the champion is
-    missing or cannot score, when its held-out PR-AUC is higher, or when it is within
-    ``tie_tolerance`` of the champion's and its role model is cheaper: a held-out test period
-    cannot tell such models apart, and the cheaper one scores more contacts per second."""
+    missing or cannot score, when its held-out PR-AUC is higher, or when its role model is
+    cheaper and either its PR-AUC is within ``tie_tolerance`` of the champion's (a held-out
+    test period cannot tell such models apart) or, with ``role_tolerance``, every role head's
+    OOD macro-F1 is within it of the champion's and its precision at the capacity volume
+    (the groups sales is sent) within ``tie_tolerance``: the inference rule, which trades no
+    role accuracy and no flagged-group precision for speed."""
     if broken:
         return True, "promoted (the champion cannot score a request)"
     if champion is None:
@@ -123,11 +168,24 @@ def decide(
     if gain > 0:
         return True, "promoted (better PR-AUC)"
     cheaper = cost["champion"] is not None and cost["candidate"] < cost["champion"]
+    costs = f"{cost['candidate']} vs {cost['champion']} layers x tokens"
     if cheaper and gain >= -tie_tolerance:
         return True, (
             f"promoted (PR-AUC within {tie_tolerance} of the champion's, cheaper role model: "
-            f"{cost['candidate']} vs {cost['champion']} layers x tokens)"
+            f"{costs})"
         )
+    if cheaper and role_tolerance is not None:
+        heads = [f"ood_{h}_macro_f1" for h in HEADS]
+        as_accurate = all(candidate[h] >= champion[h] - role_tolerance for h in heads)
+        as_precise = (
+            candidate["precision_at_capacity"] >= champion["precision_at_capacity"] - tie_tolerance
+        )
+        if as_accurate and as_precise:
+            return True, (
+                f"promoted (cheaper role model: {costs}; every role head's OOD macro-F1 within "
+                f"{role_tolerance} of the champion's and precision at the capacity volume within "
+                f"{tie_tolerance}; PR-AUC {candidate['pr_auc']:.4f} vs {champion['pr_auc']:.4f})"
+            )
     if force:
         return True, "promoted (forced)"
     return False, "not promoted (champion is as good or better)"
@@ -137,9 +195,10 @@ def run(cfg: DictConfig) -> dict:
     # -- config and data ------------------------------------------------------------------------
     catalog = catalog_from(cfg)
     try:
-        tables, _ = load_dataset(Path(cfg.data_dir), catalog)
+        tables, labels = load_dataset(Path(cfg.data_dir), catalog)
     except DataValidationError as exc:
         exit_on_data_error(exc)
+    ood = ood_test(cfg, tables, labels, catalog)
     tracking.setup(cfg.tracking)
     client = mlflow.MlflowClient()
 
@@ -179,6 +238,8 @@ def run(cfg: DictConfig) -> dict:
             ) from exc
         with console.status("evaluating the candidate on the held-out test period"):
             candidate = held_out_metrics(cfg, tables, catalog, model)
+            if ood is not None:
+                candidate |= role_ood_metrics(ood, catalog, model)
         tracking.log_metrics({f"heldout/{k}": v for k, v in candidate.items()})
         package_run_id = active.info.run_id
 
@@ -196,12 +257,21 @@ def run(cfg: DictConfig) -> dict:
                 champion_model = mlflow.pyfunc.load_model(champion_uri)
                 champion_model.predict(EXAMPLE)
                 champion = held_out_metrics(cfg, tables, catalog, champion_model)
+                if ood is not None:
+                    champion |= role_ood_metrics(ood, catalog, champion_model)
                 cost["champion"] = role_model_cost(champion_model)
             except Exception as exc:  # a champion that cannot answer a request is replaced
                 console.print(f"[yellow]![/] the current champion cannot score a request: {exc}")
                 broken = True
+    role_tolerance = cfg.role_tolerance if ood is not None else None
     promote, decision = decide(
-        candidate, champion, cost, float(cfg.tie_tolerance), bool(cfg.force), broken
+        candidate,
+        champion,
+        cost,
+        float(cfg.tie_tolerance),
+        bool(cfg.force),
+        broken,
+        None if role_tolerance is None else float(role_tolerance),
     )
 
     # -- register, describe, alias -------------------------------------------------------------

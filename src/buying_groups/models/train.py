@@ -123,6 +123,13 @@ def compute_metrics(eval_pred) -> dict[str, float]:  # noqa: ANN001 (Trainer's E
     return out
 
 
+def early_stopping(trainer_cfg: Mapping) -> list[EarlyStoppingCallback]:
+    """Stop after ``early_stopping_patience`` epochs without a better validation score; none
+    when it is null (train every epoch; the best epoch's checkpoint is still the one kept)."""
+    patience = trainer_cfg.get("early_stopping_patience")
+    return [] if patience is None else [EarlyStoppingCallback(int(patience))]
+
+
 def training_arguments(
     tcfg: Mapping, output_dir: Path, seed: int, report_to: list[str], run_name: str | None = None
 ) -> TrainingArguments:
@@ -247,7 +254,7 @@ def train_role_model(
         eval_dataset=RoleDataset(validation, tokenizer, model),
         data_collator=Collator(tokenizer),
         compute_metrics=compute_metrics,
-        callbacks=[EarlyStoppingCallback(int(trainer_cfg["early_stopping_patience"]))],
+        callbacks=early_stopping(trainer_cfg),
         optimizers=(optimizer(model, trainer_cfg), None),
     )
     resume = trainer_cfg.get("resume_from_checkpoint")
