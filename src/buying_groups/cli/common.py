@@ -64,6 +64,17 @@ def load_labelled_examples(cfg: DictConfig, catalog: Catalog, purpose: str) -> p
         raise SystemExit(
             f"{cfg.data_dir} has no labels/ (ground truth): {purpose} needs a generated dataset"
         )
+    return examples_from(cfg, tables, labels, catalog)
+
+
+def examples_from(
+    cfg: DictConfig,
+    tables: dict[str, pd.DataFrame],
+    labels: dict[str, pd.DataFrame],
+    catalog: Catalog,
+) -> pd.DataFrame:
+    """Loaded tables and ground truth as labelled contacts with the configured splits
+    (``cfg.data.max_events``, ``cfg.split``), as of the export date."""
     return labelled_examples(
         tables,
         labels,

@@ -15,11 +15,10 @@ from omegaconf import DictConfig, OmegaConf
 from sklearn.metrics import average_precision_score
 
 from buying_groups import tracking
-from buying_groups.cli.common import console, exit_on_data_error, print_frame
+from buying_groups.cli.common import console, examples_from, exit_on_data_error, print_frame
 from buying_groups.cli.train_qualifier import build_groups
 from buying_groups.config import catalog_from, hydra_entry
 from buying_groups.data.dataset import load_dataset
-from buying_groups.data.examples import labelled_examples
 from buying_groups.data.validate import DataValidationError
 from buying_groups.evaluate import evaluate_predictions
 from buying_groups.qualify.compare import top_k
@@ -112,15 +111,7 @@ def ood_test(
     ``bg-train-roles`` splits it), or None for data without ground truth."""
     if labels is None:
         return None
-    examples = labelled_examples(
-        tables,
-        labels,
-        catalog,
-        as_of=tables["activities"]["timestamp"].max(),
-        max_events=cfg.data.max_events,
-        split_fractions=tuple(cfg.split.fractions),
-        split_seed=cfg.split.seed,
-    )
+    examples = examples_from(cfg, tables, labels, catalog)
     ood = examples[examples["split"] == "test_ood"].reset_index(drop=True)
     return ood if len(ood) else None
 
