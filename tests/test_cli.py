@@ -24,6 +24,22 @@ def test_large_config_is_large():
     assert cfg.data.n_accounts >= 4000
 
 
+def test_console_scripts_launch_their_command():
+    """Every ``bg-*`` script is a launcher of the command module of the same name."""
+    import importlib.util
+    from importlib.metadata import entry_points
+
+    scripts = {
+        ep.name: ep.load()
+        for ep in entry_points(group="console_scripts")
+        if ep.value.startswith("buying_groups.")
+    }
+    assert len(scripts) == 9
+    for name, launcher in scripts.items():
+        assert name == "bg-" + launcher.__name__.replace("_", "-")
+        assert importlib.util.find_spec(f"buying_groups.cli.{launcher.__name__}") is not None
+
+
 def _run(module: str, *args: str) -> subprocess.CompletedProcess:
     code = f"from buying_groups.cli.{module} import main; main()"
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gc
 import importlib
+from collections.abc import Callable
 
 
 def _run(command: str) -> None:
@@ -25,46 +26,23 @@ def _run(command: str) -> None:
     module.main()
 
 
-def generate() -> None:
-    """``bg-generate``."""
-    _run("generate")
+def _command(name: str) -> Callable[[], None]:
+    """The console script of ``buying_groups.cli.<name>``."""
+
+    def main() -> None:
+        _run(name)
+
+    main.__name__ = main.__qualname__ = name
+    main.__doc__ = f"``bg-{name.replace('_', '-')}``."
+    return main
 
 
-def validate() -> None:
-    """``bg-validate``."""
-    _run("validate")
-
-
-def baseline() -> None:
-    """``bg-baseline``."""
-    _run("baseline")
-
-
-def train_roles() -> None:
-    """``bg-train-roles``."""
-    _run("train_roles")
-
-
-def train_qualifier() -> None:
-    """``bg-train-qualifier``."""
-    _run("train_qualifier")
-
-
-def promote() -> None:
-    """``bg-promote``."""
-    _run("promote")
-
-
-def score() -> None:
-    """``bg-score``."""
-    _run("score")
-
-
-def serve() -> None:
-    """``bg-serve``."""
-    _run("serve")
-
-
-def pipeline() -> None:
-    """``bg-pipeline``."""
-    _run("pipeline")
+generate = _command("generate")
+validate = _command("validate")
+baseline = _command("baseline")
+train_roles = _command("train_roles")
+train_qualifier = _command("train_qualifier")
+promote = _command("promote")
+score = _command("score")
+serve = _command("serve")
+pipeline = _command("pipeline")
