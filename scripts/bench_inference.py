@@ -3,6 +3,7 @@ fp32 and OOD macro-F1 per head, in one table.
 
     python scripts/bench_inference.py [--model-uri models:/buying-group-roles@champion ...]
                                       [--data data/demo] [--n 2000] [--variants ...]
+                                      [--max-length 64 48 ...] [--batch-size 32 64 ...]
 
 With several ``--model-uri`` (e.g. a teacher and its distilled student) every model's
 variants go into the same table, and ``x baseline`` compares each with the first model's
@@ -14,6 +15,9 @@ Runtime, dynamic int8 weights). The ONNX variants need ``pip install -e ".[onnx]
 it they are skipped with a message. Batch throughput includes tokenisation (length-sorted
 batches of 32, duplicates encoded once); latency is one contact (and one 10-contact
 account) per call; peak memory is the process's resident peak after each variant.
+``--max-length`` (input tokens; default: each model's own) and ``--batch-size`` (default 32)
+repeat every variant at other settings, to find the shortest input that keeps accuracy and
+the batch size that runs fastest.
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=Path("data/demo"))
     ap.add_argument("--n", type=int, default=2000, help="OOD-test contacts to score")
     ap.add_argument("--repeats", type=int, default=3, help="batch passes (median reported)")
+    ap.add_argument("--max-length", type=int, nargs="+", help="input tokens (default: the model's)")
+    ap.add_argument("--batch-size", type=int, nargs="+", default=[32], help="rows per batch")
     args = ap.parse_args()
 
     spec = OmegaConf.load(Path(config_dir()) / "catalog" / "default.yaml")
@@ -61,17 +67,27 @@ def main() -> None:
         tokenizer = wrapped.unwrap_python_model().tokenizer
         cfg = model.config
         layers = model.encoder.config.num_hidden_layers
-        label = f"{uri} ({layers} layers x {cfg.max_length} tokens)"
-        measured = bench_model(model, tokenizer, inputs, ood, catalog, args.variants, args.repeats)
-        for name, row in measured.items():
-            baseline = baseline or row["contacts/s"]
-            rows[(label, name)] = {"x baseline": row["contacts/s"] / baseline, **row}
-        print(f"{label}: recorded default {cfg.inference_variant}")
+        trained_length = cfg.max_length
+        for max_length in args.max_length or [trained_length]:
+            cfg.max_length = max_length  # inputs cut at this length from here on
+            for batch_size in args.batch_size:
+                label = f"{uri} ({layers} layers x {max_length} tokens, batches of {batch_size})"
+                measured = bench_model(
+                    model, tokenizer, inputs, ood, catalog, args.variants, args.repeats, batch_size
+                )
+                for name, row in measured.items():
+                    baseline = baseline or row["contacts/s"]
+                    rows[(label, name)] = {"x baseline": row["contacts/s"] / baseline, **row}
+        cfg.max_length = trained_length
+        print(
+            f"{uri} ({layers} layers x {trained_length} tokens): recorded default "
+            f"{cfg.inference_variant}"
+        )
     print(f"{len(inputs)} OOD-test contacts, {torch.get_num_threads()} threads")
     print(pd.DataFrame(rows).T.round(3).to_string())
 
 
-def bench_model(model, tokenizer, inputs, ood, catalog, variants, repeats) -> dict[str, dict]:  # noqa: ANN001
+def bench_model(model, tokenizer, inputs, ood, catalog, variants, repeats, batch_size=32) -> dict:  # noqa: ANN001
     """Speed, latency, memory, agreement with fp32 and OOD macro-F1 of each variant."""
     rows, reference = {}, None
     for name in variants:
@@ -82,7 +98,7 @@ def bench_model(model, tokenizer, inputs, ood, catalog, variants, repeats) -> di
             continue
 
         def predict(frame: pd.DataFrame) -> dict[str, np.ndarray]:
-            return predict_proba(model, tokenizer, frame)
+            return predict_proba(model, tokenizer, frame, batch_size=batch_size)
 
         predict(inputs.head(64))  # warm-up
         # This shared 2-core machine's speed drifts by ~25% from minute to minute: the
