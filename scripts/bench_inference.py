@@ -87,7 +87,9 @@ def main() -> None:
     print(pd.DataFrame(rows).T.round(3).to_string())
 
 
-def bench_model(model, tokenizer, inputs, ood, catalog, variants, repeats, batch_size=32) -> dict:  # noqa: ANN001
+def bench_model(  # noqa: ANN001
+    model, tokenizer, inputs, ood, catalog, variants, repeats, batch_size=32
+) -> dict[str, dict]:
     """Speed, latency, memory, agreement with fp32 and OOD macro-F1 of each variant."""
     rows, reference = {}, None
     for name in variants:

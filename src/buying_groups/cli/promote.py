@@ -20,7 +20,7 @@ from buying_groups.cli.train_qualifier import build_groups
 from buying_groups.config import catalog_from, hydra_entry
 from buying_groups.data.dataset import load_dataset
 from buying_groups.data.validate import DataValidationError
-from buying_groups.evaluate import evaluate_predictions
+from buying_groups.evaluate import HEADS, evaluate_predictions
 from buying_groups.qualify.compare import top_k
 
 EXAMPLE = pd.DataFrame(
@@ -96,9 +96,6 @@ def held_out_metrics(
         "groups": float(len(test)),
         "positives": float(labels.sum()),
     }
-
-
-HEADS = ("function", "seniority", "role")
 
 
 def ood_test(
@@ -190,6 +187,12 @@ def run(cfg: DictConfig) -> dict:
     except DataValidationError as exc:
         exit_on_data_error(exc)
     ood = ood_test(cfg, tables, labels, catalog)
+
+    def evaluate(model: mlflow.pyfunc.PyFuncModel) -> dict[str, float]:
+        """Held-out qualification metrics, and the role heads' OOD macro-F1 where labelled."""
+        metrics = held_out_metrics(cfg, tables, catalog, model)
+        return metrics if ood is None else metrics | role_ood_metrics(ood, catalog, model)
+
     tracking.setup(cfg.tracking)
     client = mlflow.MlflowClient()
 
@@ -228,9 +231,7 @@ def run(cfg: DictConfig) -> dict:
                 "with run_id=<id>"
             ) from exc
         with console.status("evaluating the candidate on the held-out test period"):
-            candidate = held_out_metrics(cfg, tables, catalog, model)
-            if ood is not None:
-                candidate |= role_ood_metrics(ood, catalog, model)
+            candidate = evaluate(model)
         tracking.log_metrics({f"heldout/{k}": v for k, v in candidate.items()})
         package_run_id = active.info.run_id
 
@@ -247,22 +248,16 @@ def run(cfg: DictConfig) -> dict:
             try:
                 champion_model = mlflow.pyfunc.load_model(champion_uri)
                 champion_model.predict(EXAMPLE)
-                champion = held_out_metrics(cfg, tables, catalog, champion_model)
-                if ood is not None:
-                    champion |= role_ood_metrics(ood, catalog, champion_model)
+                champion = evaluate(champion_model)
                 cost["champion"] = role_model_cost(champion_model)
             except Exception as exc:  # a champion that cannot answer a request is replaced
                 console.print(f"[yellow]![/] the current champion cannot score a request: {exc}")
                 broken = True
-    role_tolerance = cfg.role_tolerance if ood is not None else None
+    # The role rule needs the OOD metrics: off for data without ground truth.
+    off = ood is None or cfg.role_tolerance is None
+    role_tolerance = None if off else float(cfg.role_tolerance)
     promote, decision = decide(
-        candidate,
-        champion,
-        cost,
-        float(cfg.tie_tolerance),
-        bool(cfg.force),
-        broken,
-        None if role_tolerance is None else float(role_tolerance),
+        candidate, champion, cost, float(cfg.tie_tolerance), bool(cfg.force), broken, role_tolerance
     )
 
     # -- register, describe, alias -------------------------------------------------------------
