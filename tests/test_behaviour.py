@@ -1,10 +1,12 @@
-"""Behavioural tests of a role model trained in this test session on the tiny dataset
-(the default MiniLM encoder, a few epochs): invariance, direction, languages, activity."""
+"""Behavioural tests of a role model trained in this test session on the tiny dataset and
+the bundled title lists (the default MiniLM encoder, a few epochs): invariance, direction,
+real-style titles in several languages, activity."""
 
 import pandas as pd
 import pytest
 
 from buying_groups.data.examples import labelled_examples
+from buying_groups.data.real_titles import knowledge_examples
 from buying_groups.models.role_model import decode, predict_proba
 from buying_groups.models.train import train_role_model
 from buying_groups.taxonomy import seniority_rank
@@ -24,8 +26,10 @@ def trained(tiny_dataset, catalog, tmp_path_factory):
         as_of=tiny_dataset.config.end,
         max_events=cfg.data.max_events,
     )
+    # the title lists the real model learns from too (title-only contacts, roles masked)
+    knowledge = knowledge_examples(cfg.title_lists, catalog, cfg.seed)
     model, tok, _ = train_role_model(
-        ex[ex["split"] == "train"],
+        pd.concat([ex[ex["split"] == "train"], knowledge], ignore_index=True),
         ex[ex["split"] == "validation"],
         list(catalog.names),
         cfg.model,
@@ -82,18 +86,11 @@ def test_senior_or_head_of_never_lowers_seniority(model, base, more):
     assert ranks[1] >= ranks[0], list(pred["seniority"])
 
 
-# Known failures, kept visible (strict: the suite fails once they pass, so the mark must go).
-# The tiny train split holds 3 German, 1 French and 0 Russian procurement titles, and the
-# default English MiniLM splits Cyrillic into characters: the function is not learnable
-# from this data. The seniority part of these cases is tested on its own below.
-TINY_DATA_GAP = pytest.mark.xfail(
-    strict=True, reason="tiny train split has <=3 procurement titles in this language"
-)
 LANGUAGES = [
     "Head of Procurement",
-    pytest.param("Leiter Einkauf", marks=TINY_DATA_GAP),
-    pytest.param("Directeur des achats", marks=TINY_DATA_GAP),
-    pytest.param("Руководитель отдела закупок", marks=TINY_DATA_GAP),
+    "Leiter Einkauf",
+    "Directeur des achats",
+    "Руководитель отдела закупок",
 ]
 
 
@@ -104,13 +101,67 @@ def test_same_persona_across_languages(model, title):
 
 
 def test_same_seniority_across_languages(model):
-    titles = [
-        "Head of Procurement",
-        "Leiter Einkauf",
-        "Directeur des achats",
+    assert set(model(LANGUAGES)["seniority"]) == {"director"}
+
+
+# Real-style titles (not in any training list or the generator's vocabulary) per function
+# family and language: the function must come out right.
+REAL_STYLE = {
+    "sales": [
+        "Vertriebsleiterin DACH (m/w/d)",
+        "Directrice Commerciale France",
+        "Jefa de Ventas Zona Norte",
+        "Менеджер по продажам B2B",
+    ],
+    "marketing": [
+        "Leitung Marketing & Kommunikation",
+        "Responsable Marketing Digital",
+        "Gerente de Marketing",
+        "Директор по маркетингу",
+    ],
+    "finance": [
+        "Leiter Finanzbuchhaltung",
+        "Directeur Administratif et Financier",
+        "Contador General",
+        "Главный бухгалтер",
+    ],
+    "information_technology": [
+        "IT-Leiter",
+        "Responsable Informatique",
+        "Jefe de Sistemas",
+        "Начальник отдела ИТ",
+    ],
+    "human_resources": [
+        "Personalreferentin",
+        "Chargée de recrutement",
+        "Directora de Recursos Humanos",
+        "Менеджер по персоналу",
+    ],
+    "procurement": [
+        "Einkaufsleiterin",
+        "Acheteur Senior",
+        "Jefe de Compras",
         "Руководитель отдела закупок",
-    ]
-    assert set(model(titles)["seniority"]) == {"director"}
+    ],
+    "executive": [
+        "Inhaber / Geschäftsführer",
+        "Président Directeur Général",
+        "Socio Fundador y CEO",
+        "Генеральный директор",
+    ],
+    "other": [
+        "Oberärztin Kardiologie",
+        "Professeur des écoles",
+        "Enfermera de quirófano",
+        "Учитель начальных классов",
+    ],
+}
+REAL_CASES = [(f, t) for f, titles in REAL_STYLE.items() for t in titles]
+
+
+@pytest.mark.parametrize(("function", "title"), REAL_CASES, ids=[t for _, t in REAL_CASES])
+def test_real_style_titles_per_language(model, function, title):
+    assert model([title])["function"].iat[0] == function
 
 
 ACTIVITY = [

@@ -75,7 +75,8 @@ def _run(cfg: DictConfig) -> dict:
     result: dict = {"manifest": manifest, "rules": metrics}
     if cfg.train_roles:
         rule("role model (fine-tuning; progress below)")
-        result["role_model_objective"] = train_roles.run(cfg)
+        result["roles"] = train_roles.train_and_log(cfg)
+        result["role_model_objective"] = result["roles"]["objective"]
     if cfg.train_qualifier:
         rule("qualified buying groups vs MQL and MQA")
         result["qualifier"] = train_qualifier.train_and_log(sub_config(cfg, "train_qualifier"))
@@ -126,6 +127,7 @@ def report(cfg: DictConfig, result: dict) -> None:
     lines = []
     if "role_model_objective" in result:
         lines.append(f"role model: validation role macro-F1 {result['role_model_objective']:.3f}")
+        lines += persona_lines(result.get("roles", {}))
     if "qualifier" in result:
         m = result["qualifier"]
         lines.append(
@@ -165,6 +167,22 @@ def report(cfg: DictConfig, result: dict) -> None:
     console.rule("[bold green]done")
     for line in lines:
         console.print(f"  {line}")
+
+
+def persona_lines(roles: dict) -> list[str]:
+    """Persona macro-F1 of the role model and the baselines on the synthetic test split and
+    on the bundled real job titles, side by side."""
+    lines = []
+    for name, title in (("test", "synthetic test"), ("real", "real job titles")):
+        cells = []
+        for model in ("transformer", "rules", "tfidf_logreg"):
+            m = roles.get(model, {})
+            f, s = m.get(f"{name}/function_macro_f1"), m.get(f"{name}/seniority_macro_f1")
+            if f is not None and s is not None:
+                cells.append(f"{model} {f:.3f} / {s:.3f}")
+        if cells:
+            lines.append(f"persona macro-F1 (function / seniority), {title}: " + ", ".join(cells))
+    return lines
 
 
 def transfer_dataset(cfg: DictConfig) -> Path:

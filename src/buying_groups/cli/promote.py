@@ -19,9 +19,13 @@ from buying_groups.cli.common import console, examples_from, exit_on_data_error,
 from buying_groups.cli.train_qualifier import build_groups
 from buying_groups.config import catalog_from, hydra_entry
 from buying_groups.data.dataset import load_dataset
+from buying_groups.data.real_titles import real_title_eval
 from buying_groups.data.validate import DataValidationError
 from buying_groups.evaluate import HEADS, evaluate_predictions
+from buying_groups.models.evaluation import real_title_metrics
 from buying_groups.qualify.compare import top_k
+
+REAL_HEADS = ("function", "seniority")
 
 EXAMPLE = pd.DataFrame(
     {
@@ -125,6 +129,14 @@ def role_ood_metrics(
     return {f"ood_{h}_macro_f1": metrics[f"test_ood/{h}_macro_f1"] for h in HEADS}
 
 
+def real_title_scores(real: pd.DataFrame, model: mlflow.pyfunc.PyFuncModel) -> dict[str, float]:
+    """Function and seniority macro-F1 of a deployable model's role model on the bundled
+    real-title set (``data.real_titles``): the gate no candidate may fall below."""
+    pred = model.unwrap_python_model().roles.predict(real[["job_title", "activity_text"]])
+    metrics = real_title_metrics(real, pred)
+    return {f"real_{h}_macro_f1": metrics[f"real/{h}_macro_f1"] for h in REAL_HEADS}
+
+
 def role_model_cost(model: mlflow.pyfunc.PyFuncModel) -> int:
     """Encoder layers x input tokens of a deployable model's role model: what encoding one
     contact costs, up to a constant (the tie-breaker between equally good models)."""
@@ -140,6 +152,7 @@ def decide(
     force: bool = False,
     broken: bool = False,
     role_tolerance: float | None = None,
+    real_tolerance: float | None = None,
 ) -> tuple[bool, str]:
     """Whether the candidate replaces the champion, and why. It does when the champion is
     missing or cannot score, when its held-out PR-AUC is higher, or when its role model is
@@ -147,11 +160,20 @@ def decide(
     test period cannot tell such models apart) or, with ``role_tolerance``, every role head's
     OOD macro-F1 is within it of the champion's and its precision at the capacity volume
     (the groups sales is sent) within ``tie_tolerance``: the inference rule, which trades no
-    role accuracy and no flagged-group precision for speed."""
+    role accuracy and no flagged-group precision for speed. Before all of that, with
+    ``real_tolerance``, a candidate whose real-title macro-F1 of function or seniority is
+    more than that below the champion's is refused (unless ``force``): synthetic gains do not
+    buy worse personas on real titles."""
     if broken:
         return True, "promoted (the champion cannot score a request)"
     if champion is None:
         return True, "promoted (no champion yet)"
+    if real_tolerance is not None and not force:
+        keys = [f"real_{h}_macro_f1" for h in REAL_HEADS]
+        worse = [k for k in keys if k in champion and candidate[k] < champion[k] - real_tolerance]
+        if worse:
+            gaps = ", ".join(f"{k} {candidate[k]:.4f} vs {champion[k]:.4f}" for k in worse)
+            return False, f"not promoted (worse on real job titles: {gaps})"
     gain = candidate["pr_auc"] - champion["pr_auc"]
     if gain > 0:
         return True, "promoted (better PR-AUC)"
@@ -187,11 +209,15 @@ def run(cfg: DictConfig) -> dict:
     except DataValidationError as exc:
         exit_on_data_error(exc)
     ood = ood_test(cfg, tables, labels, catalog)
+    real = real_title_eval() if cfg.real_titles else None
 
     def evaluate(model: mlflow.pyfunc.PyFuncModel) -> dict[str, float]:
-        """Held-out qualification metrics, and the role heads' OOD macro-F1 where labelled."""
+        """Held-out qualification metrics, the role heads' OOD macro-F1 where labelled and
+        the persona heads' macro-F1 on real titles."""
         metrics = held_out_metrics(cfg, tables, catalog, model)
-        return metrics if ood is None else metrics | role_ood_metrics(ood, catalog, model)
+        if ood is not None:
+            metrics |= role_ood_metrics(ood, catalog, model)
+        return metrics if real is None else metrics | real_title_scores(real, model)
 
     tracking.setup(cfg.tracking)
     client = mlflow.MlflowClient()
@@ -256,8 +282,16 @@ def run(cfg: DictConfig) -> dict:
     # The role rule needs the OOD metrics: off for data without ground truth.
     off = ood is None or cfg.role_tolerance is None
     role_tolerance = None if off else float(cfg.role_tolerance)
+    real_tolerance = None if real is None else float(cfg.real_tolerance)
     promote, decision = decide(
-        candidate, champion, cost, float(cfg.tie_tolerance), bool(cfg.force), broken, role_tolerance
+        candidate,
+        champion,
+        cost,
+        float(cfg.tie_tolerance),
+        bool(cfg.force),
+        broken,
+        role_tolerance,
+        real_tolerance,
     )
 
     # -- register, describe, alias -------------------------------------------------------------

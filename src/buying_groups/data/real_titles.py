@@ -1,0 +1,126 @@
+"""Real job titles: the held-out evaluation set and the title lists a role model learns from.
+
+Two kinds of bundled lists (``resources/titles/``, provenance and licences in docs/data.md):
+
+* ``real_titles_eval.csv``: real titles, labelled by hand after docs/labelling-guide.md, in
+  nine languages. Evaluation only: nothing trains or is tuned on it, and every training list
+  is de-duplicated against it (``knowledge_examples``).
+* training lists (``bls``: BLS occupation titles with distant labels, ``curated``: a
+  hand-labelled multilingual list): *persona knowledge* the generator lacks. They enter
+  training as title-only contacts (no activity, so no role labels: roles are masked).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from buying_groups.data.splits import unit_hash
+from buying_groups.taxonomy import FUNCTIONS, SENIORITIES, Catalog
+
+RESOURCE_DIR = Path(__file__).resolve().parent.parent / "resources" / "titles"
+EVAL_FILE = "real_titles_eval.csv"
+TRAINING_LISTS = {"bls": "bls_titles.csv", "curated": "curated_titles.csv"}
+COLUMNS = ("title", "function", "seniority", "language")
+# Languages with fewer labelled titles than this get no per-language figures (too noisy).
+MIN_LANGUAGE_TITLES = 50
+
+
+def title_key(title: str) -> str:
+    """Case-, accent- and punctuation-blind form of a title (for de-duplication)."""
+    text = unicodedata.normalize("NFKD", str(title).casefold())
+    text = "".join(c for c in text if not unicodedata.combining(c))
+    return " ".join(re.sub(r"[^\w]+", " ", text).split())
+
+
+def read_title_list(path: Path) -> pd.DataFrame:
+    """A labelled title list; ``ValueError`` naming the file, row and column of a bad cell."""
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [c for c in COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{path.name}: missing column(s) {missing}")
+    allowed = {"function": set(FUNCTIONS), "seniority": set(SENIORITIES)}
+    for col, values in allowed.items():
+        bad = ~frame[col].isin(values)
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise ValueError(
+                f"{path.name}, line {i + 2}, column '{col}': unknown value {frame[col].iloc[i]!r}"
+            )
+    empty = frame["title"].str.strip() == ""
+    if empty.any():
+        i = int(np.flatnonzero(empty.to_numpy())[0])
+        raise ValueError(f"{path.name}, line {i + 2}, column 'title': empty title")
+    return frame
+
+
+def real_title_eval(path: Path | None = None) -> pd.DataFrame:
+    """The evaluation set as model inputs: ``job_title``, empty ``activity_text``, the truth
+    (``function``, ``seniority``), ``language`` and ``source``."""
+    frame = read_title_list(path or RESOURCE_DIR / EVAL_FILE)
+    out = frame.rename(columns={"title": "job_title"})
+    out["activity_text"] = ""
+    keep = ["job_title", "activity_text", "function", "seniority", "language"]
+    keep += [c for c in ("source",) if c in out.columns]
+    return out[keep].reset_index(drop=True)
+
+
+def knowledge_examples(
+    sources: Iterable[str],
+    catalog: Catalog,
+    seed: int = 0,
+    case_noise: float = 0.15,
+    exclude: Iterable[str] | None = None,
+    validation_share: float = 0.15,
+) -> pd.DataFrame:
+    """Title-only contacts from the named training lists, shaped like labelled examples
+    (``title_kind`` ``knowledge``; roles unknown; no advocacy, as there is no activity).
+    A stable ``validation_share`` of the titles (by a hash of the title) is split
+    ``validation``, the rest ``train``: real-style titles to choose on, never trained on.
+    Titles equal (``title_key``) to an ``exclude`` title (default: the evaluation set's) are
+    dropped. A seeded ``case_noise`` share of the titles is added again in ALL CAPS or lower
+    case, as CRM exports hold them (each copy in its title's split)."""
+    sources = list(sources)
+    unknown = [s for s in sources if s not in TRAINING_LISTS]
+    if unknown:
+        raise ValueError(f"unknown title list(s) {unknown}; choose from {list(TRAINING_LISTS)}")
+    if not sources:
+        return pd.DataFrame()
+    frame = pd.concat(
+        [read_title_list(RESOURCE_DIR / TRAINING_LISTS[s]).assign(vocab=s) for s in sources],
+        ignore_index=True,
+    )
+    if exclude is None:
+        exclude = real_title_eval()["job_title"]
+    held = {title_key(t) for t in exclude}
+    frame = frame[~frame["title"].map(title_key).isin(held)]
+    frame = frame.drop_duplicates("title")
+    rng = np.random.default_rng(seed)
+    noisy = frame[rng.random(len(frame)) < case_noise].copy()
+    upper = rng.random(len(noisy)) < 0.5
+    noisy["title"] = np.where(upper, noisy["title"].str.upper(), noisy["title"].str.lower())
+    frame = pd.concat([frame, noisy], ignore_index=True).drop_duplicates("title")
+    held_for_validation = unit_hash(frame["title"].map(title_key), seed) < validation_share
+    out = pd.DataFrame(
+        {
+            "contact_id": [f"K{i:07d}" for i in range(len(frame))],
+            "account_id": "knowledge",
+            "job_title": frame["title"].to_numpy(),
+            "activity_text": "",
+            "function": frame["function"].to_numpy(),
+            "seniority": frame["seniority"].to_numpy(),
+            "language": frame["language"].to_numpy(),
+            "title_kind": "knowledge",
+            "vocab": frame["vocab"].to_numpy(),
+            "split": np.where(held_for_validation, "validation", "train"),
+        }
+    )
+    for product in catalog.names:
+        out[f"advocacy_{product}"] = 0
+        out[f"role_{product}"] = None
+    return out

@@ -1,0 +1,111 @@
+"""The title expert: character n-grams of the job title -> function and seniority, pooled with
+the transformer's persona heads.
+
+The transformer reads word pieces of an English vocabulary; titles in other languages and
+scripts, compounds ("Einkaufsleiterin") and shop-floor jargon reach it as fragments. A
+linear model on character n-grams of the title reads exactly those. The role model keeps
+both and combines them log-linearly, ``p ~ p_transformer^(1-w) * p_expert^w``, with ``w``
+chosen on validation contacts (``choose_weight``; 0 turns the expert off). Contacts without
+a title keep the transformer's persona: the expert knows nothing about activity.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+
+EXPERT_NAME = "title_expert.joblib"
+HEADS = ("function", "seniority")
+WEIGHTS = (0.0, 0.2, 0.35, 0.5, 0.65, 0.8)
+
+
+class TitleExpert:
+    """One character n-gram logistic regression per persona head, over the model's labels."""
+
+    def __init__(self, labels: dict[str, list[str]], C: float = 5.0) -> None:  # noqa: N803
+        self.labels = labels  # head -> the role model's label order
+        self.C = C
+        self.models: dict[str, Pipeline] = {}
+
+    def fit(self, titles: pd.Series, targets: pd.DataFrame) -> TitleExpert:
+        """Fit on non-empty titles with a known label per head."""
+        titles = titles.fillna("").astype(str)
+        for head in HEADS:
+            known = (titles.str.strip() != "") & targets[head].notna()
+            pipe = Pipeline(
+                [
+                    (
+                        "tfidf",
+                        TfidfVectorizer(
+                            analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True
+                        ),
+                    ),
+                    ("clf", LogisticRegression(C=self.C, max_iter=500)),
+                ]
+            )
+            self.models[head] = pipe.fit(titles[known], targets[head][known])
+        return self
+
+    def predict_proba(self, titles: list[str]) -> dict[str, np.ndarray]:
+        """Probabilities per head in the role model's label order (unseen labels get 0)."""
+        out = {}
+        for head in HEADS:
+            pipe = self.models[head]
+            proba = pipe.predict_proba(titles)
+            full = np.zeros((len(titles), len(self.labels[head])), dtype=np.float32)
+            index = {label: i for i, label in enumerate(self.labels[head])}
+            for j, label in enumerate(pipe.classes_):
+                full[:, index[label]] = proba[:, j]
+            out[head] = full
+        return out
+
+    def save(self, directory: Path | str) -> None:
+        joblib.dump(self, Path(directory) / EXPERT_NAME)
+
+    @staticmethod
+    def load(directory: Path | str) -> TitleExpert | None:
+        path = Path(directory) / EXPERT_NAME
+        return joblib.load(path) if path.exists() else None
+
+
+def pool(net: np.ndarray, expert: np.ndarray, weight: float, has_title: np.ndarray) -> np.ndarray:
+    """Log-linear pooling of two probability tables (rows with a title only)."""
+    if weight <= 0:
+        return net
+    eps = 1e-6
+    logp = (1 - weight) * np.log(net + eps) + weight * np.log(expert + eps)
+    mixed = np.exp(logp - logp.max(-1, keepdims=True))
+    mixed /= mixed.sum(-1, keepdims=True)
+    return np.where(has_title[:, None], mixed, net).astype(np.float32)
+
+
+def choose_weight(
+    net: dict[str, np.ndarray],
+    expert: dict[str, np.ndarray],
+    truth: pd.DataFrame,
+    labels: dict[str, list[str]],
+    has_title: np.ndarray,
+) -> tuple[float, pd.DataFrame]:
+    """The pooling weight with the best mean persona macro-F1 on ``truth`` (validation
+    contacts), and the score of every weight tried."""
+    from buying_groups.evaluate import head_metrics
+
+    rows = {}
+    for w in WEIGHTS:
+        scores = {}
+        for head in HEADS:
+            proba = pool(net[head], expert[head], w, has_title)
+            pred = np.asarray(labels[head], dtype=object)[proba.argmax(-1)]
+            known = truth[head].notna().to_numpy()
+            scores[f"{head}_macro_f1"] = head_metrics(truth[head][known], pred[known])["macro_f1"]
+        rows[w] = scores
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "expert weight"
+    table["mean"] = table.mean(axis=1)
+    return float(table["mean"].idxmax()), table

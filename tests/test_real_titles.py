@@ -1,0 +1,131 @@
+"""The bundled real-title evaluation set, the training title lists and what keeps them apart;
+transliteration; the real-title metrics and the promotion gate they feed."""
+
+import pandas as pd
+import pytest
+
+from buying_groups.cli.promote import decide
+from buying_groups.data.real_titles import (
+    RESOURCE_DIR,
+    TRAINING_LISTS,
+    knowledge_examples,
+    read_title_list,
+    real_title_eval,
+    title_key,
+)
+from buying_groups.models.evaluation import real_title_metrics, real_title_table
+from buying_groups.models.inference import RoleModelConfig, model_text
+from buying_groups.taxonomy import FUNCTIONS, SENIORITIES
+
+LANGUAGES = {"en", "de", "fr", "es", "ru", "pt", "it", "nl", "pl"}
+
+
+def test_eval_set_is_large_labelled_and_multilingual():
+    real = real_title_eval()
+    assert len(real) >= 1500
+    assert set(real["function"]) <= set(FUNCTIONS)
+    assert set(real["seniority"]) <= set(SENIORITIES)
+    counts = real["language"].value_counts()
+    assert set(counts.index) == LANGUAGES
+    assert (counts >= 50).all(), counts
+    assert (real["activity_text"] == "").all()
+    # every function of the taxonomy is represented
+    assert set(real["function"]) == set(FUNCTIONS)
+
+
+def test_no_training_title_is_an_eval_title():
+    catalog = _catalog()
+    held = {title_key(t) for t in real_title_eval()["job_title"]}
+    examples = knowledge_examples(list(TRAINING_LISTS), catalog)
+    assert not {title_key(t) for t in examples["job_title"]} & held
+    # the exclusion is by title_key: case, accents and punctuation do not get a title through
+    curated = read_title_list(RESOURCE_DIR / TRAINING_LISTS["curated"])["title"]
+    first = curated.iloc[0]
+    kept = knowledge_examples(["curated"], catalog, case_noise=0.0, exclude=[])
+    noisy = f" {first.upper()}!"
+    dropped = knowledge_examples(["curated"], catalog, case_noise=0.0, exclude=[noisy])
+    assert first in set(kept["job_title"]) and first not in set(dropped["job_title"])
+    assert len(dropped) == len(kept) - 1
+
+
+def test_knowledge_examples_are_title_only_with_masked_roles():
+    catalog = _catalog()
+    ex = knowledge_examples(["curated"], catalog, seed=3)
+    assert len(ex) > 500
+    assert (ex["activity_text"] == "").all()
+    # a stable share of the titles is held out for validation (choices, never training)
+    share = (ex["split"] == "validation").mean()
+    assert set(ex["split"]) == {"train", "validation"} and 0.1 < share < 0.2
+    for p in catalog.names:
+        assert ex[f"role_{p}"].isna().all()
+        assert (ex[f"advocacy_{p}"] == 0).all()
+    # case noise adds ALL CAPS copies, seeded
+    assert ex["job_title"].str.isupper().sum() > 10
+    again = knowledge_examples(["curated"], catalog, seed=3)
+    pd.testing.assert_frame_equal(ex, again)
+    assert knowledge_examples([], catalog).empty
+    with pytest.raises(ValueError, match="unknown title list"):
+        knowledge_examples(["nope"], catalog)
+
+
+def test_bad_title_list_names_line_and_column(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text(
+        "title,function,seniority,language\nCFO,finance,executive,en\nX,finanse,entry,en\n"
+    )
+    with pytest.raises(ValueError, match=r"bad.csv, line 3, column 'function'.*'finanse'"):
+        read_title_list(path)
+
+
+def test_transliteration_only_for_models_trained_with_it():
+    on = RoleModelConfig(products=["p"], transliterate=True)
+    off = RoleModelConfig(products=["p"])
+    assert model_text("Директор по маркетингу", on) == "Direktor po marketingu"
+    assert model_text("Руководитель отдела закупок", on) == "Rukovoditel otdela zakupok"
+    assert model_text("Нач. отдела ИТ / CIO", on) == "Nach. otdela IT / CIO"
+    assert model_text("Директор", off) == "Директор"
+    assert model_text("Leiterin Einkauf", on) == "Leiterin Einkauf"
+
+
+def test_real_title_metrics_overall_and_per_language():
+    truth = pd.DataFrame(
+        {
+            "function": ["sales"] * 60 + ["finance"] * 40,
+            "seniority": ["manager"] * 100,
+            "language": ["en"] * 60 + ["xx"] * 40,  # xx: under 50 titles, no figures of its own
+        }
+    )
+    pred = truth.copy()
+    pred.loc[:9, "function"] = "marketing"
+    m = real_title_metrics(truth, pred)
+    assert m["real/function_accuracy"] == pytest.approx(0.9)
+    assert m["real/en/function_accuracy"] == pytest.approx(50 / 60)
+    assert m["real/seniority_macro_f1"] == 1.0
+    assert not any(k.startswith("real/xx/") for k in m)
+    table = real_title_table(m)
+    assert list(table.index) == ["all", "en"]
+
+
+def test_promotion_refuses_a_candidate_worse_on_real_titles():
+    champion = {
+        "pr_auc": 0.30,
+        "real_function_macro_f1": 0.60,
+        "real_seniority_macro_f1": 0.70,
+    }
+    better_synthetic = dict(champion, pr_auc=0.40, real_function_macro_f1=0.58)
+    cost = {"candidate": 6, "champion": 6}
+    promote, why = decide(better_synthetic, champion, cost, 0.005, real_tolerance=0.0)
+    assert not promote and "real job titles" in why and "real_function_macro_f1" in why
+    # without the gate the PR-AUC gain wins; force overrides the gate
+    assert decide(better_synthetic, champion, cost, 0.005)[0]
+    assert decide(better_synthetic, champion, cost, 0.005, force=True, real_tolerance=0.0)[0]
+    as_good = dict(champion, pr_auc=0.40)
+    assert decide(as_good, champion, cost, 0.005, real_tolerance=0.0)[0]
+
+
+def _catalog():
+    from buying_groups.config import catalog_from
+
+    from .conftest import compose_config
+
+    return catalog_from(compose_config("generate", ["data=tiny"]))
