@@ -129,3 +129,45 @@ def _catalog():
     from .conftest import compose_config
 
     return catalog_from(compose_config("generate", ["data=tiny"]))
+
+
+def test_pooling_mixes_only_rows_with_a_title_and_stays_a_distribution():
+    import numpy as np
+
+    from buying_groups.models.title_expert import pool
+
+    net = np.array([[0.7, 0.2, 0.1], [0.7, 0.2, 0.1]], dtype=np.float32)
+    expert = np.array([[0.0, 0.1, 0.9], [0.0, 0.1, 0.9]], dtype=np.float32)
+    mixed = pool(net, expert, 0.5, np.array([True, False]))
+    assert mixed[0].argmax() == 2 and np.allclose(mixed.sum(-1), 1.0)
+    assert np.allclose(mixed[1], net[1])  # no title: the transformer's persona
+    assert np.allclose(pool(net, expert, 0.0, np.array([True, True])), net)
+
+
+def test_choose_weight_prefers_the_expert_where_it_is_right():
+    import numpy as np
+
+    from buying_groups.models.title_expert import WEIGHTS, TitleExpert, choose_weight
+
+    labels = {"function": ["sales", "finance"], "seniority": ["entry", "manager"]}
+    titles = pd.Series(
+        ["Vertriebsleiter", "Kaufmann Vertrieb", "Leiter Finanzen", "Buchhalter"] * 5
+    )
+    truth = pd.DataFrame(
+        {
+            "function": ["sales", "sales", "finance", "finance"] * 5,
+            "seniority": ["manager", "entry", "manager", "entry"] * 5,
+        }
+    )
+    expert = TitleExpert(labels).fit(titles, truth)
+    guess = expert.predict_proba(titles.tolist())
+    # a transformer that has every function backwards and every seniority right
+    net = {
+        "function": 1.0 - np.eye(2, dtype=np.float32)[[0, 0, 1, 1] * 5] * 0.9 - 0.05,
+        "seniority": np.eye(2, dtype=np.float32)[[1, 0, 1, 0] * 5] * 0.9 + 0.05,
+    }
+    weights, table = choose_weight(net, guess, truth, labels, np.ones(len(titles), dtype=bool))
+    assert list(table.index) == list(WEIGHTS)
+    f1 = table["function_macro_f1"]
+    assert weights["function"] > 0 and f1[weights["function"]] > f1[0.0]
+    assert weights["seniority"] == 0.0  # the transformer is right already: ties keep it

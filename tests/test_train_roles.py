@@ -77,7 +77,8 @@ def test_configs_compose_for_training():
     assert (student.distill.layers, fast.distill.layers, fast.trainer.epochs) == (3, 2, 6)
     assert student.distill.freeze_embeddings and fast.distill.freeze_embeddings
     pipeline = compose_config("pipeline", [])
-    assert pipeline.student and list(pipeline.student_overrides) == ["experiment=distill"]
+    # the student is a separate, longer step (bg-pipeline student=true), not the default
+    assert not pipeline.student and list(pipeline.student_overrides) == ["experiment=distill"]
     assert pipeline.student_transfer is True  # its default (see configs/pipeline.yaml)
     # Students train every epoch; the teacher stops early.
     assert student.trainer.early_stopping_patience is None

@@ -243,8 +243,8 @@ def train_and_log(cfg: DictConfig) -> dict:
         train_seconds = time.perf_counter() - started
         if "title_expert_choice" in fit_metrics:
             choice = pd.DataFrame.from_dict(fit_metrics["title_expert_choice"], orient="index")
-            w = model.config.title_expert_weight
-            print_frame(choice, f"title expert: validation persona macro-F1 by weight (chosen {w})")
+            w = model.config.title_expert_weights
+            print_frame(choice, f"title expert: validation macro-F1 by pooling weight (chosen {w})")
             tracking.log_table(choice, "reports/title_expert.json")
 
         def predict(frame: pd.DataFrame) -> pd.DataFrame:

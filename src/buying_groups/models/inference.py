@@ -55,8 +55,9 @@ class RoleModelConfig:
     distill_alpha: float = 0.0  # training only: weight of the teacher's soft targets in the loss
     transliterate: bool = False  # Cyrillic titles read as Latin (``model_text``); off in
     # models saved before it
-    title_expert_weight: float = 0.0  # weight of the character n-gram title expert in the
-    # persona (models/title_expert.py); 0: the transformer alone
+    title_expert_weights: dict[str, float] = field(default_factory=dict)  # per persona head,
+    # the weight of the character n-gram title expert (models/title_expert.py); none or 0:
+    # the transformer alone
 
     @property
     def id2label(self) -> dict[str, dict[int, str]]:
@@ -299,12 +300,13 @@ def predict_proba(
         batch = tokenizer.pad({k: [enc[k][j] for j in rows] for k in enc}, return_tensors="np")
         f[idx], s[idx], r[idx] = (softmax(x) for x in model.runner(dict(batch)))
     expert = getattr(model, "title_expert", None)
-    if expert is not None and cfg.title_expert_weight > 0:
+    if expert is not None and any(w > 0 for w in cfg.title_expert_weights.values()):
         titles_todo = [uniques[i][0] for i in todo]
         has_title = np.array([bool(t.strip()) for t in titles_todo])
         guess = expert.predict_proba(titles_todo)
-        f[todo] = pool(f[todo], guess["function"], cfg.title_expert_weight, has_title)
-        s[todo] = pool(s[todo], guess["seniority"], cfg.title_expert_weight, has_title)
+        weights = cfg.title_expert_weights
+        f[todo] = pool(f[todo], guess["function"], weights.get("function", 0.0), has_title)
+        s[todo] = pool(s[todo], guess["seniority"], weights.get("seniority", 0.0), has_title)
     if cache is not None:
         entries.add([keys[i] for i in todo], (f[todo], s[todo], r[todo]))
     return {"function": f[codes], "seniority": s[codes], "role": r[codes]}

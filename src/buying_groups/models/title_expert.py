@@ -4,9 +4,10 @@ the transformer's persona heads.
 The transformer reads word pieces of an English vocabulary; titles in other languages and
 scripts, compounds ("Einkaufsleiterin") and shop-floor jargon reach it as fragments. A
 linear model on character n-grams of the title reads exactly those. The role model keeps
-both and combines them log-linearly, ``p ~ p_transformer^(1-w) * p_expert^w``, with ``w``
-chosen on validation contacts (``choose_weight``; 0 turns the expert off). Contacts without
-a title keep the transformer's persona: the expert knows nothing about activity.
+both and combines them log-linearly per head, ``p ~ p_transformer^(1-w) * p_expert^w``,
+with ``w`` chosen on hand-labelled validation titles (``choose_weight``; 0 turns the
+expert off). Contacts without a title keep the
+transformer's persona: the expert knows nothing about activity.
 """
 
 from __future__ import annotations
@@ -22,7 +23,14 @@ from sklearn.pipeline import Pipeline
 
 EXPERT_NAME = "title_expert.joblib"
 HEADS = ("function", "seniority")
-WEIGHTS = (0.0, 0.2, 0.35, 0.5, 0.65, 0.8)
+WEIGHTS = (0.0, 0.2, 0.35, 0.5, 0.65, 0.8, 0.9, 1.0)
+
+
+def _features() -> TfidfVectorizer:
+    # Keyword-lexicon hits of the title (baselines.rules) as two extra input features were
+    # tried: on the hand-labelled validation titles they cost 9 points of function macro-F1
+    # and gained nothing on seniority (docs/benchmarks.md), so the expert reads characters.
+    return TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True)
 
 
 class TitleExpert:
@@ -39,17 +47,9 @@ class TitleExpert:
         for head in HEADS:
             known = (titles.str.strip() != "") & targets[head].notna()
             pipe = Pipeline(
-                [
-                    (
-                        "tfidf",
-                        TfidfVectorizer(
-                            analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True
-                        ),
-                    ),
-                    ("clf", LogisticRegression(C=self.C, max_iter=500)),
-                ]
+                [("features", _features()), ("clf", LogisticRegression(C=self.C, max_iter=500))]
             )
-            self.models[head] = pipe.fit(titles[known], targets[head][known])
+            self.models[head] = pipe.fit(titles[known].tolist(), targets[head][known])
         return self
 
     def predict_proba(self, titles: list[str]) -> dict[str, np.ndarray]:
@@ -91,9 +91,9 @@ def choose_weight(
     truth: pd.DataFrame,
     labels: dict[str, list[str]],
     has_title: np.ndarray,
-) -> tuple[float, pd.DataFrame]:
-    """The pooling weight with the best mean persona macro-F1 on ``truth`` (validation
-    contacts), and the score of every weight tried."""
+) -> tuple[dict[str, float], pd.DataFrame]:
+    """Per head, the pooling weight with the best macro-F1 on ``truth`` (validation contacts;
+    ties: the smaller weight), and the score of every weight tried."""
     from buying_groups.evaluate import head_metrics
 
     rows = {}
@@ -107,5 +107,5 @@ def choose_weight(
         rows[w] = scores
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "expert weight"
-    table["mean"] = table.mean(axis=1)
-    return float(table["mean"].idxmax()), table
+    best = {head: float(table[f"{head}_macro_f1"].idxmax()) for head in HEADS}
+    return best, table

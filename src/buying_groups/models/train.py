@@ -269,7 +269,7 @@ def train_role_model(
     model.eval()
     if model_cfg.get("title_expert"):
         weights = attach_title_expert(model, tokenizer, train, validation)
-        metrics["title_expert_weight"] = model.config.title_expert_weight
+        metrics["title_expert_weights"] = dict(model.config.title_expert_weights)
         metrics["title_expert_choice"] = weights.round(4).to_dict(orient="index")
     return model, tokenizer, metrics
 
@@ -281,20 +281,28 @@ def attach_title_expert(
     validation: pd.DataFrame,
 ) -> pd.DataFrame:
     """Fit the character n-gram title expert on the training titles and set its pooling
-    weight to the one with the best persona macro-F1 on ``validation``; returns the score of
-    every weight tried."""
+    weight per persona head to the one with the best macro-F1 on validation titles: the
+    hand-labelled list's held-out share where it has 100 or more (the closest to real CRM
+    titles; the BLS titles' labels are distant), else every title list's, else every titled
+    validation contact. Returns the score of every weight tried."""
     from buying_groups.models.inference import predict_proba
     from buying_groups.models.title_expert import TitleExpert, choose_weight
 
     cfg = model.config
     labels = {"function": cfg.functions, "seniority": cfg.seniorities}
-    cfg.title_expert_weight = 0.0  # the transformer's own persona, to pool against
+    cfg.title_expert_weights = {}  # the transformer's own persona, to pool against
     model.title_expert = None
-    net = predict_proba(model, tokenizer, validation)
-    expert = TitleExpert(labels).fit(train["job_title"], train[["function", "seniority"]])
     titles = validation["job_title"].fillna("").astype(str)
-    guess = expert.predict_proba(titles.tolist())
-    has_title = (titles.str.strip() != "").to_numpy()
-    weight, table = choose_weight(net, guess, validation, labels, has_title)
-    model.title_expert, cfg.title_expert_weight = expert, weight
+    choose_on = validation[titles.str.strip() != ""]
+    if "vocab" in choose_on.columns:
+        for vocab in (["curated"], ["curated", "bls"]):
+            if choose_on["vocab"].isin(vocab).sum() >= 100:
+                choose_on = choose_on[choose_on["vocab"].isin(vocab)]
+                break
+    net = predict_proba(model, tokenizer, choose_on)
+    expert = TitleExpert(labels).fit(train["job_title"], train[["function", "seniority"]])
+    guess = expert.predict_proba(choose_on["job_title"].astype(str).tolist())
+    has_title = np.ones(len(choose_on), dtype=bool)
+    weights, table = choose_weight(net, guess, choose_on, labels, has_title)
+    model.title_expert, cfg.title_expert_weights = expert, weights
     return table
