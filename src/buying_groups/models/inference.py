@@ -335,13 +335,12 @@ def decode(model_config: RoleModelConfig, proba: dict[str, np.ndarray]) -> pd.Da
 
 
 def weights_digest(directory: Path | str) -> str:
-    """What prediction caches and exported graphs key on: a saved model's exact config and
-    weights (SHA-256 of both files)."""
+    """What prediction caches and exported graphs key on: a saved model's exact config,
+    weights and title expert (SHA-256 of the files)."""
     directory = Path(directory)
     h = hashlib.sha256((directory / CONFIG_NAME).read_bytes())
-    for name in (WEIGHTS_NAME, EXPERT_NAME):  # the title expert, where the model has one
-        if not (directory / name).exists() and name == EXPERT_NAME:
-            continue
+    expert = [EXPERT_NAME] if (directory / EXPERT_NAME).exists() else []  # where it has one
+    for name in [WEIGHTS_NAME, *expert]:
         with open(directory / name, "rb") as f:
             for block in iter(lambda f=f: f.read(1 << 20), b""):
                 h.update(block)

@@ -21,6 +21,8 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
+from buying_groups.evaluate import head_metrics
+
 EXPERT_NAME = "title_expert.joblib"
 HEADS = ("function", "seniority")
 WEIGHTS = (0.0, 0.2, 0.35, 0.5, 0.65, 0.8, 0.9, 1.0)
@@ -94,8 +96,6 @@ def choose_weight(
 ) -> tuple[dict[str, float], pd.DataFrame]:
     """Per head, the pooling weight with the best macro-F1 on ``truth`` (validation contacts;
     ties: the smaller weight), and the score of every weight tried."""
-    from buying_groups.evaluate import head_metrics
-
     rows = {}
     for w in WEIGHTS:
         scores = {}
