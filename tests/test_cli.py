@@ -72,6 +72,7 @@ def test_pipeline_on_tiny(tmp_path):
         f"scores_dir={tmp_path / 'scores'}",
         "student=true",
         "student_transfer=true",
+        "title_lists=[curated]",  # as experiment=tiny: the BLS list would outnumber tiny
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "rules baseline" in proc.stdout and "test_ood" in proc.stdout
