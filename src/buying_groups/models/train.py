@@ -34,6 +34,7 @@ from buying_groups.models.role_model import (
 from buying_groups.models.runtime import bf16_supported
 
 TOKEN_KEYS = ("input_ids", "attention_mask", "token_type_ids")
+MIN_EXPERT_TITLES = 50  # fewer titled training contacts: no title expert
 
 
 class RoleDataset(torch.utils.data.Dataset):
@@ -269,8 +270,9 @@ def train_role_model(
     model.eval()
     if model_cfg.get("title_expert"):
         weights = attach_title_expert(model, tokenizer, train, validation)
-        metrics["title_expert_weights"] = dict(model.config.title_expert_weights)
-        metrics["title_expert_choice"] = weights.round(4).to_dict(orient="index")
+        if len(weights):
+            metrics["title_expert_weights"] = dict(model.config.title_expert_weights)
+            metrics["title_expert_choice"] = weights.round(4).to_dict(orient="index")
     return model, tokenizer, metrics
 
 
@@ -284,7 +286,8 @@ def attach_title_expert(
     weight per persona head to the one with the best macro-F1 on validation titles: the
     hand-labelled list's held-out share where it has 100 or more (the closest to real CRM
     titles; the BLS titles' labels are distant), else every title list's, else every titled
-    validation contact. Returns the score of every weight tried."""
+    validation contact. Returns the score of every weight tried (empty, and no expert, with
+    fewer than ``MIN_EXPERT_TITLES`` titled training contacts or one class in a head)."""
     from buying_groups.models.inference import predict_proba
     from buying_groups.models.title_expert import TitleExpert, choose_weight
 
@@ -292,6 +295,9 @@ def attach_title_expert(
     labels = {"function": cfg.functions, "seniority": cfg.seniorities}
     cfg.title_expert_weights = {}  # the transformer's own persona, to pool against
     model.title_expert = None
+    titled = train[train["job_title"].fillna("").astype(str).str.strip() != ""]
+    if len(titled) < MIN_EXPERT_TITLES or any(titled[h].nunique() < 2 for h in labels):
+        return pd.DataFrame()  # too few titles to learn from: the transformer alone
     titles = validation["job_title"].fillna("").astype(str)
     choose_on = validation[titles.str.strip() != ""]
     if "vocab" in choose_on.columns:
