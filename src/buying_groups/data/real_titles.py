@@ -2,11 +2,11 @@
 
 Two kinds of bundled lists (``resources/titles/``, provenance and licences in docs/data.md):
 
-* ``real_titles_eval.csv``: real titles, labelled by hand after docs/labelling-guide.md, in
+* ``real_titles_eval.csv``: real titles, labelled one by one after docs/labelling-guide.md, in
   nine languages. Evaluation only: nothing trains or is tuned on it, and every training list
   is de-duplicated against it (``knowledge_examples``).
 * training lists (``bls``: BLS occupation titles with distant labels, ``curated``: a
-  hand-labelled multilingual list): *persona knowledge* the generator lacks. They enter
+  multilingual list labelled one by one): *persona knowledge* the generator lacks. They enter
   training as title-only contacts (no activity, so no role labels: roles are masked).
 """
 
