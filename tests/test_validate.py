@@ -110,11 +110,6 @@ CASES = [
         lambda df: df.assign(activity_id=df["activity_id"].where(df.index != 9, "")),
         "activities, row 10, column 'activity_id': value is empty but required",
     ),
-    (
-        "opportunity_contact_roles",
-        lambda df: df.assign(role=df["role"].where(df.index != 0, "boss")),
-        "opportunity_contact_roles, row 1, column 'role': unknown role",
-    ),
     ("contacts", lambda df: df.iloc[0:0], "contacts: the table is empty (no rows)"),
     ("opportunities", lambda df: None, "opportunities: file not found"),
 ]

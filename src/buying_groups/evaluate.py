@@ -45,7 +45,7 @@ def evaluate_predictions(
 ) -> dict[str, float]:
     """Metrics per group (split, language...) as flat ``<group>/<head>_<metric>`` keys.
 
-    Role pairs whose truth is missing (a CRM that filled few roles) are left out.
+    Pairs and personas whose truth is missing (a CRM that filled few roles) are left out.
     """
     products = list(products)
     out: dict[str, float] = {}
@@ -56,7 +56,8 @@ def evaluate_predictions(
             continue
         t, p = truth[mask], pred[mask]
         for head in ("function", "seniority"):
-            for k, v in head_metrics(t[head], p[head]).items():
+            known = t[head].notna().to_numpy()  # CRM labels: persona unknown for some
+            for k, v in head_metrics(t[head][known], p[head][known]).items():
                 out[f"{g}/{head}_{k}"] = v
         rt, rp = stack_roles(t, products), stack_roles(p, products)
         known = rt.notna().to_numpy()

@@ -89,8 +89,9 @@ def log_context(
     params = {
         k: v
         for k, v in params.items()
-        if not k.startswith("catalog.products") and k != "output_dir"
-    }
+        if not k.startswith(("catalog.products", "labels.roles", "labels.persona."))
+        and k != "output_dir"
+    }  # value maps (CRM picklists) are in the resolved config below, not params
     mlflow.log_params(params)
     mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config/resolved_config.yaml")
     mlflow.set_tags({"dataset.name": dataset_name, "dataset.digest": dataset_digest})

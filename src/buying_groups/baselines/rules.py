@@ -488,11 +488,11 @@ _SENIORITY_PATTERNS = [(s, _compile(ws)) for s, ws in SENIORITY_KEYWORDS]
 _VICE = re.compile(r"(vice president|vice-president|vicepresidente|вице-президент)")
 
 
-def parse_function(title: str) -> str:
-    """The function whose longest keyword occurs in the title; ``other`` when none does.
+def match_function(title: str) -> str | None:
+    """The function whose longest keyword occurs in the title; None when none does.
     ("Vice president" is seniority, not the executive function.)"""
     text = _VICE.sub(" ", normalise(title))
-    best, best_len = "other", 0
+    best, best_len = None, 0
     for function, pattern in _FUNCTION_PATTERNS.items():
         for m in pattern.finditer(text):
             if len(m.group(1)) > best_len:
@@ -500,17 +500,27 @@ def parse_function(title: str) -> str:
     return best
 
 
-def parse_seniority(title: str) -> str:
+def parse_function(title: str) -> str:
+    """``match_function``, or ``other`` when no keyword occurs in the title."""
+    return match_function(title) or "other"
+
+
+def match_seniority(title: str) -> str | None:
     """The level of the longest seniority keyword in the title (ties: the more senior);
-    ``professional`` when none. Longest-first keeps "vice president" from reading as
+    None when none occurs. Longest-first keeps "vice president" from reading as
     "president"."""
     text = normalise(title)
-    best, best_len = "professional", 0
+    best, best_len = None, 0
     for seniority, pattern in _SENIORITY_PATTERNS:  # most senior first: ties keep it
         for m in pattern.finditer(text):
             if len(m.group(1)) > best_len:
                 best, best_len = seniority, len(m.group(1))
     return best
+
+
+def parse_seniority(title: str) -> str:
+    """``match_seniority``, or ``professional`` when no keyword occurs in the title."""
+    return match_seniority(title) or "professional"
 
 
 def advocacy_from_text(activity_text: pd.Series, products: tuple[str, ...]) -> pd.DataFrame:

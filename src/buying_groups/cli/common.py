@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
+from buying_groups.data.crm_labels import CrmLabelConfig, crm_examples
 from buying_groups.data.dataset import load_dataset
 from buying_groups.data.examples import labelled_examples
 from buying_groups.data.validate import DataValidationError, Problem
@@ -53,18 +54,58 @@ def print_mapping(values: dict, title: str) -> None:
     console.print(table)
 
 
+def label_source(cfg: DictConfig) -> str:
+    """``ground_truth`` or ``crm``: what the role model learns from (``labels=``)."""
+    return str(cfg.get("labels", {}).get("name", "ground_truth"))
+
+
 def load_labelled_examples(cfg: DictConfig, catalog: Catalog, purpose: str) -> pd.DataFrame:
-    """The labelled contacts of ``cfg.data_dir`` with their splits, as of the export date;
-    input errors and a missing ground truth end the command with a clear message."""
+    """The labelled contacts of ``cfg.data_dir`` with their splits: the ground truth as of
+    the export date, or with ``labels=crm`` the CRM's own labels (``data.crm_labels``).
+    Input errors and missing labels end the command with a clear message."""
     try:
         tables, labels = load_dataset(Path(cfg.data_dir), catalog)
+        if label_source(cfg) == "crm":
+            return crm_examples_from(cfg, tables, labels, catalog)
     except DataValidationError as exc:
         exit_on_data_error(exc)
     if labels is None:
         raise SystemExit(
-            f"{cfg.data_dir} has no labels/ (ground truth): {purpose} needs a generated dataset"
+            f"{cfg.data_dir} has no labels/ (ground truth): {purpose} needs a generated "
+            "dataset, or labels=crm to learn from the CRM's own contact roles "
+            "(docs/own-data.md)"
         )
     return examples_from(cfg, tables, labels, catalog)
+
+
+def crm_examples_from(
+    cfg: DictConfig,
+    tables: dict[str, pd.DataFrame],
+    labels: dict[str, pd.DataFrame] | None,
+    catalog: Catalog,
+) -> pd.DataFrame:
+    """Examples labelled by the CRM alone (``labels=crm``). Where a ground truth exists
+    (generated data) it measures, never trains: the accounts are split as
+    ``labels=ground_truth`` splits them, the CRM's labels of the test accounts become
+    ``crm_test`` and the ground truth of the test accounts ``test`` / ``test_ood``."""
+    lcfg = CrmLabelConfig.from_config(cfg.labels, int(cfg.get("seed", 0)))
+    truth = examples_from(cfg, tables, labels, catalog) if labels is not None else None
+    holdout = set() if truth is None else set(truth.loc[truth["split"] == "test_ood", "account_id"])
+    crm = crm_examples(
+        tables,
+        catalog,
+        lcfg,
+        max_events=cfg.data.max_events,
+        split_fractions=tuple(cfg.split.fractions),
+        split_seed=cfg.split.seed,
+        holdout_accounts=holdout,
+    )
+    if truth is None:
+        return crm
+    crm = crm[crm["split"] != "test_ood"]
+    crm.loc[crm["split"] == "test", "split"] = "crm_test"
+    measured = truth[truth["split"].isin(["test", "test_ood"])]
+    return pd.concat([crm, measured], ignore_index=True)
 
 
 def examples_from(

@@ -21,8 +21,7 @@ from buying_groups.cli import promote, score, train_qualifier, train_roles
 from buying_groups.cli.baseline import ensure_dataset, rules_report
 from buying_groups.cli.common import console, print_frame, print_mapping
 from buying_groups.config import hydra_entry
-from buying_groups.data.dataset import MANIFEST
-from buying_groups.data.io import read_json
+from buying_groups.data.dataset import dataset_manifest
 from buying_groups.evaluate import metrics_table
 from buying_groups.models.role_model import caching
 
@@ -62,7 +61,7 @@ def _run(cfg: DictConfig) -> dict:
 
     rule(steps[0])
     data_dir = ensure_dataset(cfg, regenerate=cfg.regenerate)
-    manifest = read_json(data_dir / MANIFEST)
+    manifest = dataset_manifest(data_dir)
     print_mapping(
         {k: v for k, v in manifest["summary"].items() if not k.startswith("role_")},
         f"dataset '{manifest['name']}' in {data_dir}",
@@ -206,6 +205,8 @@ def sub_config(
     overrides = [f"data_dir={cfg.data_dir}", *(extra or [])]
     if data_name:
         overrides += [f"data={cfg.data.name}", "generate_if_missing=false", f"seed={cfg.seed}"]
+    if name in ("train_roles", "promote"):
+        overrides.append(f"labels={cfg.labels.name}")
     if name == "train_qualifier":
         overrides += list(cfg.qualifier_overrides)
     if cfg.tracking.uri:

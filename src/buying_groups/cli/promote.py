@@ -15,7 +15,13 @@ from omegaconf import DictConfig, OmegaConf
 from sklearn.metrics import average_precision_score
 
 from buying_groups import tracking
-from buying_groups.cli.common import console, examples_from, exit_on_data_error, print_frame
+from buying_groups.cli.common import (
+    console,
+    examples_from,
+    exit_on_data_error,
+    label_source,
+    print_frame,
+)
 from buying_groups.cli.train_qualifier import build_groups
 from buying_groups.config import catalog_from, hydra_entry
 from buying_groups.data.dataset import load_dataset
@@ -110,7 +116,7 @@ def ood_test(
 ) -> pd.DataFrame | None:
     """The labelled contacts of the OOD-vocabulary test split (the role models' own test, as
     ``bg-train-roles`` splits it), or None for data without ground truth."""
-    if labels is None:
+    if labels is None or label_source(cfg) == "crm":  # crm: measures only, never decides
         return None
     examples = examples_from(cfg, tables, labels, catalog)
     ood = examples[examples["split"] == "test_ood"].reset_index(drop=True)

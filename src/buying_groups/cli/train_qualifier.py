@@ -21,8 +21,8 @@ from buying_groups.baselines.rules import RulesBaseline
 from buying_groups.cli.baseline import ensure_dataset
 from buying_groups.cli.common import console, exit_on_data_error, print_frame
 from buying_groups.config import catalog_from, hydra_entry
-from buying_groups.data.dataset import MANIFEST, load_dataset
-from buying_groups.data.io import read_json, write_table
+from buying_groups.data.dataset import dataset_manifest, load_dataset
+from buying_groups.data.io import write_table
 from buying_groups.data.splits import account_holdout, snapshot_dates, time_split
 from buying_groups.data.validate import DataValidationError
 from buying_groups.plots import lift_figure, pr_curve_figure
@@ -215,7 +215,7 @@ def train_and_log(cfg: DictConfig) -> dict[str, float]:
         tables, _ = load_dataset(Path(cfg.data_dir), catalog)
     except DataValidationError as exc:
         exit_on_data_error(exc)
-    manifest = read_json(Path(cfg.data_dir) / MANIFEST)
+    manifest = dataset_manifest(Path(cfg.data_dir))
     tracking.setup(cfg.tracking)
     predict, role_tags = role_predictor(cfg, catalog)
 

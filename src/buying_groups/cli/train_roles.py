@@ -27,9 +27,8 @@ from buying_groups.cli.common import (
     print_frame,
 )
 from buying_groups.config import catalog_from, hydra_entry
-from buying_groups.data.dataset import MANIFEST, load_dataset
+from buying_groups.data.dataset import dataset_manifest, load_dataset
 from buying_groups.data.examples import contact_inputs
-from buying_groups.data.io import read_json
 from buying_groups.data.real_titles import knowledge_examples, real_title_eval
 from buying_groups.data.validate import DataValidationError
 from buying_groups.evaluate import evaluate_predictions
@@ -60,7 +59,7 @@ def load_examples(cfg: DictConfig, catalog: Catalog) -> tuple[pd.DataFrame, dict
         for p in catalog.names:
             drop = train & (rng.random(len(examples)) >= cfg.role_label_fraction)
             examples.loc[drop, f"role_{p}"] = None
-    return examples, read_json(Path(cfg.data_dir) / MANIFEST)
+    return examples, dataset_manifest(Path(cfg.data_dir))
 
 
 def cap(frame: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
@@ -198,7 +197,8 @@ def train_and_log(cfg: DictConfig) -> dict:
     t = cfg.trainer
     train = cap(examples[examples["split"] == "train"], t.max_train_samples, cfg.seed)
     validation = cap(examples[examples["split"] == "validation"], t.max_eval_samples, cfg.seed)
-    evaluation = pd.concat([validation, examples[examples["split"].isin(["test", "test_ood"])]])
+    held_out = examples["split"].isin(["test", "test_ood", "crm_test"])
+    evaluation = pd.concat([validation, examples[held_out]])
     evaluation = pd.concat(
         [cap(g, t.max_eval_samples, cfg.seed) for _, g in evaluation.groupby("split")]
     )
@@ -316,10 +316,10 @@ def train_and_log(cfg: DictConfig) -> dict:
     # -- report --------------------------------------------------------------------------------
     rows = {}
     for name, m in results.items():
-        for split in ("validation", "test", "test_ood"):
-            rows[f"{name} / {split}"] = {
-                k.split("/", 1)[1]: v for k, v in m.items() if k.startswith(f"{split}/")
-            }
+        for split in ("validation", "test", "test_ood", "crm_test"):
+            row = {k.split("/", 1)[1]: v for k, v in m.items() if k.startswith(f"{split}/")}
+            if row:
+                rows[f"{name} / {split}"] = row
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "model / split"
     print_frame(table, "role model vs baselines")

@@ -104,6 +104,9 @@ def render_activity_text(
     boundary so that it never exceeds ``max_chars``.
     """
     window = recent_events(activities, as_of=as_of, max_events=max_events)
+    if window.empty:  # nobody has an event yet
+        ids = pd.Index([] if contact_ids is None else contact_ids, name="contact_id")
+        return pd.Series("", index=ids, dtype=object)
     phrases = describe_events(window)
     # Cumulative length per contact, to drop whole events past max_chars (newest kept).
     lengths = phrases.str.len() + 2

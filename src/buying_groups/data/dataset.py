@@ -8,7 +8,14 @@ from pathlib import Path
 import pandas as pd
 
 from buying_groups.data.generate import LABEL_TABLES, TABLES, Dataset
-from buying_groups.data.io import file_digest, find_table, read_table, write_json, write_tables
+from buying_groups.data.io import (
+    file_digest,
+    find_table,
+    read_json,
+    read_table,
+    write_json,
+    write_tables,
+)
 from buying_groups.data.summary import summarize
 from buying_groups.data.validate import DataValidationError, load_tables
 from buying_groups.taxonomy import Catalog
@@ -36,6 +43,30 @@ def write_dataset(
     }
     write_json(manifest, directory / MANIFEST)
     return manifest
+
+
+def dataset_manifest(directory: Path) -> dict:
+    """The manifest of a generated dataset, or for an export without one (a real CRM's)
+    the same keys computed from its files: ``name`` (the folder's), ``digest`` and row
+    counts as the ``summary``."""
+    directory = Path(directory)
+    if (directory / MANIFEST).exists():
+        return read_json(directory / MANIFEST)
+    files = [p for n in TABLES if (p := find_table(directory, n)) is not None]
+    rows = {p.stem: len(read_table(p)) for p in files}
+    return {
+        "name": directory.name,
+        "digest": file_digest(files),
+        "rows": rows,
+        "summary": {f"{k}_rows": v for k, v in rows.items()},
+        "files": sorted(p.name for p in files),
+    }
+
+
+def has_tables(directory: Path) -> bool:
+    """Whether ``directory`` holds an export (a manifest or a contacts table)."""
+    directory = Path(directory)
+    return (directory / MANIFEST).exists() or find_table(directory, "contacts") is not None
 
 
 def read_labels(directory: Path) -> dict[str, pd.DataFrame] | None:

@@ -34,6 +34,7 @@ from buying_groups.data.activity import (
     advocacy_counts,
     advocacy_kind,
 )
+from buying_groups.data.crm_writing import CrmWriting, enrichment, rep_contact_roles
 from buying_groups.data.titles import TitleComposer, TitleNoise
 from buying_groups.taxonomy import ADVOCACY_KINDS, GENERAL_TOPIC, Catalog, assign_roles
 
@@ -136,7 +137,7 @@ class GeneratorConfig:
             "account_sd": 0.5,
         }
     )
-    crm_role_fill_rate: float = 0.35
+    crm: CrmWriting = field(default_factory=CrmWriting)  # OCR picklist rows, enrichment
     max_events: int = DEFAULT_MAX_EVENTS
     title_noise: TitleNoise = field(default_factory=TitleNoise)
 
@@ -145,6 +146,8 @@ class GeneratorConfig:
         kwargs = {k: v for k, v in dict(cfg).items() if k in cls.__dataclass_fields__}
         if "title_noise" in kwargs:
             kwargs["title_noise"] = TitleNoise(**dict(kwargs["title_noise"]))
+        if "crm" in kwargs:
+            kwargs["crm"] = CrmWriting.from_config(kwargs["crm"])
         if "window_days" in kwargs:
             kwargs["window_days"] = tuple(kwargs["window_days"])
         for key in ("hazard", "noise_rate_multiplier"):
@@ -192,6 +195,10 @@ def generate(cfg: GeneratorConfig, catalog: Catalog) -> Dataset:
     opportunities, ocr = _opportunities(cfg, catalog, accounts, contacts, static_roles, events, rng)
     contact_labels, role_labels = _labels(cfg, catalog, contacts, events)
     public_contacts = contacts[["contact_id", "account_id", "job_title", "country", "created_at"]]
+    # A vendor's persona fields for part of the contacts (own generator: the tables above
+    # stay the same whatever the enrichment settings).
+    vendor = enrichment(contacts, cfg.crm, np.random.default_rng([cfg.seed, 1]))
+    public_contacts = pd.concat([public_contacts, vendor], axis=1)
     public_accounts = accounts[
         ["account_id", "name", "industry", "employees", "country", "is_customer"]
     ]
@@ -818,10 +825,12 @@ def _opportunity_contact_roles(
     events: pd.DataFrame,
     rng: np.random.Generator,
 ) -> pd.DataFrame:
-    """CRM roles for part of the contacts who engaged with the product before the opp.
+    """CRM roles as sales reps fill them, for people who engaged with the product before
+    the opportunity (``crm_writing.rep_contact_roles``: picklist values, senior people
+    listed far more often, some wrong).
 
-    The role a sales rep records is the contact's true role at the opportunity's creation:
-    persona plus advocacy among the contact's last product events before that date.
+    A person's true role then is their persona plus advocacy among their last product
+    events before the opportunity's creation.
     """
     ev = events[events["topic"].isin(catalog.names)].merge(
         contacts[["contact_id", "account_id"]], on="contact_id"
@@ -851,8 +860,7 @@ def _opportunity_contact_roles(
             people.loc[m, "function"], people.loc[m, "seniority"], people.loc[m, "adv"], product
         )
     people = people.sort_values(["opportunity_id", "contact_id"]).reset_index(drop=True)
-    filled = (people["role"] != "none") & (rng.random(len(people)) < cfg.crm_role_fill_rate)
-    return people.loc[filled, ["opportunity_id", "contact_id", "role"]].reset_index(drop=True)
+    return rep_contact_roles(people, len(contacts), cfg.crm, rng)
 
 
 # --- labels -------------------------------------------------------------------------------------

@@ -13,7 +13,9 @@ import hashlib
 import numpy as np
 import pandas as pd
 
-ROLE_SPLITS = ("train", "validation", "test", "test_ood")
+# crm_test: with labels=crm on generated data, the CRM's own labels of the test accounts
+# (test and test_ood then hold the ground truth, for measurement only)
+ROLE_SPLITS = ("train", "validation", "test", "test_ood", "crm_test")
 
 
 def unit_hash(keys: pd.Series, seed: int) -> np.ndarray:

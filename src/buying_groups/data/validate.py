@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from buying_groups.data.io import find_table, read_table
-from buying_groups.taxonomy import GENERAL_TOPIC, ROLES, Catalog
+from buying_groups.taxonomy import GENERAL_TOPIC, Catalog
 
 # pandera imports pyspark.pandas when PySpark is installed, which warns about pandas 3 on
 # every start; nothing here uses pyspark.pandas.
@@ -63,6 +63,9 @@ SCHEMA: dict[str, dict[str, Col]] = {
         "job_title": Col("text", nullable=True),
         "country": Col("str", nullable=True),
         "created_at": Col("timestamp", nullable=True),
+        # optional enrichment (a data vendor's persona fields; labels=crm can learn from them)
+        "job_function": Col("str", required=False, nullable=True),
+        "seniority": Col("str", required=False, nullable=True),
     },
     "activities": {
         "activity_id": Col("id"),
@@ -94,7 +97,9 @@ PRIMARY_KEYS = {
     "activities": "activity_id",
     "opportunities": "opportunity_id",
 }
-TABLE_ORDER = tuple(SCHEMA)  # referenced tables come first
+TABLE_ORDER = tuple(SCHEMA)
+# Tables a real export may hold no rows of (few CRMs have contact roles filled at all).
+OPTIONAL_ROWS = ("opportunity_contact_roles",)  # referenced tables come first
 TRUE = {"true", "1", "yes", "y", "t"}
 FALSE = {"false", "0", "no", "n", "f"}
 
@@ -198,7 +203,7 @@ def validate_tables(
         # Missing columns fail the table, but the columns present are still checked so a
         # user sees every problem in one pass.
         problems.extend(_check_columns(name, df))
-        if len(df) == 0:
+        if len(df) == 0 and name not in OPTIONAL_ROWS:
             problems.append(Problem(name, "the table is empty (no rows)"))
             continue
         df, cell = _coerce(name, df)
@@ -368,11 +373,6 @@ def _value_schema(name: str, catalog: Catalog) -> pa.DataFrameSchema:
                     catalog.names,
                     error=f"unknown product; the catalog has {', '.join(catalog.names)}",
                 )
-            ],
-        },
-        "opportunity_contact_roles": {
-            "role": [
-                pa.Check.isin(ROLES, error=f"unknown role; expected one of {', '.join(ROLES)}")
             ],
         },
     }.get(name, {})

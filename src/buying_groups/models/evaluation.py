@@ -65,7 +65,8 @@ def evaluate_predictor(
                 known = yt.notna().to_numpy()
                 yt, yp = yt[known], yp[known]
             else:
-                yt, yp = t[head], p[head]
+                known = t[head].notna().to_numpy()
+                yt, yp = t[head][known], p[head][known]
             reports[f"{split}/{head}"] = classification_report(
                 yt,
                 yp,
@@ -73,7 +74,7 @@ def evaluate_predictor(
                 output_dict=True,
                 zero_division=0,
             )
-            if figures and split in ("test", "test_ood"):
+            if figures and split in ("test", "test_ood") and len(yt):
                 figs[f"plots/confusion_{split}_{head}.png"] = confusion_matrix_figure(
                     yt, yp, labels, f"{head} - {split}"
                 )
