@@ -131,3 +131,41 @@ def test_bad_crm_labels_stop_with_one_clear_message(tiny_dir, tmp_path, edit, ov
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert expected in out and "Traceback" not in out, out[-2000:]
+
+
+@pytest.mark.slow
+def test_pipeline_on_an_export_without_ground_truth(tiny_dir, tmp_path):
+    """bg-pipeline labels=crm on an export with no labels/ and no manifest (a real CRM's):
+    it trains from the contact roles, registers a champion and scores every contact."""
+    data = tmp_path / "export"
+    shutil.copytree(
+        tiny_dir, data, ignore=shutil.ignore_patterns("labels", "*.csv", "manifest.json")
+    )
+    db = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = [
+        "data=tiny",
+        "labels=crm",
+        f"data_dir={data}",
+        f"tracking.uri={db}",
+        f"scores_dir={tmp_path / 'scores'}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        "title_lists=[curated]",
+        "trainer.epochs=2",
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-c", "from buying_groups.cli.pipeline import main; main()", *args],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert not (data / "labels").exists()  # nothing was generated into the export
+    import mlflow
+
+    client = mlflow.MlflowClient(db)
+    assert client.get_model_version_by_alias("buying-groups", "champion")
+    contacts = pd.read_parquet(data / "contacts.parquet")
+    scored = pd.read_parquet(tmp_path / "scores" / "contacts_scored.parquet")
+    rejected = tmp_path / "scores" / "rejects.csv"
+    n_rejected = len(pd.read_csv(rejected)) if rejected.exists() else 0
+    assert len(scored) + n_rejected == len(contacts)

@@ -24,7 +24,7 @@ from buying_groups.cli.common import (
 )
 from buying_groups.cli.train_qualifier import build_groups
 from buying_groups.config import catalog_from, hydra_entry
-from buying_groups.data.dataset import load_dataset
+from buying_groups.data.dataset import dataset_manifest, load_dataset
 from buying_groups.data.real_titles import real_title_eval
 from buying_groups.data.validate import DataValidationError
 from buying_groups.evaluate import HEADS, evaluate_predictions
@@ -67,17 +67,18 @@ def best_qualifier_run(cfg: DictConfig) -> mlflow.entities.Run:
     came from a logged role model (a deployable model needs one), or ``cfg.run_id``."""
     if cfg.run_id:
         return mlflow.get_run(cfg.run_id)
+    name = dataset_manifest(Path(cfg.data_dir))["name"]  # as the training runs tag it
     runs = mlflow.search_runs(
         experiment_names=[cfg.tracking.experiment_name],
         filter_string="tags.`bg.kind` = 'qualifier' and tags.`bg.role_source` = 'model' "
-        f"and tags.`dataset.name` = '{cfg.data.name}' and attributes.status = 'FINISHED'",
+        f"and tags.`dataset.name` = '{name}' and attributes.status = 'FINISHED'",
         order_by=[f"metrics.`{cfg.metric}` DESC", "attributes.start_time DESC"],
         max_results=1,
         output_format="list",
     )
     if not runs:
         raise SystemExit(
-            f"no finished qualifier run on dataset {cfg.data.name!r} built on a role model "
+            f"no finished qualifier run on dataset {name!r} built on a role model "
             f"in experiment "
             f"{cfg.tracking.experiment_name!r} at {mlflow.get_tracking_uri()}: run "
             "bg-train-roles, then bg-train-qualifier"

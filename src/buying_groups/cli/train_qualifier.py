@@ -56,7 +56,8 @@ def role_predictor(cfg: DictConfig, catalog: Catalog) -> tuple[object, dict[str,
         raise SystemExit(f"roles.source must be 'model' or 'rules', got {cfg.roles.source!r}")
     run_id, uri = (None, cfg.roles.model_uri)
     if uri is None:
-        run_id, uri = tracking.find_role_model(cfg.roles.experiment_name, cfg.data.name)
+        name = dataset_manifest(Path(cfg.data_dir))["name"]  # as bg-train-roles tags it
+        run_id, uri = tracking.find_role_model(cfg.roles.experiment_name, name)
     model = mlflow.pyfunc.load_model(uri)
     run_id = run_id or model.metadata.run_id
     console.print(f"roles: {uri} (run {run_id})")
