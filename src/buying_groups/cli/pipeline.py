@@ -160,8 +160,8 @@ def report(cfg: DictConfig, result: dict) -> None:
         f"MLflow: {tracking.default_tracking_hint()}",
         "serve the champion: bg-serve   (then POST http://127.0.0.1:5001/invocations; "
         "README: REST)",
-        "your own export: bg-validate data_dir=<dir>, then bg-score data_dir=<dir> "
-        "output_dir=<dir>",
+        "your own export: bg-validate data_dir=<dir>, then bg-pipeline data_dir=<dir> "
+        "labels=crm (README: Your own data)",
     ]
     console.rule("[bold green]done")
     for line in lines:
@@ -205,13 +205,13 @@ def sub_config(
     overrides = [f"data_dir={cfg.data_dir}", *(extra or [])]
     if data_name:
         overrides += [f"data={cfg.data.name}", "generate_if_missing=false", f"seed={cfg.seed}"]
-    if name in ("train_roles", "promote"):
-        overrides.append(f"labels={cfg.labels.name}")
     if name == "train_qualifier":
         overrides += list(cfg.qualifier_overrides)
     if cfg.tracking.uri:
         overrides.append(f"tracking.uri={cfg.tracking.uri}")
     sub = compose(config_name=name, overrides=overrides)
+    if "labels" in sub:  # the pipeline's labels, overrides included
+        sub.labels = cfg.labels
     if "output_dir" in sub and name != "score":
         sub.output_dir = str(cfg.output_dir)
     return sub
