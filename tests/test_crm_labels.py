@@ -95,17 +95,17 @@ def test_activity_after_the_opportunity_does_not_change_the_text(tiny_tables, ca
 
 def test_unknown_role_value_is_named(tiny_tables, catalog, crm_cfg):
     tables = _tables(tiny_tables)
-    tables["opportunity_contact_roles"].loc[3, "role"] = "Budget Holder"
+    tables["opportunity_contact_roles"].loc[3, "role"] = "Kingmaker"
     with pytest.raises(DataValidationError) as err:
         crm_examples(tables, catalog, crm_cfg)
     message = str(err.value)
-    assert "row 4" in message and "'Budget Holder'" in message and "labels.roles" in message
+    assert "row 4" in message and "'Kingmaker'" in message and "labels.roles" in message
 
 
 @pytest.mark.parametrize(
     ("edit", "override", "expected"),
     [
-        ("unknown_role", None, "unknown value 'Budget Holder'"),
+        ("unknown_role", None, "unknown value 'Kingmaker'"),
         ("no_ocr", None, "has no opportunity contact roles"),
         (None, "labels.roles=null", "no role mapping"),
     ],
@@ -116,7 +116,7 @@ def test_bad_crm_labels_stop_with_one_clear_message(tiny_dir, tmp_path, edit, ov
     ocr_path = data / "opportunity_contact_roles.parquet"
     ocr = pd.read_parquet(ocr_path)
     if edit == "unknown_role":
-        ocr.loc[0, "role"] = "Budget Holder"
+        ocr.loc[0, "role"] = "Kingmaker"
     elif edit == "no_ocr":
         ocr = ocr.iloc[0:0]
     ocr.to_parquet(ocr_path, index=False)

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ import pyarrow.parquet as pq
 from buying_groups import __version__
 from buying_groups.data.examples import contact_inputs
 from buying_groups.data.io import atomic_write, find_table, read_json, write_json, write_table
+from buying_groups.data.source import is_native, read_export
 from buying_groups.data.validate import (
     SCHEMA,
     DataValidationError,
@@ -62,6 +64,7 @@ class Staged:
     kept: dict[str, int]
     rejects: pd.DataFrame
     reusable: bool = False  # a later run with the same inputs reuses this staging
+    mapped: dict[str, int] = field(default_factory=dict)  # rows each mapping rule took
 
     @property
     def activities_dir(self) -> Path:
@@ -121,6 +124,7 @@ def stage_tables(
     accounts_per_bucket: int = 500,
     chunk_rows: int = 250_000,
     reuse: bool = False,
+    source: Mapping | None = None,
 ) -> Staged:
     """Validate ``data_dir`` and partition its activities by account bucket into ``workdir``.
 
@@ -128,10 +132,18 @@ def stage_tables(
     ``load_tables`` would, with file row numbers; activity ids are checked for duplicates
     across chunks too. Raises ``DataValidationError`` for unusable tables. With ``reuse``,
     activities that ``workdir`` already holds from the same activities file, contacts and
-    settings are not read again (a daily run whose activities did not change).
+    settings are not read again (a daily run whose activities did not change). An export in
+    another ``source``'s shape (``configs/source/``) is mapped onto the schema first, into
+    ``workdir/export`` (row numbers stay the export's).
     """
     data_dir, workdir = Path(data_dir), Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    source_counts: dict[str, int] = {}
+    if not is_native(source):
+        raw, source_counts = read_export(data_dir, source, catalog, (*SMALL_TABLES, "activities"))
+        data_dir = workdir / "export"
+        for name, df in raw.items():
+            write_table(df.astype(object).where(df.notna(), None), data_dir / f"{name}.parquet")
     small = load_tables(data_dir, catalog, on_bad_rows, SMALL_TABLES)
     problems = list(small.problems)
     if problems:  # unusable tables, or bad rows under on_bad_rows=error
@@ -160,19 +172,21 @@ def stage_tables(
     if key and previous.get("key") == key:  # same activities, contacts and settings
         activity_rejects = pd.read_parquet(workdir / "activity_rejects.parquet")
         rows_in, kept = previous["rows_in"], previous["kept"]
+        mapped = previous.get("mapped", {})
         newest = pd.Timestamp(previous["newest"]) if previous["newest"] else None
         problems = []  # a staging is kept only when it had none
     else:
         manifest.unlink(missing_ok=True)
         shutil.rmtree(workdir / "activities", ignore_errors=True)
         shutil.rmtree(workdir / HASHES_DIR, ignore_errors=True)
-        rows_in, kept, newest, activity_rejects, problems = _stage_activities(
+        rows_in, kept, newest, activity_rejects, problems, mapped = _stage_activities(
             path, catalog, tables["contacts"], contact_bucket, workdir, on_bad_rows, chunk_rows
         )
         if key and not problems and rows_in:
             activity_rejects.to_parquet(workdir / "activity_rejects.parquet", index=False)
             newest_text = str(newest) if newest is not None else None
             record = {"key": key, "rows_in": rows_in, "kept": kept, "newest": newest_text}
+            record["mapped"] = mapped
             write_json(record, manifest)  # last: a half-written staging is never reused
     rejects = [small.rejects, activity_rejects]
     if problems:  # on_bad_rows=error: every problem in the file, nothing staged
@@ -196,6 +210,7 @@ def stage_tables(
         kept=counts_kept,
         rejects=rejects_df,
         reusable=bool(key) and manifest.exists(),
+        mapped=source_counts | small.mapped | mapped,
     )
 
 
@@ -221,10 +236,11 @@ def _stage_activities(
     workdir: Path,
     on_bad_rows: str,
     chunk_rows: int,
-) -> tuple[int, int, pd.Timestamp | None, pd.DataFrame, list[Problem]]:
+) -> tuple[int, int, pd.Timestamp | None, pd.DataFrame, list[Problem], dict[str, int]]:
     """Stream, validate and partition the activities: rows in, rows kept, the newest kept
-    timestamp, rejected rows and problems."""
+    timestamp, rejected rows, problems and the rows each value alias took."""
     problems: list[Problem] = []
+    mapped: Counter[str] = Counter()
     rejects: list[pd.DataFrame] = []
     writers: dict[int, pq.ParquetWriter] = {}
     seen: list[np.ndarray] = []  # hashes of the activity ids kept so far
@@ -244,6 +260,7 @@ def _stage_activities(
             if any(p.row is None for p in res.problems):
                 raise DataValidationError(problems + res.problems)
             problems += res.problems
+            mapped.update(res.mapped)
             bad = res.rejects
             # Under on_bad_rows=error a chunk with problems comes back untyped; its ids are
             # still checked against earlier chunks so that every problem is reported.
@@ -296,7 +313,7 @@ def _stage_activities(
         if found
         else pd.DataFrame(columns=["table", "row", "column", "reason", "record"])
     )
-    return rows_in, kept, newest, activity_rejects, problems
+    return rows_in, kept, newest, activity_rejects, problems, dict(mapped)
 
 
 # -- reusing unchanged accounts ----------------------------------------------------------------

@@ -7,6 +7,7 @@ silently change what a saved model's outputs mean. The catalog is configuration
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -67,6 +68,73 @@ ADVOCACY_KINDS: tuple[str, ...] = (
 )
 CHAMPION_MIN_ADVOCACY = 2
 GENERAL_TOPIC = "general"
+
+# The activity schema's actions (docs/data.md). Any other action an export names is read
+# through ACTION_ALIASES or, failing that, as GENERIC_ACTION: it still counts as activity
+# but carries no intent or advocacy (bg-validate reports how many rows each took).
+ACTIONS: tuple[str, ...] = (
+    "visited",
+    "opened",
+    "clicked",
+    "downloaded",
+    "registered",
+    "attended",
+    "logged_in",
+    "invited_colleague",
+    "started_trial",
+    "requested_demo",
+    "requested_pricing",
+    "met_sales",
+)
+GENERIC_ACTION = "interacted"
+# Common names of the same actions in CRM and marketing-automation exports, compared after
+# lower-casing and turning spaces and hyphens into underscores.
+ACTION_ALIASES: dict[str, str] = {
+    "visit": "visited",
+    "page_view": "visited",
+    "viewed_page": "visited",
+    "visit_webpage": "visited",
+    "open": "opened",
+    "email_open": "opened",
+    "open_email": "opened",
+    "click": "clicked",
+    "email_click": "clicked",
+    "click_email": "clicked",
+    "click_link": "clicked",
+    "download": "downloaded",
+    "form_fill": "downloaded",
+    "form_submission": "downloaded",
+    "fill_out_form": "downloaded",
+    "register": "registered",
+    "registered_for_event": "registered",
+    "register_for_event": "registered",
+    "attend": "attended",
+    "attend_event": "attended",
+    "attended_event": "attended",
+    "login": "logged_in",
+    "log_in": "logged_in",
+    "logged_into_product": "logged_in",
+    "invite_colleague": "invited_colleague",
+    "invited_user": "invited_colleague",
+    "free_trial_started": "started_trial",
+    "trial_started": "started_trial",
+    "start_trial": "started_trial",
+    "demo_request": "requested_demo",
+    "demo_requested": "requested_demo",
+    "request_demo": "requested_demo",
+    "pricing_request": "requested_pricing",
+    "quote_requested": "requested_pricing",
+    "request_pricing": "requested_pricing",
+    "meeting": "met_sales",
+    "meeting_booked": "met_sales",
+    "sales_meeting": "met_sales",
+    "call": "met_sales",
+}
+
+
+def canonical_key(value: str) -> str:
+    """``"Data Platform"``, ``"data-platform"`` and ``"DATA_PLATFORM"`` -> ``"data_platform"``."""
+    return re.sub(r"[^0-9a-z]+", "_", value.strip().lower()).strip("_")
 
 
 @dataclass(frozen=True)

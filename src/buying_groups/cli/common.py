@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
@@ -43,6 +43,24 @@ def print_frame(df: pd.DataFrame, title: str, digits: int = 3) -> None:
         cells = [f"{v:.{digits}f}" if isinstance(v, float) else str(v) for v in row]
         table.add_row(str(idx), *cells)
     console.print(table)
+
+
+def print_mapped(mapped: dict[str, int], source: str | None = None) -> None:
+    """The rows each mapping rule or value alias took (bg-validate, bg-score)."""
+    if not mapped:
+        return
+    table = Table(title=f"read as the schema ({source or 'native'} export)", title_justify="left")
+    table.add_column("rule")
+    table.add_column("rows", justify="right")
+    for rule, rows in mapped.items():
+        table.add_row(rule, f"{rows:,}")
+    console.print(table)
+
+
+def source_from(cfg: DictConfig) -> dict | None:
+    """The ``source`` config group as a plain dict (None: the export follows the schema)."""
+    node = cfg.get("source")
+    return OmegaConf.to_container(node, resolve=True) if node is not None else None
 
 
 def print_mapping(values: dict, title: str) -> None:

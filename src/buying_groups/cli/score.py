@@ -21,7 +21,13 @@ from rich.progress import Progress
 
 from buying_groups import tracking
 from buying_groups.batch import AccountCache, score_buckets, stage_tables
-from buying_groups.cli.common import console, fail_with_problems, print_frame
+from buying_groups.cli.common import (
+    console,
+    fail_with_problems,
+    print_frame,
+    print_mapped,
+    source_from,
+)
 from buying_groups.config import hydra_entry
 from buying_groups.data.io import write_json, write_table
 from buying_groups.data.validate import DataValidationError
@@ -107,6 +113,7 @@ def run(cfg: DictConfig) -> dict:
                     cfg.accounts_per_bucket,
                     cfg.chunk_rows,
                     reuse=bool(cfg.cache_dir),
+                    source=source_from(cfg),
                 )
             except DataValidationError as exc:
                 fail_with_problems(exc.problems)
@@ -194,10 +201,12 @@ def run(cfg: DictConfig) -> dict:
         "groups_scored": tally["groups"],
         "qualified_groups": tally["qualified"],
         "counts": counts.to_dict(orient="index"),
+        "mapped": staged.mapped,
     }
     write_json(summary, out / "summary.json")
 
     # -- report --------------------------------------------------------------------------------
+    print_mapped(staged.mapped, cfg.source.name)
     print_frame(counts, "rows in = scored + rejected")
     cached = summary["role_model_inputs"]
     if cfg.engine == "pandas":

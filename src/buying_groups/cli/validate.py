@@ -6,16 +6,19 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from buying_groups.cli.common import console, fail_with_problems
+from buying_groups.cli.common import console, fail_with_problems, print_mapped, source_from
 from buying_groups.config import catalog_from, hydra_entry
 from buying_groups.data.generate import TABLES
-from buying_groups.data.io import write_table
-from buying_groups.data.validate import load_tables
+from buying_groups.data.io import write_table, write_tables
+from buying_groups.data.source import load_export
 
 
 def run(cfg: DictConfig) -> int:
     catalog = catalog_from(cfg)
-    result = load_tables(Path(cfg.data_dir), catalog, on_bad_rows=cfg.on_bad_rows, tables=TABLES)
+    result = load_export(
+        Path(cfg.data_dir), catalog, cfg.on_bad_rows, tables=TABLES, source=source_from(cfg)
+    )
+    print_mapped(result.mapped, cfg.source.name)
     if not result.ok:
         fail_with_problems(result.problems, what=str(cfg.data_dir))
     for name, df in result.tables.items():
@@ -29,6 +32,9 @@ def run(cfg: DictConfig) -> int:
         write_table(result.rejects, path)
         console.print(f"[yellow]![/] {len(result.rejects)} rejected rows with reasons: {path}")
     console.print(f"[green]✓[/] {cfg.data_dir} is valid")
+    if cfg.output_dir:  # the valid rows in the schema's shape, for bg-pipeline data_dir=...
+        written = write_tables(result.tables, Path(cfg.output_dir))
+        console.print(f"wrote {len(written)} tables in the schema's shape to {cfg.output_dir}")
     return 0
 
 

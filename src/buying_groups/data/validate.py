@@ -20,6 +20,7 @@ from __future__ import annotations
 import difflib
 import json
 import warnings
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -28,7 +29,14 @@ import numpy as np
 import pandas as pd
 
 from buying_groups.data.io import find_table, read_table
-from buying_groups.taxonomy import GENERAL_TOPIC, Catalog
+from buying_groups.taxonomy import (
+    ACTION_ALIASES,
+    ACTIONS,
+    GENERAL_TOPIC,
+    GENERIC_ACTION,
+    Catalog,
+    canonical_key,
+)
 
 # pandera imports pyspark.pandas when PySpark is installed, which warns about pandas 3 on
 # every start; nothing here uses pyspark.pandas.
@@ -36,6 +44,18 @@ warnings.filterwarnings("ignore", "PySpark does not yet fully support", FutureWa
 import pandera.pandas as pa  # noqa: E402
 
 CHANNELS = ("web", "email", "event", "sales", "product")
+# Channel names as exports write them (compared case-insensitively, as canonical_key does).
+CHANNEL_ALIASES = {
+    "webinar": "event",
+    "events": "event",
+    "website": "web",
+    "webpage": "web",
+    "e_mail": "email",
+    "mail": "email",
+    "crm": "sales",
+    "app": "product",
+    "in_app": "product",
+}
 
 
 @dataclass(frozen=True)
@@ -74,7 +94,8 @@ SCHEMA: dict[str, dict[str, Col]] = {
         "channel": Col("str"),
         "action": Col("str"),
         "asset": Col("text", nullable=True),
-        "topic": Col("str"),
+        # empty or absent: read from the asset through the catalog, else general
+        "topic": Col("str", required=False, nullable=True),
     },
     "opportunities": {
         "opportunity_id": Col("id"),
@@ -130,6 +151,8 @@ class ValidationResult:
     problems: list[Problem]
     rejects: pd.DataFrame
     rows_in: dict[str, int] = field(default_factory=dict)
+    # values read as another (a mapping rule) -> rows: "activities.channel: 'Web' -> web"
+    mapped: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -195,6 +218,7 @@ def validate_tables(
     typed: dict[str, pd.DataFrame] = {}
     bad_rows: dict[str, dict[int, list[Problem]]] = {}
     rows_in = {name: len(df) for name, df in raw.items()}
+    mapped: Counter[str] = Counter()
     refs = dict(known or {})
     for name in TABLE_ORDER:
         if name not in raw:
@@ -207,6 +231,7 @@ def validate_tables(
             problems.append(Problem(name, "the table is empty (no rows)"))
             continue
         df, cell = _coerce(name, df)
+        df = _normalise(name, df, catalog, mapped)
         cell += _check_values(name, df, catalog, row_offset)
         cell += _check_references(name, df, refs)
         by_row: dict[int, list[Problem]] = {}
@@ -223,8 +248,8 @@ def validate_tables(
         problems = [replace(p, row=p.row + row_offset) if p.row else p for p in problems]
         rejects["row"] += row_offset
     if on_bad_rows == "skip" and not structural:
-        return ValidationResult(typed, [], rejects, rows_in)
-    return ValidationResult(typed if not problems else {}, problems, rejects, rows_in)
+        return ValidationResult(typed, [], rejects, rows_in, dict(mapped))
+    return ValidationResult(typed if not problems else {}, problems, rejects, rows_in, dict(mapped))
 
 
 def _check_columns(name: str, df: pd.DataFrame) -> list[Problem]:
@@ -324,6 +349,91 @@ def _coerce(name: str, df: pd.DataFrame) -> tuple[pd.DataFrame, list[Problem]]:
                 for i in np.flatnonzero(empty.to_numpy())
             ]
     return out, problems
+
+
+def _normalise(name: str, df: pd.DataFrame, catalog: Catalog, mapped: Counter[str]) -> pd.DataFrame:
+    """Read the values exports spell their own way as the schema's (``Web`` -> ``web``,
+    ``Meeting Booked`` -> ``met_sales``, ``Data Platform`` -> ``data_platform``; an unknown
+    action -> ``interacted``; no topic -> the product its asset names, else ``general``),
+    counting the rows each rule took in ``mapped``. Values left unknown are rejected later."""
+    products = {canonical_key(p): p for p in catalog.names}
+    if name == "activities":
+        if "channel" in df:
+            known = {c: c for c in CHANNELS}
+            df["channel"] = _map_values(df["channel"], known | CHANNEL_ALIASES, None, name, mapped)
+        if "action" in df:
+            known = {a: a for a in (*ACTIONS, GENERIC_ACTION)} | ACTION_ALIASES
+            df["action"] = _map_values(df["action"], known, GENERIC_ACTION, name, mapped)
+        topic = df["topic"] if "topic" in df else pd.Series(None, index=df.index, dtype=object)
+        known = products | {GENERAL_TOPIC: GENERAL_TOPIC}
+        topic = _map_values(topic, known, None, name, mapped, column="topic")
+        empty = topic.isna() | topic.eq("")
+        if empty.any():
+            asset = df["asset"] if "asset" in df else pd.Series("", index=df.index)
+            derived = topic_from_text(asset[empty], catalog)
+            for value, rows in derived.value_counts().items():
+                how = "from the asset" if value != GENERAL_TOPIC else "no product named"
+                mapped[f"{name}.topic: (empty) -> {value} ({how})"] += int(rows)
+            topic = topic.where(~empty, derived)
+        df["topic"] = topic
+    elif name == "opportunities" and "product" in df:
+        df["product"] = _map_values(df["product"], products, None, name, mapped)
+    return df
+
+
+def _map_values(
+    values: pd.Series,
+    known: Mapping[str, str],
+    fallback: str | None,
+    table: str,
+    mapped: Counter[str],
+    column: str | None = None,
+) -> pd.Series:
+    """Each distinct value through ``known`` (exact, then by canonical_key), else
+    ``fallback`` (None: left as it is); rows of every value that changed are counted."""
+    column = column or str(values.name)
+    lookup: dict[object, object] = {}
+    for value in values.dropna().unique():
+        text = str(value)
+        if text == "" or known.get(text) == text:
+            continue
+        key = canonical_key(text)
+        target = known.get(key, fallback)
+        if target is not None:
+            lookup[value] = target
+    if not lookup:
+        return values
+    out = values.map(lambda v: lookup.get(v, v)).astype(object)
+    counts = values[values.isin(list(lookup))].value_counts()
+    for value, rows in counts.items():
+        target = lookup[value]
+        unknown = (
+            " (unknown action)"
+            if target == fallback and canonical_key(str(value)) not in known
+            else ""
+        )
+        mapped[f"{table}.{column}: {_show(value)} -> {target}{unknown}"] += int(rows)
+    return out
+
+
+def topic_from_text(text: pd.Series, catalog: Catalog) -> pd.Series:
+    """The product an asset or campaign name points to: one of the catalog's assets, or its
+    name in the text (``/products/data-platform``, "Data Platform webinar"); else general."""
+    assets = {
+        a.lower(): p.name for p in catalog.products for names in p.assets.values() for a in names
+    }
+    keys = [(f"_{canonical_key(p)}_", p) for p in catalog.names]
+
+    def one(value: object) -> str:
+        if not isinstance(value, str) or not value.strip():
+            return GENERAL_TOPIC
+        if value.strip().lower() in assets:
+            return assets[value.strip().lower()]
+        padded = f"_{canonical_key(value)}_"
+        return next((p for k, p in keys if k in padded), GENERAL_TOPIC)
+
+    uniq = {v: one(v) for v in text.dropna().unique()}
+    return text.map(lambda v: uniq.get(v, GENERAL_TOPIC)).astype(object)
 
 
 def _parse_timestamps(s: pd.Series) -> pd.Series:

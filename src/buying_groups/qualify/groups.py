@@ -16,29 +16,13 @@ import pandas as pd
 
 from buying_groups.data.activity import advocacy_kind
 from buying_groups.data.validate import CHANNELS
-from buying_groups.taxonomy import ADVOCACY_KINDS, CHAMPION_MIN_ADVOCACY, ROLES, Catalog
+from buying_groups.taxonomy import ACTIONS, ADVOCACY_KINDS, CHAMPION_MIN_ADVOCACY, ROLES, Catalog
 
 MEMBER_ROLES: tuple[str, ...] = tuple(r for r in ROLES if r != "none")
 HIGH_INTENT_ACTIONS: tuple[str, ...] = (
     "requested_demo",
     "requested_pricing",
     "started_trial",
-    "met_sales",
-)
-# Actions counted one by one (others still count towards volume): the marketing-automation
-# and sales actions of the data schema.
-ACTIONS: tuple[str, ...] = (
-    "visited",
-    "opened",
-    "clicked",
-    "downloaded",
-    "registered",
-    "attended",
-    "logged_in",
-    "invited_colleague",
-    "started_trial",
-    "requested_demo",
-    "requested_pricing",
     "met_sales",
 )
 ENGAGED_DAYS = 30
