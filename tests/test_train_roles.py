@@ -496,6 +496,34 @@ def test_bg_score_rescores_only_changed_contacts(promoted, tiny_dir, tmp_path):
     assert PredictionCache().load(cache_file, second["role_weights_digest"], 3) > 0
 
 
+@pytest.mark.parametrize("source", ["salesforce_marketo", "hubspot"])
+def test_bg_score_reads_a_crm_export_through_its_source(promoted, tmp_path, source):
+    """The sample exports in tests/data/ scored as they are, with the rows each mapping
+    rule took on screen and in summary.json; every row scored or rejected."""
+    from pathlib import Path
+
+    tmp, uri, _, _ = promoted
+    export = Path(__file__).parent / "data" / source
+    proc = run_cli(
+        "score",
+        tmp_path,
+        f"source={source}",
+        f"data_dir={export}",
+        f"tracking.uri={uri}",
+        f"output_dir={tmp_path / 'out'}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
+    assert f"read as the schema ({source} export)" in proc.stdout
+    assert "-> web/interacted (not listed)" in proc.stdout
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert any(k.startswith("activities.type: ") for k in summary["mapped"])
+    for table, c in summary["counts"].items():
+        assert c["rows in"] == c["scored / kept"] + c["rejected"], table
+    assert summary["counts"]["contacts"]["scored / kept"] == 280
+    groups = pd.read_parquet(tmp_path / "out" / "groups_scored.parquet")
+    assert len(groups) == 12 * 3 and groups["score"].between(0, 1).all()
+
+
 def _spark_available() -> bool:
     import importlib.util
     import shutil
