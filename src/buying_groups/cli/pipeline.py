@@ -204,13 +204,15 @@ def sub_config(
 
     overrides = [f"data_dir={cfg.data_dir}", *(extra or [])]
     if data_name:
-        overrides += [f"data={cfg.data.name}", "generate_if_missing=false", f"seed={cfg.seed}"]
+        overrides += ["generate_if_missing=false", f"seed={cfg.seed}"]
     if name == "train_qualifier":
         overrides += list(cfg.qualifier_overrides)
     if cfg.tracking.uri:
         overrides.append(f"tracking.uri={cfg.tracking.uri}")
     sub = compose(config_name=name, overrides=overrides)
-    if "labels" in sub:  # the pipeline's labels, overrides included
+    if data_name and "data" in sub:  # the pipeline's data and labels, overrides included
+        sub.data = cfg.data
+    if "labels" in sub:
         sub.labels = cfg.labels
     if "output_dir" in sub and name != "score":
         sub.output_dir = str(cfg.output_dir)
