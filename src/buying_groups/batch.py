@@ -34,6 +34,7 @@ from buying_groups.data.validate import (
     Problem,
     _rejects,
     _show,
+    file_not_found,
     load_tables,
     validate_tables,
 )
@@ -150,8 +151,7 @@ def stage_tables(
         raise DataValidationError(problems)
     path = find_table(data_dir, "activities")
     if path is None:
-        msg = f"file not found: expected activities.parquet or activities.csv in {data_dir}"
-        raise DataValidationError([Problem("activities", msg)])
+        raise DataValidationError([file_not_found("activities", "activities", data_dir)])
 
     tables = {name: small.tables.get(name) for name in SMALL_TABLES}
     accounts = tables["accounts"].sort_values("account_id", kind="stable")

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from buying_groups.data.io import find_table, read_table
 from buying_groups.data.validate import (
     SCHEMA,
     TABLE_ORDER,
@@ -29,6 +28,7 @@ from buying_groups.data.validate import (
     Problem,
     ValidationResult,
     load_tables,
+    read_raw_table,
     topic_from_text,
     validate_tables,
 )
@@ -91,14 +91,8 @@ def read_export(
 
 
 def _read(data_dir: Path, name: str, spec: Mapping) -> tuple[pd.DataFrame, list[Problem]]:
-    path = find_table(data_dir, spec["file"])
-    if path is None:
-        where = f"{spec['file']}.csv or {spec['file']}.parquet in {data_dir}"
-        return pd.DataFrame(), [Problem(name, f"file not found: expected {where}")]
-    try:
-        return read_table(path), []
-    except Exception as exc:  # unreadable file: say which and why, without a traceback
-        return pd.DataFrame(), [Problem(name, f"cannot read {path.name}: {exc}")]
+    df, problem = read_raw_table(data_dir, name, spec["file"])
+    return (pd.DataFrame(), [problem]) if problem is not None else (df, [])
 
 
 def _map_table(

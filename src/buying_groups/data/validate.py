@@ -182,21 +182,34 @@ def load_tables(
     if not data_dir.is_dir():
         raise DataValidationError([Problem("-", f"data directory {data_dir} does not exist")])
     for name in tables:
-        path = find_table(data_dir, name)
-        if path is None:
-            problems.append(
-                Problem(
-                    name, f"file not found: expected {name}.parquet or {name}.csv in {data_dir}"
-                )
-            )
-            continue
-        try:
-            raw[name] = read_table(path)
-        except Exception as exc:  # unreadable file: say which and why, without a traceback
-            problems.append(Problem(name, f"cannot read {path.name}: {exc}"))
+        df, problem = read_raw_table(data_dir, name)
+        if problem is not None:
+            problems.append(problem)
+        else:
+            raw[name] = df
     if problems:
         return ValidationResult({}, problems, _empty_rejects())
     return validate_tables(raw, catalog, on_bad_rows=on_bad_rows)
+
+
+def file_not_found(table: str, stem: str, data_dir: Path) -> Problem:
+    """The problem of a table whose file ``stem``.csv / .parquet is not in ``data_dir``."""
+    return Problem(table, f"file not found: expected {stem}.csv or {stem}.parquet in {data_dir}")
+
+
+def read_raw_table(
+    data_dir: Path, table: str, stem: str | None = None
+) -> tuple[pd.DataFrame | None, Problem | None]:
+    """Table ``table`` as read from ``data_dir/<stem>.parquet`` (or ``.csv``; ``stem``
+    defaults to the table's name), or the problem naming the missing or unreadable file."""
+    stem = stem or table
+    path = find_table(data_dir, stem)
+    if path is None:
+        return None, file_not_found(table, stem, data_dir)
+    try:
+        return read_table(path), None
+    except Exception as exc:  # unreadable file: say which and why, without a traceback
+        return None, Problem(table, f"cannot read {path.name}: {exc}")
 
 
 def validate_tables(
