@@ -94,18 +94,6 @@ CASES = [
         "opportunities, row 1, column 'product': unknown product",
     ),
     (
-        "accounts",
-        lambda df: df.assign(employees=df["employees"].astype(str).where(df.index != 1, "lots")),
-        "accounts, row 2, column 'employees': expected a whole number: 'lots'",
-    ),
-    (
-        "accounts",
-        lambda df: df.assign(
-            is_customer=df["is_customer"].astype(str).where(df.index != 1, "maybe")
-        ),
-        "accounts, row 2, column 'is_customer': expected true/false: 'maybe'",
-    ),
-    (
         "activities",
         lambda df: df.assign(activity_id=df["activity_id"].where(df.index != 9, "")),
         "activities, row 10, column 'activity_id': value is empty but required",
@@ -125,6 +113,99 @@ def test_each_problem_is_named(tiny_dir, catalog, tmp_path, table, edit, expecte
     result, problems = _problems(data, catalog)
     assert not result.ok
     assert any(p.startswith(expected) for p in problems), problems
+
+
+BLANKED = [
+    (
+        lambda df: df.assign(employees=df["employees"].astype(str).where(df.index != 1, "lots")),
+        "employees",
+        "expected a whole number: 'lots'",
+    ),
+    (
+        lambda df: df.assign(
+            is_customer=df["is_customer"].astype(str).where(df.index != 1, "maybe")
+        ),
+        "is_customer",
+        "expected true/false: 'maybe'",
+    ),
+    (
+        lambda df: df.assign(employees=df["employees"].where(df.index != 1, -5)),
+        "employees",
+        "must be >= 0",
+    ),
+]
+
+
+@pytest.mark.parametrize(("edit", "column", "reason"), BLANKED, ids=[b[1] for b in BLANKED])
+def test_a_bad_optional_cell_is_blanked_and_reported_not_fatal(
+    tiny_dir, catalog, tmp_path, edit, column, reason
+):
+    """One bad enrichment cell costs that cell, not its account with all its contacts."""
+    data = _copy(tiny_dir, tmp_path / "bad", "csv", _edit_one("accounts", edit))
+    result = load_tables(data, catalog)
+    assert result.ok, result.problems
+    accounts = result.tables["accounts"]
+    assert len(accounts) == result.rows_in["accounts"]  # no row lost
+    assert pd.isna(accounts.loc[1, column])
+    assert len(result.tables["contacts"]) == result.rows_in["contacts"]
+    (rec,) = result.rejects.itertuples(index=False)
+    assert (rec.table, rec.row, rec.column, rec.action) == ("accounts", 2, column, "blanked")
+    assert reason in rec.reason
+
+
+def test_future_events_are_rejected(tiny_dir, catalog, tmp_path):
+    """An event dated after today would move the default as-of date into the future."""
+
+    def edit(df):
+        df = df.copy()
+        df["timestamp"] = df["timestamp"].astype(str)
+        df.loc[[3, 8], "timestamp"] = "2031-05-01T10:00:00"
+        return df
+
+    data = _copy(tiny_dir, tmp_path / "bad", "csv", _edit_one("activities", edit))
+    result = load_tables(data, catalog, on_bad_rows="skip")
+    assert result.ok
+    acts = result.tables["activities"]
+    assert len(acts) == result.rows_in["activities"] - 2
+    assert acts["timestamp"].max() < pd.Timestamp("2030-01-01")
+    future = result.rejects[result.rejects["table"] == "activities"]
+    assert future["row"].tolist() == [4, 9] and future["reason"].str.contains("future").all()
+    strict, problems = _problems(data, catalog)
+    assert not strict.ok and any("in the future" in p for p in problems)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("0001-01-01", "outside the supported range"),
+        ("9999-12-31", "outside the supported range"),
+        ("2262-04-12", "outside the supported range"),
+        ("2026-13-01", "unparseable timestamp"),
+    ],
+)
+def test_out_of_range_timestamps_are_named_not_wrapped(tiny_dir, catalog, tmp_path, value, reason):
+    def edit(df):
+        df = df.copy()
+        df["timestamp"] = df["timestamp"].astype(str)
+        df.loc[2, "timestamp"] = value
+        return df
+
+    data = _copy(tiny_dir, tmp_path / "bad", "csv", _edit_one("activities", edit))
+    result, problems = _problems(data, catalog)
+    assert any(p.startswith(f"activities, row 3, column 'timestamp': {reason}") for p in problems)
+
+
+def test_dotted_dates_are_day_first(tiny_dir, catalog, tmp_path):
+    def edit(df):
+        df = df.copy()
+        df["timestamp"] = df["timestamp"].astype(str)
+        df.loc[0, "timestamp"] = "11.04.2026"
+        return df
+
+    data = _copy(tiny_dir, tmp_path / "d", "csv", _edit_one("activities", edit))
+    result = load_tables(data, catalog)
+    assert result.ok
+    assert result.tables["activities"].loc[0, "timestamp"] == pd.Timestamp("2026-04-11")
 
 
 def test_skip_policy_accounts_for_every_row(tiny_dir, catalog, tmp_path):

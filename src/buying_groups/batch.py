@@ -32,6 +32,7 @@ from buying_groups.data.validate import (
     SCHEMA,
     DataValidationError,
     Problem,
+    _empty_rejects,
     _rejects,
     _show,
     file_not_found,
@@ -206,7 +207,7 @@ def stage_tables(
         tables=tables,
         n_buckets=int(bucket_of.max()) + 1 if len(bucket_of) else 0,
         as_of=newest,
-        rows_in={t: counts_in[t] for t in ("accounts", "contacts", "activities", "opportunities")},
+        rows_in={t: counts_in[t] for t in SCHEMA if t in counts_in},
         kept=counts_kept,
         rejects=rejects_df,
         reusable=bool(key) and manifest.exists(),
@@ -308,11 +309,7 @@ def _stage_activities(
         for w in writers.values():
             w.close()
     found = [r for r in rejects if len(r)]
-    activity_rejects = (
-        pd.concat(found, ignore_index=True)
-        if found
-        else pd.DataFrame(columns=["table", "row", "column", "reason", "record"])
-    )
+    activity_rejects = pd.concat(found, ignore_index=True) if found else _empty_rejects()
     return rows_in, kept, newest, activity_rejects, problems, dict(mapped)
 
 

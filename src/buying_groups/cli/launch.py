@@ -13,10 +13,18 @@ from __future__ import annotations
 
 import gc
 import importlib
+import signal
 from collections.abc import Callable
 
 
+def _exit(signum: int, frame: object) -> None:
+    # SIGTERM (a scheduler stopping the job) as an ordinary exit: temporary directories and
+    # half-written files are removed on the way out instead of left behind.
+    raise SystemExit(128 + signum)
+
+
 def _run(command: str) -> None:
+    signal.signal(signal.SIGTERM, _exit)
     gc.disable()
     try:
         module = importlib.import_module(f"buying_groups.cli.{command}")

@@ -29,8 +29,9 @@ from buying_groups.cli.common import (
     source_from,
 )
 from buying_groups.config import hydra_entry
-from buying_groups.data.io import write_json, write_table
-from buying_groups.data.validate import DataValidationError
+from buying_groups.data.dates import DateError, parse_date
+from buying_groups.data.io import check_writable_dir, write_json, write_table
+from buying_groups.data.validate import DataValidationError, rejected_rows
 from buying_groups.models.inference import PredictionCache, active_cache, caching
 from buying_groups.models.runtime import VariantUnavailable
 
@@ -87,12 +88,18 @@ def run(cfg: DictConfig) -> dict:
         phases[name] = round(time.perf_counter() - mark, 2)
         mark = time.perf_counter()
 
+    # Arguments and the output directory first: a mistake costs a second, not a model load.
+    if cfg.engine not in ("pandas", "spark"):
+        raise SystemExit(f"engine must be pandas or spark, not {cfg.engine!r}")
+    try:
+        as_of_arg = parse_date(str(cfg.as_of), "as_of") if cfg.as_of else None
+        out = check_writable_dir(Path(cfg.output_dir), "output_dir")
+    except (DateError, OSError) as exc:
+        raise SystemExit(f"bg-score: {exc}") from None
     tracking.setup(cfg.tracking)
     wrapped, where, local_path = load_model(cfg.model_uri, cfg.variant)
     lap("load model")
     console.print(f"model: {where}")
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
 
     # With a cache, the partitioned activities stay there: a run whose activities file did
     # not change reuses them instead of reading and validating it again.
@@ -118,7 +125,7 @@ def run(cfg: DictConfig) -> dict:
             except DataValidationError as exc:
                 fail_with_problems(exc.problems)
         lap("validate and stage")
-        as_of = pd.Timestamp(cfg.as_of) if cfg.as_of else staged.as_of
+        as_of = as_of_arg or staged.as_of
         if as_of is None:
             raise SystemExit("no valid activities to date the scoring: pass as_of=<date>")
 
@@ -138,7 +145,7 @@ def run(cfg: DictConfig) -> dict:
 
             # Writes its own outputs (directories of Parquet parts, committed by Spark).
             tally = score_spark(wrapped, local_path, staged, as_of, out, cfg.spark, cfg.top_reasons)
-        elif cfg.engine == "pandas":
+        else:  # pandas
             # Accounts whose rows, models, as_of and settings are all unchanged since the
             # last run are not scored again: their contacts and groups come from the cache.
             if cache_file is not None:
@@ -163,8 +170,6 @@ def run(cfg: DictConfig) -> dict:
                 "qualified": int(groups["qualified"].sum()),
                 "stages": groups["stage"].value_counts().to_dict(),
             }
-        else:
-            raise SystemExit(f"engine must be pandas or spark, not {cfg.engine!r}")
         seconds = time.perf_counter() - started
 
     rejects_path = out / "rejects.csv"
@@ -176,7 +181,10 @@ def run(cfg: DictConfig) -> dict:
         {
             "rows in": staged.rows_in,
             "scored / kept": staged.kept,
-            "rejected": {t: int((staged.rejects["table"] == t).sum()) for t in TABLES},
+            "rejected": {t: rejected_rows(staged.rejects, t) for t in TABLES},
+            "kept, a cell blanked": {
+                t: rejected_rows(staged.rejects, t, "blanked") for t in TABLES
+            },
         }
     )
     counts.index.name = "table"

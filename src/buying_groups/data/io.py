@@ -94,3 +94,19 @@ def write_json(obj: object, path: Path) -> None:
 
 def read_json(path: Path) -> dict:
     return json.loads(Path(path).read_text())
+
+
+def check_writable_dir(path: Path, what: str) -> Path:
+    """``path`` as a directory this process can write into (created if missing), or an
+    ``OSError`` whose message names ``what`` and the problem."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OSError(f"{what} {path} is a file, not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise OSError(f"{what} {path} cannot be written to ({reason})") from None
+    return path

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from buying_groups.data.dates import future_after, parse_timestamps
 from buying_groups.data.io import find_table, read_table
 from buying_groups.taxonomy import (
     ACTION_ALIASES,
@@ -66,26 +67,29 @@ class Col:
     required: bool = True  # must be present as a column
     nullable: bool = False  # may a cell be empty
     references: str | None = None  # "table.column" this id must exist in
+    # an unusable cell is blanked and reported instead of rejecting its row (enrichment a
+    # model can do without: a bad company size must not drop an account and its contacts)
+    blank_if_bad: bool = False
 
 
 SCHEMA: dict[str, dict[str, Col]] = {
     "accounts": {
         "account_id": Col("id"),
-        "name": Col("str", nullable=True),
-        "industry": Col("str", nullable=True),
-        "employees": Col("int", nullable=True),
-        "country": Col("str", nullable=True),
-        "is_customer": Col("bool", nullable=True),
+        "name": Col("str", nullable=True, blank_if_bad=True),
+        "industry": Col("str", nullable=True, blank_if_bad=True),
+        "employees": Col("int", nullable=True, blank_if_bad=True),
+        "country": Col("str", nullable=True, blank_if_bad=True),
+        "is_customer": Col("bool", nullable=True, blank_if_bad=True),
     },
     "contacts": {
         "contact_id": Col("id"),
         "account_id": Col("id", references="accounts.account_id"),
-        "job_title": Col("text", nullable=True),
-        "country": Col("str", nullable=True),
-        "created_at": Col("timestamp", nullable=True),
+        "job_title": Col("text", nullable=True, blank_if_bad=True),
+        "country": Col("str", nullable=True, blank_if_bad=True),
+        "created_at": Col("timestamp", nullable=True, blank_if_bad=True),
         # optional enrichment (a data vendor's persona fields; labels=crm can learn from them)
-        "job_function": Col("str", required=False, nullable=True),
-        "seniority": Col("str", required=False, nullable=True),
+        "job_function": Col("str", required=False, nullable=True, blank_if_bad=True),
+        "seniority": Col("str", required=False, nullable=True, blank_if_bad=True),
     },
     "activities": {
         "activity_id": Col("id"),
@@ -93,7 +97,7 @@ SCHEMA: dict[str, dict[str, Col]] = {
         "timestamp": Col("timestamp"),
         "channel": Col("str"),
         "action": Col("str"),
-        "asset": Col("text", nullable=True),
+        "asset": Col("text", nullable=True, blank_if_bad=True),
         # empty or absent: read from the asset through the catalog, else general
         "topic": Col("str", required=False, nullable=True),
     },
@@ -230,6 +234,7 @@ def validate_tables(
     problems: list[Problem] = []
     typed: dict[str, pd.DataFrame] = {}
     bad_rows: dict[str, dict[int, list[Problem]]] = {}
+    blanked_rows: dict[str, dict[int, list[Problem]]] = {}
     rows_in = {name: len(df) for name, df in raw.items()}
     mapped: Counter[str] = Counter()
     refs = dict(known or {})
@@ -247,9 +252,15 @@ def validate_tables(
         df = _normalise(name, df, catalog, mapped)
         cell += _check_values(name, df, catalog, row_offset)
         cell += _check_references(name, df, refs)
+        soft = {c for c, spec in SCHEMA[name].items() if spec.blank_if_bad}
         by_row: dict[int, list[Problem]] = {}
         for p in cell:
-            by_row.setdefault(p.row - 1, []).append(p)
+            if p.column in soft:  # blank the cell, keep the row
+                df.loc[p.row - 1, p.column] = None
+                blanked_rows.setdefault(name, {}).setdefault(p.row - 1, []).append(p)
+            else:
+                by_row.setdefault(p.row - 1, []).append(p)
+        cell = [p for p in cell if p.column not in soft]
         bad_rows[name] = by_row
         problems.extend(sorted(cell, key=lambda p: (p.row or 0, p.column or "")))
         # Referencing tables are checked against the rows that survive.
@@ -257,6 +268,9 @@ def validate_tables(
         refs[name] = typed[name]
     structural = [p for p in problems if p.row is None]
     rejects = _rejects(raw, bad_rows)
+    if blanked_rows:
+        blanked = _rejects(raw, blanked_rows, action="blanked")
+        rejects = pd.concat([rejects, blanked], ignore_index=True) if len(rejects) else blanked
     if row_offset:
         problems = [replace(p, row=p.row + row_offset) if p.row else p for p in problems]
         rejects["row"] += row_offset
@@ -347,10 +361,12 @@ def _coerce(name: str, df: pd.DataFrame) -> tuple[pd.DataFrame, list[Problem]]:
             out[col] = val
             problems += _cell_problems(name, col, s, bad, "expected true/false")
         elif spec.kind == "timestamp":
-            ts = _parse_timestamps(s)
-            bad = ts.isna() & ~missing
+            ts, reasons = parse_timestamps(s)
             out[col] = ts
-            problems += _cell_problems(name, col, s, bad, "unparseable timestamp")
+            problems += [
+                Problem(name, f"{reasons.iat[i]}: {_show(s.iat[i])}", row=int(i) + 1, column=col)
+                for i in np.flatnonzero(reasons.notna().to_numpy())
+            ]
         if not spec.nullable and spec.kind != "text":
             empty = out[col].isna() & ~df.index.isin(
                 [p.row - 1 for p in problems if p.column == col]
@@ -449,22 +465,16 @@ def topic_from_text(text: pd.Series, catalog: Catalog) -> pd.Series:
     return text.map(lambda v: uniq.get(v, GENERAL_TOPIC)).astype(object)
 
 
-def _parse_timestamps(s: pd.Series) -> pd.Series:
-    if pd.api.types.is_datetime64_any_dtype(s):
-        ts = s
-    else:
-        text = s.astype(object).where(s.notna(), None)
-        ts = pd.to_datetime(text, errors="coerce", format="mixed", utc=True)
-    if getattr(ts.dt, "tz", None) is not None:
-        ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
-    return ts.astype("datetime64[ns]")
-
-
 def _cell_problems(name: str, col: str, raw: pd.Series, bad: pd.Series, what: str) -> list[Problem]:
     return [
         Problem(name, f"{what}: {_show(raw.iat[i])}", row=int(i) + 1, column=col)
         for i in np.flatnonzero(bad.to_numpy())
     ]
+
+
+def _cut(text: str, limit: int = 1_000) -> str:
+    # a rejects file shows what a row held, not a 50 MB cell
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text):,} characters)"
 
 
 def _show(value: object, limit: int = 40) -> str:
@@ -519,6 +529,19 @@ def _check_values(
             problems.append(
                 Problem(name, f"{check}: {_show(value)}", row=int(idx) + 1, column=str(col))
             )
+    if name == "activities" and "timestamp" in df.columns:
+        # An event after today is a clock or import error; kept, it would move the default
+        # as-of date (the newest activity) into the future and age every group.
+        future = (df["timestamp"] > future_after()).fillna(False).to_numpy(dtype=bool)
+        problems += [
+            Problem(
+                name,
+                f"in the future (after {future_after():%Y-%m-%d}): {df['timestamp'].iat[i]}",
+                row=int(i) + 1,
+                column="timestamp",
+            )
+            for i in np.flatnonzero(future)
+        ]
     key = PRIMARY_KEYS.get(name)
     if key is not None and key in df.columns:
         ids = df[key]
@@ -569,23 +592,33 @@ def _empty_rejects() -> pd.DataFrame:
             "column": pd.Series(dtype=object),
             "reason": pd.Series(dtype=object),
             "record": pd.Series(dtype=object),
+            "action": pd.Series(dtype=object),
         }
     )
 
 
+def rejected_rows(rejects: pd.DataFrame, table: str, action: str = "rejected") -> int:
+    """How many rows of ``table`` were rejected (``action="blanked"``: kept with a blanked
+    cell)."""
+    return int(((rejects["table"] == table) & (rejects["action"] == action)).sum())
+
+
 def _rejects(
-    raw: Mapping[str, pd.DataFrame], bad_rows: Mapping[str, Mapping[int, list[Problem]]]
+    raw: Mapping[str, pd.DataFrame],
+    bad_rows: Mapping[str, Mapping[int, list[Problem]]],
+    action: str = "rejected",
 ) -> pd.DataFrame:
-    """One row per rejected input row: where, why (all reasons) and the raw record as JSON."""
+    """One row per rejected input row (or, ``action="blanked"``, per row with blanked
+    cells): where, why (all reasons) and the raw record as JSON."""
     rows = []
     for name, by_row in bad_rows.items():
         df = raw[name].reset_index(drop=True)
         for i in sorted(by_row):
             ps = by_row[i]
             record = {
-                str(k): (None if pd.isna(v) else str(v))
-                if not isinstance(v, (list, dict))
-                else str(v)
+                str(k): (None if pd.isna(v) else _cut(str(v)))
+                if not isinstance(v, (list, dict, np.ndarray))
+                else _cut(str(v))
                 for k, v in df.iloc[i].items()
             }
             rows.append(
@@ -595,8 +628,9 @@ def _rejects(
                     ", ".join(sorted({p.column or "" for p in ps})),
                     "; ".join(p.message for p in ps),
                     json.dumps(record, ensure_ascii=False),
+                    action,
                 )
             )
     if not rows:
         return _empty_rejects()
-    return pd.DataFrame(rows, columns=["table", "row", "column", "reason", "record"])
+    return pd.DataFrame(rows, columns=["table", "row", "column", "reason", "record", "action"])

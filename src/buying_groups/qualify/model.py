@@ -151,6 +151,13 @@ def _role_words(role: str) -> str:
     return role.replace("_", " ")
 
 
+def _employees(log_employees: float) -> str:
+    # log1p of the account's size; a size beyond any real company reads as "over ...".
+    if log_employees > 20:  # expm1(20) is about 485 million
+        return "over 485,000,000 employees"
+    return f"{int(round(np.expm1(max(log_employees, 0.0)))):,} employees"
+
+
 def describe_feature(feature: str, value: float) -> str:
     """A feature and its value as a phrase a seller reads, e.g. ``no gatekeeper yet``."""
     v = float(value)
@@ -171,32 +178,36 @@ def describe_feature(feature: str, value: float) -> str:
                 if n
                 else f"no {w} active on this product in 30 days"
             )
+    # Lazily: only the asked-for phrase is built, so no other phrase's arithmetic can fail
+    # on this value (expm1 of a contact count above 709 overflowed before).
     phrases = {
-        "members": f"{n} group members",
-        "engaged_members": f"{n} members engaged in 30 days",
-        "roles_present": f"{n} of 5 roles filled",
-        "roles_engaged": f"{n} of 5 roles engaged in 30 days",
-        "active_contacts_30d": f"{n} contacts at the account active in 30 days",
-        "topic_events_30d": f"{n} interactions with the product in 30 days",
-        "topic_events_90d": f"{n} interactions with the product in 90 days",
-        "intent_30d": f"{n} high-intent action{'s' if n != 1 else ''} in 30 days",
-        "intent_90d": f"{n} high-intent action{'s' if n != 1 else ''} in 90 days",
-        "account_events_90d": f"{n} account interactions in 90 days",
-        "topic_share_90d": f"{v:.0%} of the account's attention on this product",
-        "advocates_90d": f"{n} advocate{'s' if n != 1 else ''} (demo, trial, pricing, ...)",
-        "member_advocates_90d": f"{n} group member{'s' if n != 1 else ''} advocating",
-        "days_since_topic_event": f"last product interaction {n} days ago",
-        "is_customer": "already a customer" if n else "not a customer yet",
-        "log_employees": f"{int(round(np.expm1(v))):,} employees",
-        "account_contacts": f"{n} contacts known at the account",
-        "past_opportunities": f"{n} past opportunit{'ies' if n != 1 else 'y'} for this product",
-        "won_before": "bought this product before" if n else "never bought this product",
-        "days_since_closed": "no closed opportunity"
-        if v >= 9999
-        else f"last opportunity closed {n} days ago",
+        "members": lambda: f"{n} group members",
+        "engaged_members": lambda: f"{n} members engaged in 30 days",
+        "roles_present": lambda: f"{n} of 5 roles filled",
+        "roles_engaged": lambda: f"{n} of 5 roles engaged in 30 days",
+        "active_contacts_30d": lambda: f"{n} contacts at the account active in 30 days",
+        "topic_events_30d": lambda: f"{n} interactions with the product in 30 days",
+        "topic_events_90d": lambda: f"{n} interactions with the product in 90 days",
+        "intent_30d": lambda: f"{n} high-intent action{'s' if n != 1 else ''} in 30 days",
+        "intent_90d": lambda: f"{n} high-intent action{'s' if n != 1 else ''} in 90 days",
+        "account_events_90d": lambda: f"{n} account interactions in 90 days",
+        "topic_share_90d": lambda: f"{v:.0%} of the account's attention on this product",
+        "advocates_90d": lambda: f"{n} advocate{'s' if n != 1 else ''} (demo, trial, pricing, ...)",
+        "member_advocates_90d": lambda: f"{n} group member{'s' if n != 1 else ''} advocating",
+        "days_since_topic_event": lambda: f"last product interaction {n} days ago",
+        "is_customer": lambda: "already a customer" if n else "not a customer yet",
+        "log_employees": lambda: _employees(v),
+        "account_contacts": lambda: f"{n} contacts known at the account",
+        "past_opportunities": lambda: (
+            f"{n} past opportunit{'ies' if n != 1 else 'y'} for this product"
+        ),
+        "won_before": lambda: "bought this product before" if n else "never bought this product",
+        "days_since_closed": lambda: (
+            "no closed opportunity" if v >= 9999 else f"last opportunity closed {n} days ago"
+        ),
     }
     if feature in phrases:
-        return phrases[feature]
+        return phrases[feature]()
     if feature.startswith("days_since_topic_"):
         channel = feature[len("days_since_topic_") :]
         return (
