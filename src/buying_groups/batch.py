@@ -107,15 +107,20 @@ class Staged:
         return sums
 
 
-def iter_table(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
-    """A table file in chunks of ``chunk_rows`` rows, read as ``read_table`` reads it."""
-    if path.suffix == ".parquet":
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
-            yield batch.to_pandas()
-    else:
-        yield from pd.read_csv(
-            path, dtype=str, keep_default_na=False, na_values=[""], chunksize=chunk_rows
-        )
+def iter_table(path: Path, chunk_rows: int, table: str = "activities") -> Iterator[pd.DataFrame]:
+    """A table file in chunks of ``chunk_rows`` rows, read as ``read_table`` reads it. A file
+    that cannot be read (truncated Parquet, an empty CSV) raises ``DataValidationError``
+    naming it, wherever in the file reading fails."""
+    try:
+        if path.suffix == ".parquet":
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
+                yield batch.to_pandas()
+        else:
+            yield from pd.read_csv(
+                path, dtype=str, keep_default_na=False, na_values=[""], chunksize=chunk_rows
+            )
+    except (OSError, ValueError, pa.ArrowException, pd.errors.ParserError) as exc:
+        raise DataValidationError([Problem(table, f"cannot read {path.name}: {exc}")]) from None
 
 
 def stage_tables(

@@ -390,3 +390,22 @@ def default_tracking_hint() -> str:
     """Where the runs are, in words a user can act on."""
     uri = mlflow.get_tracking_uri()
     return f"{uri}  (browse: mlflow ui --backend-store-uri {uri})" if "://" in uri else uri
+
+
+def model_identity(model_uri: str) -> dict[str, str | None]:
+    """``{"name", "version", "alias", "uri"}`` of a registered model URI
+    (``models:/<name>@<alias>`` or ``models:/<name>/<version>``); name and version are None
+    for a run or a path."""
+    ident: dict[str, str | None] = {"uri": model_uri, "name": None, "version": None}
+    ident["alias"] = None
+    if model_uri.startswith("models:/"):
+        ref = model_uri[len("models:/") :]
+        client = mlflow.MlflowClient()
+        if "@" in ref:
+            name, alias = ref.split("@", 1)
+            version = client.get_model_version_by_alias(name, alias).version
+            ident |= {"name": name, "version": str(version), "alias": alias}
+        elif "/" in ref:
+            name, version = ref.rsplit("/", 1)
+            ident |= {"name": name, "version": version}
+    return ident

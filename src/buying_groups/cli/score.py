@@ -54,11 +54,8 @@ def load_model(model_uri: str, variant: str | None = None):  # noqa: ANN201
             "Train and promote a model first (bg-pipeline, or bg-train-roles, "
             "bg-train-qualifier, bg-promote), or pass model_uri=<uri>"
         ) from exc
-    where = model_uri
-    if model_uri.startswith("models:/") and "@" in model_uri:
-        name, alias = model_uri[len("models:/") :].split("@", 1)
-        version = mlflow.MlflowClient().get_model_version_by_alias(name, alias)
-        where = f"{model_uri} (version {version.version})"
+    version = tracking.model_identity(model_uri)["version"]
+    where = f"{model_uri} (version {version})" if version else model_uri
     wrapped = model.unwrap_python_model()
     return wrapped, f"{where}, role model as {wrapped.role_variant}", local_path
 
@@ -209,6 +206,8 @@ def run(cfg: DictConfig) -> dict:
         "groups_scored": tally["groups"],
         "qualified_groups": tally["qualified"],
         "counts": counts.to_dict(orient="index"),
+        # present in an export or not, scoring never reads it: say so rather than omit it
+        "not_read": {"opportunity_contact_roles": "training labels (labels=crm) only"},
         "mapped": staged.mapped,
     }
     write_json(summary, out / "summary.json")

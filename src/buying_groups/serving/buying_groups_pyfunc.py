@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from buying_groups import __version__
+from buying_groups.data.dates import DateError, parse_date
 from buying_groups.data.io import file_digest
 from buying_groups.models.runtime import prediction_key
 from buying_groups.scoring import score_groups
@@ -43,6 +44,16 @@ def input_schema() -> mlflow.types.Schema:
     )
 
 
+def short_name(name: object, limit: int = 24) -> str:
+    """A caller's field or key name as an error message may quote it: cut, never whole."""
+    text = str(name)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value))
+
+
 def _fail(row: int, field: str, problem: str) -> None:
     raise ValueError(f"row {row}, field '{field}': {problem}")
 
@@ -60,7 +71,8 @@ def request_tables(frame: pd.DataFrame) -> tuple[dict[str, pd.DataFrame], pd.Tim
         raise ValueError(f"missing field(s): {', '.join(missing)}")
     extra = sorted(set(frame.columns) - set(REQUIRED) - {"as_of"})
     if extra:
-        raise ValueError(f"unknown field(s): {', '.join(map(str, extra))}")
+        names = ", ".join(short_name(c) for c in extra[:5])
+        raise ValueError(f"unknown field(s): {names}" + (" ..." if len(extra) > 5 else ""))
     contacts, events = [], []
     for i, row in enumerate(frame.itertuples(index=False)):
         rec = row._asdict()
@@ -84,14 +96,15 @@ def request_tables(frame: pd.DataFrame) -> tuple[dict[str, pd.DataFrame], pd.Tim
             for f in ("timestamp", "action"):
                 if not isinstance(ev.get(f), str) or not ev.get(f):
                     _fail(i, f"activities[{j}].{f}", "required, a non-empty string")
-            ts = pd.to_datetime(ev["timestamp"], errors="coerce", utc=True)
-            if pd.isna(ts):
-                _fail(i, f"activities[{j}].timestamp", "not a date-time (ISO 8601 expected)")
+            try:
+                ts = parse_date(ev["timestamp"], f"row {i}, field 'activities[{j}].timestamp'")
+            except DateError as exc:
+                raise ValueError(str(exc)) from None
             events.append(
                 {
                     "activity_id": f"r{i}-{j}",
                     "contact_id": rec["contact_id"],
-                    "timestamp": ts.tz_convert(None),
+                    "timestamp": ts,
                     "channel": str(ev.get("channel") or "web"),
                     "action": ev["action"],
                     "asset": str(ev.get("asset") or ""),
@@ -127,11 +140,16 @@ def request_tables(frame: pd.DataFrame) -> tuple[dict[str, pd.DataFrame], pd.Tim
         }
     )
     as_of = None
-    if "as_of" in frame.columns and frame["as_of"].notna().any():
-        as_of = pd.to_datetime(frame["as_of"].dropna().iloc[0], errors="coerce", utc=True)
-        if pd.isna(as_of):
-            _fail(int(frame["as_of"].notna().to_numpy().argmax()), "as_of", "not a date")
-        as_of = as_of.tz_convert(None)
+    if "as_of" in frame.columns:
+        given = [(i, v) for i, v in enumerate(frame["as_of"]) if not _missing(v)]
+        for i, v in given:  # one date for the whole request, each row checked
+            try:
+                day = parse_date(v, f"row {i}, field 'as_of'")
+            except DateError as exc:
+                raise ValueError(str(exc)) from None
+            if as_of is not None and day != as_of:
+                _fail(i, "as_of", "differs from an earlier row's: one as_of per request")
+            as_of = day
     if as_of is None:
         as_of = activities["timestamp"].max() if len(activities) else pd.Timestamp.now()
     tables = {

@@ -24,7 +24,8 @@ import pandas as pd
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from buying_groups import tracking
+from buying_groups import __version__, tracking
+from buying_groups.serving.buying_groups_pyfunc import short_name
 
 log = logging.getLogger("buying_groups.serve")
 FORMATS = ("dataframe_split", "dataframe_records", "inputs")
@@ -46,10 +47,72 @@ class RequestError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
+MAX_DEPTH = 16  # {"dataframe_records": [{"activities": [{...}]}]} needs 5
+MAX_INT_DIGITS = 30
+
+
+def _bad(message: str) -> RequestError:
+    return RequestError(400, "MALFORMED_REQUEST", message)
+
+
+def _int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise _bad(f"the body holds an integer of more than {MAX_INT_DIGITS} digits")
+    return int(text)
+
+
+def _object(pairs: list[tuple[str, object]]) -> dict:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):  # a repeated key would silently keep its last value
+        seen: set[str] = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise _bad(f"a JSON object repeats the key '{short_name(dup)}'")
+    return obj
+
+
+def _check_tree(payload: object) -> None:
+    """Depth and text of every value: too deep, or text that is not valid Unicode (a lone
+    surrogate such as \\ud800), is the caller's mistake, named by its path."""
+    stack = [(payload, "body", 1)]
+    while stack:
+        value, path, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise _bad(f"the body is nested more than {MAX_DEPTH} levels deep (at {path})")
+        if isinstance(value, dict):
+            stack.extend((v, f"{path}.{short_name(k)}", depth + 1) for k, v in value.items())
+            for k in value:
+                _check_text(k, path)
+        elif isinstance(value, list):
+            stack.extend((v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value))
+        elif isinstance(value, str):
+            _check_text(value, path)
+
+
+def _check_text(text: str, path: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _bad(f"{path}: not valid Unicode (an unpaired surrogate escape)") from None
+
+
+def authorized(header: str, token: str) -> bool:
+    """An ``Authorization`` header carrying ``token``. The scheme is case-insensitive in
+    HTTP (``bearer`` is ``Bearer``); the token is compared in constant time."""
+    scheme, _, given = header.strip().partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        given.strip().encode("utf-8", "replace"), token.encode()
+    )
+
+
+def is_json(content_type: str) -> bool:
+    """A ``Content-Type`` of JSON; media types are case-insensitive (``Application/JSON``)."""
+    return content_type.split(";")[0].strip().lower() == "application/json"
+
+
 def parse_payload(body: bytes) -> pd.DataFrame:
     """MLflow's JSON request formats -> DataFrame; errors never quote the payload."""
     try:
-        payload = json.loads(body)
+        payload = json.loads(body, parse_int=_int, object_pairs_hook=_object)
     except UnicodeDecodeError:
         raise RequestError(400, "MALFORMED_REQUEST", "the body is not UTF-8") from None
     except json.JSONDecodeError as exc:
@@ -57,6 +120,9 @@ def parse_payload(body: bytes) -> pd.DataFrame:
         raise RequestError(
             400, "MALFORMED_REQUEST", f"the body is not valid JSON: {exc.msg} at {where}"
         ) from None
+    except RecursionError:
+        raise _bad(f"the body is nested more than {MAX_DEPTH} levels deep") from None
+    _check_tree(payload)
     if not isinstance(payload, dict):
         raise RequestError(
             400, "BAD_REQUEST", f"the body must be a JSON object with one of: {', '.join(FORMATS)}"
@@ -68,7 +134,7 @@ def parse_payload(body: bytes) -> pd.DataFrame:
             400,
             "BAD_REQUEST",
             f"the body must have exactly one of {', '.join(FORMATS)}"
-            + (f"; unknown key(s): {', '.join(extra[:5])}" if extra else ""),
+            + (f"; unknown key(s): {', '.join(short_name(k) for k in extra[:5])}" if extra else ""),
         )
     data = payload[keys[0]]
     if keys[0] == "dataframe_split":
@@ -81,6 +147,12 @@ def parse_payload(body: bytes) -> pd.DataFrame:
                 400,
                 "BAD_REQUEST",
                 "dataframe_split needs 'columns' (a list) and 'data' (a list of rows)",
+            )
+        names = [str(c) for c in data["columns"]]
+        if len(set(names)) != len(names):
+            dup = next(c for i, c in enumerate(names) if c in names[:i])
+            raise RequestError(
+                400, "BAD_REQUEST", f"dataframe_split: column '{short_name(dup)}' appears twice"
             )
         width = len(data["columns"])
         for i, row in enumerate(data["data"]):
@@ -115,9 +187,17 @@ def create_app(model_uri: str, limits: Limits, model_config: dict | None = None)
         python_model = model.unwrap_python_model()
     except mlflow.exceptions.MlflowException:
         python_model = None
-    app = scoring_server.init(model)  # /ping, /health, /version and its timeout middleware
+    app = scoring_server.init(model)  # /ping, /health and its timeout middleware
     app.state.variant = getattr(python_model, "role_variant", "fp32")
-    app.router.routes = [r for r in app.router.routes if getattr(r, "path", "") != "/invocations"]
+    # MLflow's /version answers MLflow's own version; a caller wants the model's.
+    identity = {
+        **tracking.model_identity(model_uri),
+        "role_variant": app.state.variant,
+        "package": __version__,
+        "mlflow": mlflow.__version__,
+    }
+    ours = ("/invocations", "/version")
+    app.router.routes = [r for r in app.router.routes if getattr(r, "path", "") not in ours]
     lock = threading.Lock()
 
     def error(status: int, code: str, message: str, headers: dict | None = None) -> Response:
@@ -131,20 +211,21 @@ def create_app(model_uri: str, limits: Limits, model_config: dict | None = None)
                 return python_model.predict(None, frame)
             return model.predict(frame)
 
+    @app.get("/version")
+    async def version() -> Response:
+        return JSONResponse(identity)
+
     @app.post("/invocations")
     async def invocations(request: Request) -> Response:
         request_id = uuid.uuid4().hex[:12]
-        if limits.token:
-            given = request.headers.get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {limits.token}".encode()):
-                return error(
-                    401,
-                    "UNAUTHENTICATED",
-                    "missing or wrong bearer token",
-                    {"WWW-Authenticate": "Bearer"},
-                )
-        ctype = request.headers.get("content-type", "").split(";")[0].strip()
-        if ctype != "application/json":
+        if limits.token and not authorized(request.headers.get("authorization", ""), limits.token):
+            return error(
+                401,
+                "UNAUTHENTICATED",
+                "missing or wrong bearer token",
+                {"WWW-Authenticate": "Bearer"},
+            )
+        if not is_json(request.headers.get("content-type", "")):
             return error(
                 415, "UNSUPPORTED_MEDIA_TYPE", "send application/json (MLflow's JSON formats)"
             )
