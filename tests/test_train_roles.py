@@ -615,12 +615,34 @@ def test_serve_answers_good_and_bad_requests(promoted, monkeypatch):
 
     try:
         assert requests.get(f"{url}/ping", timeout=5).status_code == 200
-        assert requests.get(f"{url}/version", timeout=5).status_code == 200
+        version = requests.get(f"{url}/version", timeout=5)
+        assert version.status_code == 200
+        assert version.json()["name"] == "buying-groups" and version.json()["version"]
         r = post(good)
         assert r.status_code == 200, r.text
         preds = r.json()["predictions"]
         assert len(preds) == 3 and {"score", "qualified", "stage", "members"} <= set(preds[0])
         assert post(good, headers={}).status_code == 401
+        # HTTP's scheme and media type are case-insensitive; the token is not
+        assert post(good, headers={"Authorization": "bearer s3cret"}).status_code == 200
+        assert post(good, headers={"Authorization": "Bearer S3CRET"}).status_code == 401
+        r = requests.post(
+            f"{url}/invocations",
+            data=json.dumps(good),
+            headers={**auth, "Content-Type": "Application/JSON"},
+            timeout=60,
+        )
+        assert r.status_code == 200, r.text
+        deep = b'{"inputs":' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+        r = requests.post(
+            f"{url}/invocations",
+            data=deep,
+            headers={**auth, "Content-Type": "application/json"},
+            timeout=60,
+        )
+        assert r.status_code == 400 and "nested" in r.json()["message"]
+        r = post({"dataframe_records": [{**good["dataframe_records"][0], "as_of": [1]}]})
+        assert r.status_code == 400 and "as_of" in r.json()["message"]
         bad_cases = {
             "missing": ({"dataframe_records": [{"account_id": "A", "contact_id": "C"}]}, 400),
             "type": (
