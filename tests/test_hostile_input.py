@@ -364,3 +364,44 @@ def test_rows_in_equal_kept_plus_rejected_with_future_events_and_bad_cells(
     assert rejected_rows(staged.rejects, "activities") == 5
     assert rejected_rows(staged.rejects, "accounts") == 0
     assert rejected_rows(staged.rejects, "accounts", "blanked") == 1
+
+
+def test_a_50mb_title_is_cut_and_counted_not_copied(tiny_dir, catalog, tmp_path):
+    from buying_groups.data.validate import MAX_TEXT_CHARS, load_tables
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_dir, data)
+    contacts = pd.read_parquet(data / "contacts.parquet")
+    contacts.loc[3, "job_title"] = "Chief Information Security Officer " * 1_500_000
+    contacts.to_parquet(data / "contacts.parquet", index=False)
+    result = load_tables(data, catalog)
+    assert result.ok
+    title = result.tables["contacts"].loc[3, "job_title"]
+    assert title.startswith("Chief Information Security Officer") and len(title) == MAX_TEXT_CHARS
+    assert result.mapped == {"contacts.job_title: cut to 1,000 characters": 1}
+
+
+def test_sigterm_leaves_no_staging_folder(tmp_path):
+    """A scheduler's SIGTERM exits like an error: temporary folders are removed."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import sys, tempfile, time\n"
+        "from buying_groups.cli.launch import exit_cleanly_on_sigterm\n"
+        "exit_cleanly_on_sigterm()\n"
+        "with tempfile.TemporaryDirectory(prefix='.staging-', dir=sys.argv[1]) as d:\n"
+        "    print(d, flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    staging = proc.stdout.readline().strip()
+    assert os.path.isdir(staging)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    assert not os.path.exists(staging) and not list(tmp_path.iterdir())

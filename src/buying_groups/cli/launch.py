@@ -23,8 +23,13 @@ def _exit(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
-def _run(command: str) -> None:
+def exit_cleanly_on_sigterm() -> None:
+    """Make SIGTERM raise ``SystemExit(143)`` in this process (the main thread)."""
     signal.signal(signal.SIGTERM, _exit)
+
+
+def _run(command: str) -> None:
+    exit_cleanly_on_sigterm()
     gc.disable()
     try:
         module = importlib.import_module(f"buying_groups.cli.{command}")

@@ -125,6 +125,7 @@ PRIMARY_KEYS = {
 TABLE_ORDER = tuple(SCHEMA)
 # Tables a real export may hold no rows of (few CRMs have contact roles filled at all).
 OPTIONAL_ROWS = ("opportunity_contact_roles",)  # referenced tables come first
+MAX_TEXT_CHARS = 1_000  # text cells (titles, assets) are cut here; the role model reads 256
 TRUE = {"true", "1", "yes", "y", "t"}
 FALSE = {"false", "0", "no", "n", "f"}
 
@@ -386,6 +387,13 @@ def _normalise(name: str, df: pd.DataFrame, catalog: Catalog, mapped: Counter[st
     action -> ``interacted``; no topic -> the product its asset names, else ``general``),
     counting the rows each rule took in ``mapped``. Values left unknown are rejected later."""
     products = {canonical_key(p): p for p in catalog.names}
+    for col, spec in SCHEMA[name].items():
+        if spec.kind == "text" and col in df:
+            # a 50 MB title would be carried into every output; models read far less
+            long = df[col].str.len().gt(MAX_TEXT_CHARS).fillna(False).astype(bool)
+            if long.any():
+                df.loc[long, col] = df.loc[long, col].str.slice(0, MAX_TEXT_CHARS)
+                mapped[f"{name}.{col}: cut to {MAX_TEXT_CHARS:,} characters"] += int(long.sum())
     if name == "activities":
         if "channel" in df:
             known = {c: c for c in CHANNELS}

@@ -95,6 +95,102 @@ def _check_text(text: str, path: str) -> None:
         raise _bad(f"{path}: not valid Unicode (an unpaired surrogate escape)") from None
 
 
+_EVENT = {
+    "type": "object",
+    "required": ["timestamp", "action"],
+    "properties": {
+        "timestamp": {"type": "string", "format": "date-time", "example": "2026-05-01T10:00:00"},
+        "channel": {"type": "string", "example": "sales"},
+        "action": {"type": "string", "example": "requested_demo"},
+        "asset": {"type": "string", "example": "Demo request"},
+        "topic": {"type": "string", "example": "security_platform"},
+    },
+}
+_CONTACT = {
+    "type": "object",
+    "required": ["account_id", "contact_id", "job_title", "activities"],
+    "additionalProperties": False,
+    "properties": {
+        "account_id": {"type": "string", "minLength": 1},
+        "contact_id": {"type": "string", "minLength": 1},
+        "job_title": {"type": ["string", "null"], "maxLength": 256},
+        "activities": {"type": "array", "items": _EVENT},
+        "as_of": {"type": "string", "format": "date", "example": "2026-06-01"},
+    },
+}
+_ERROR = {
+    "type": "object",
+    "properties": {"error_code": {"type": "string"}, "message": {"type": "string"}},
+}
+INVOCATIONS_OPENAPI = {
+    "summary": "Score the buying groups of the contacts sent (one row per contact)",
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        {
+                            "type": "object",
+                            "required": ["dataframe_records"],
+                            "properties": {
+                                "dataframe_records": {"type": "array", "items": _CONTACT}
+                            },
+                        },
+                        {
+                            "type": "object",
+                            "required": ["dataframe_split"],
+                            "properties": {
+                                "dataframe_split": {
+                                    "type": "object",
+                                    "required": ["columns", "data"],
+                                    "properties": {
+                                        "columns": {"type": "array", "items": {"type": "string"}},
+                                        "data": {"type": "array", "items": {"type": "array"}},
+                                    },
+                                }
+                            },
+                        },
+                        {
+                            "type": "object",
+                            "required": ["inputs"],
+                            "properties": {"inputs": {"type": "array", "items": _CONTACT}},
+                        },
+                    ]
+                }
+            }
+        },
+    },
+    "responses": {
+        "200": {
+            "description": "one row per account x product: score, qualified, stage, members, "
+            "reasons, missing roles, whom to engage next (docs/serving.md)",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "predictions": {"type": "array", "items": {"type": "object"}}
+                        },
+                    }
+                }
+            },
+        },
+        **{
+            code: {"description": why, "content": {"application/json": {"schema": _ERROR}}}
+            for code, why in {
+                "400": "the request is malformed or a field is wrong (the message names it)",
+                "401": "a bearer token is required and was missing or wrong",
+                "413": "the body or the number of rows is over the limit",
+                "415": "the body is not application/json",
+                "500": "the server's own fault (an id to find it in the server log)",
+                "504": "scoring took longer than the timeout",
+            }.items()
+        },
+    },
+}
+
+
 def authorized(header: str, token: str) -> bool:
     """An ``Authorization`` header carrying ``token``. The scheme is case-insensitive in
     HTTP (``bearer`` is ``Bearer``); the token is compared in constant time."""
@@ -215,7 +311,7 @@ def create_app(model_uri: str, limits: Limits, model_config: dict | None = None)
     async def version() -> Response:
         return JSONResponse(identity)
 
-    @app.post("/invocations")
+    @app.post("/invocations", openapi_extra=INVOCATIONS_OPENAPI)
     async def invocations(request: Request) -> Response:
         request_id = uuid.uuid4().hex[:12]
         if limits.token and not authorized(request.headers.get("authorization", ""), limits.token):
