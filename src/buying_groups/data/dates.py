@@ -100,7 +100,11 @@ def parse_timestamps(values: pd.Series) -> tuple[pd.Series, pd.Series]:
         out_of_range = year.notna() & ((year < EARLIEST.year) | (year >= LATEST.year))
         parseable = as_text.astype(object).where(~(dotted | out_of_range) & as_text.notna(), None)
         ts = pd.to_datetime(parseable, errors="coerce", format="mixed", utc=True)
-        ts = ts.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[ns]")
+        ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
+        # pandas may parse into a coarser unit that holds year 1; range-check before ns
+        wild = ts.notna() & ((ts < EARLIEST) | (ts >= LATEST))
+        reasons[wild] = f"outside the supported range (dates {RANGE})"
+        ts = ts.where(~wild).astype("datetime64[ns]")
         for i in np.flatnonzero(dotted.to_numpy()):
             try:
                 ts.iat[i] = parse_date(as_text.iat[i], "")
