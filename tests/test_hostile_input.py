@@ -482,3 +482,38 @@ def test_sigterm_leaves_no_staging_folder(tmp_path):
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 128 + signal.SIGTERM
     assert not os.path.exists(staging) and not list(tmp_path.iterdir())
+
+
+def test_a_whole_text_employees_column_keeps_every_account(tiny_dir, catalog, tmp_path):
+    from buying_groups.data.validate import load_tables
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_dir, data)
+    accounts = pd.read_parquet(data / "accounts.parquet")
+    accounts["employees"] = "fifty to a hundred"
+    accounts.to_parquet(data / "accounts.parquet", index=False)
+    result = load_tables(data, catalog)
+    assert result.ok
+    assert len(result.tables["accounts"]) == len(accounts)
+    assert result.tables["accounts"]["employees"].isna().all()
+    assert len(result.tables["activities"]) == result.rows_in["activities"]
+    assert rejected_rows(result.rejects, "accounts", "blanked") == len(accounts)
+
+
+def test_bg_validate_does_not_call_data_valid_after_rejecting_rows(tiny_dir, tmp_path):
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_dir, data)
+    acts = pd.read_parquet(data / "activities.parquet")
+    acts.loc[:6, "contact_id"] = "nobody"
+    acts.to_parquet(data / "activities.parquet", index=False)
+    args = [f"data_dir={data}", f"rejects_path={tmp_path}/rejects.csv", f"hydra.run.dir={tmp_path}"]
+    cmd = [sys.executable, "-c", "from buying_groups.cli.validate import main; main()", *args]
+    strict = subprocess.run(cmd, capture_output=True, text=True)
+    assert strict.returncode == 1 and "unknown contact_id" in strict.stdout
+    skip = subprocess.run([*cmd, "on_bad_rows=skip"], capture_output=True, text=True)
+    assert skip.returncode == 0, skip.stdout + skip.stderr
+    assert "usable after rejecting 7 rows" in skip.stdout and "is valid" not in skip.stdout
+    assert "Traceback" not in strict.stderr + skip.stderr
