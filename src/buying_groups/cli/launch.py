@@ -1,5 +1,6 @@
-"""The console scripts (``[project.scripts]``): each imports its command's module with the
-garbage collector paused, then runs the command.
+"""The console scripts (``[project.scripts]``): each makes SIGTERM an ordinary exit (so
+temporary folders and half-written files are cleaned up), imports its command's module with
+the garbage collector paused, then runs the command.
 
 Importing MLflow, scikit-learn with SciPy, pandas and the rest creates about a million objects
 that live as long as the process. With the collector on, the interpreter ran ~680
