@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from buying_groups.baselines.rules import RulesBaseline
 from buying_groups.batch import stage_tables
 from buying_groups.data.dates import DateError, parse_date, parse_timestamps
-from buying_groups.data.validate import DataValidationError, rejected_rows
+from buying_groups.data.validate import DataValidationError, empty_table, rejected_rows
 from buying_groups.qualify.groups import (
     MEMBER_ROLES,
     add_labels,
@@ -341,16 +341,7 @@ def test_a_5000_contact_account_and_a_10000_event_contact_are_scored(qualifier_a
         }
     )
     accounts = pd.DataFrame({"account_id": ["BIG"], "employees": [1e12], "is_customer": [True]})
-    opportunities = pd.DataFrame(
-        {
-            "opportunity_id": pd.Series(dtype=object),
-            "account_id": pd.Series(dtype=object),
-            "product": pd.Series(dtype=object),
-            "created_at": pd.Series(dtype="datetime64[ns]"),
-            "closed_at": pd.Series(dtype="datetime64[ns]"),
-            "won": pd.Series(dtype="boolean"),
-        }
-    )
+    opportunities = empty_table("opportunities")
     tables = {
         "accounts": accounts,
         "contacts": contacts,
@@ -517,3 +508,12 @@ def test_bg_validate_does_not_call_data_valid_after_rejecting_rows(tiny_dir, tmp
     assert skip.returncode == 0, skip.stdout + skip.stderr
     assert "usable after rejecting 7 rows" in skip.stdout and "is valid" not in skip.stdout
     assert "Traceback" not in strict.stderr + skip.stderr
+
+
+def test_a_typed_date_column_out_of_range_is_a_reason_not_an_overflow():
+    """A Parquet column in seconds can hold year 1; the cast to nanoseconds would overflow."""
+    cells = pd.Series(np.array(["0001-01-01", "2026-01-02", "NaT"], dtype="datetime64[s]"))
+    ts, reasons = parse_timestamps(cells)
+    assert ts.dtype == "datetime64[ns]" and ts.iat[1] == pd.Timestamp("2026-01-02")
+    assert pd.isna(ts.iat[0]) and "outside the supported range" in reasons.iat[0]
+    assert pd.isna(ts.iat[2]) and pd.isna(reasons.iat[2])

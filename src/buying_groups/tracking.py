@@ -396,8 +396,7 @@ def model_identity(model_uri: str) -> dict[str, str | None]:
     """``{"name", "version", "alias", "uri"}`` of a registered model URI
     (``models:/<name>@<alias>`` or ``models:/<name>/<version>``); name and version are None
     for a run or a path."""
-    ident: dict[str, str | None] = {"uri": model_uri, "name": None, "version": None}
-    ident["alias"] = None
+    ident: dict[str, str | None] = {"uri": model_uri, "name": None, "version": None, "alias": None}
     if model_uri.startswith("models:/"):
         ref = model_uri[len("models:/") :]
         client = mlflow.MlflowClient()

@@ -56,16 +56,12 @@ def _parse_text(text: str, field: str) -> pd.Timestamp:
     if year and not EARLIEST.year <= int(year.group(1)) < LATEST.year:
         raise DateError(f"{field}: outside the supported range (dates {RANGE})")
     dotted = _DOTTED.match(text)
+    if dotted:  # rewritten as ISO; parse_date checks the range of what it gives
+        day, month, yr = (int(g) for g in dotted.groups())
+        rest = text[dotted.end() :].strip().lstrip("T")
+        text = f"{yr:04d}-{month:02d}-{day:02d}" + (f" {rest}" if rest else "")
     try:
-        if dotted:
-            day, month, yr = (int(g) for g in dotted.groups())
-            if not EARLIEST.year <= yr < LATEST.year:
-                raise DateError(f"{field}: outside the supported range (dates {RANGE})")
-            rest = text[dotted.end() :].strip().lstrip("T")
-            text = f"{yr:04d}-{month:02d}-{day:02d}" + (f" {rest}" if rest else "")
         return pd.Timestamp(pd.to_datetime(text, format="ISO8601"))
-    except DateError:
-        raise
     except (ValueError, OverflowError, pd.errors.OutOfBoundsDatetime):
         raise DateError(
             f"{field}: not a date (expected ISO 8601 such as 2026-04-30 or 2026-04-30T10:00:00Z,"
@@ -84,7 +80,6 @@ def parse_timestamps(values: pd.Series) -> tuple[pd.Series, pd.Series]:
         ts = values
         if getattr(ts.dt, "tz", None) is not None:
             ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
-        ts = ts.astype("datetime64[ns]")
     else:
         present = values.notna()
         if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
@@ -101,10 +96,6 @@ def parse_timestamps(values: pd.Series) -> tuple[pd.Series, pd.Series]:
         parseable = as_text.astype(object).where(~(dotted | out_of_range) & as_text.notna(), None)
         ts = pd.to_datetime(parseable, errors="coerce", format="mixed", utc=True)
         ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
-        # pandas may parse into a coarser unit that holds year 1; range-check before ns
-        wild = ts.notna() & ((ts < EARLIEST) | (ts >= LATEST))
-        reasons[wild] = f"outside the supported range (dates {RANGE})"
-        ts = ts.where(~wild).astype("datetime64[ns]")
         for i in np.flatnonzero(dotted.to_numpy()):
             try:
                 ts.iat[i] = parse_date(as_text.iat[i], "")
@@ -113,6 +104,8 @@ def parse_timestamps(values: pd.Series) -> tuple[pd.Series, pd.Series]:
         reasons[numeric & present] = "a number, not a date"
         reasons[out_of_range] = f"outside the supported range (dates {RANGE})"
         reasons[present & ts.isna() & reasons.isna()] = "unparseable timestamp"
+    # Range-checked before the cast to nanoseconds: a coarser unit (a Parquet column, or what
+    # pandas parsed text into) can hold year 1, which the cast would overflow on.
     outside = ts.notna() & ((ts < EARLIEST) | (ts >= LATEST))
     reasons[outside] = f"outside the supported range (dates {RANGE})"
-    return ts.where(~outside), reasons
+    return ts.where(~outside).astype("datetime64[ns]"), reasons

@@ -255,15 +255,16 @@ def validate_tables(
         cell += _check_references(name, df, refs)
         soft = {c for c, spec in SCHEMA[name].items() if spec.blank_if_bad}
         by_row: dict[int, list[Problem]] = {}
+        hard: list[Problem] = []
         for p in cell:
             if p.column in soft:  # blank the cell, keep the row
                 df.loc[p.row - 1, p.column] = None
                 blanked_rows.setdefault(name, {}).setdefault(p.row - 1, []).append(p)
             else:
                 by_row.setdefault(p.row - 1, []).append(p)
-        cell = [p for p in cell if p.column not in soft]
+                hard.append(p)
         bad_rows[name] = by_row
-        problems.extend(sorted(cell, key=lambda p: (p.row or 0, p.column or "")))
+        problems.extend(sorted(hard, key=lambda p: (p.row or 0, p.column or "")))
         # Referencing tables are checked against the rows that survive.
         typed[name] = df.drop(index=list(by_row)) if on_bad_rows == "skip" else df
         refs[name] = typed[name]
@@ -480,7 +481,7 @@ def _cell_problems(name: str, col: str, raw: pd.Series, bad: pd.Series, what: st
     ]
 
 
-def _cut(text: str, limit: int = 1_000) -> str:
+def _cut(text: str, limit: int = MAX_TEXT_CHARS) -> str:
     # a rejects file shows what a row held, not a 50 MB cell
     return text if len(text) <= limit else text[:limit] + f"... ({len(text):,} characters)"
 
@@ -540,11 +541,12 @@ def _check_values(
     if name == "activities" and "timestamp" in df.columns:
         # An event after today is a clock or import error; kept, it would move the default
         # as-of date (the newest activity) into the future and age every group.
-        future = (df["timestamp"] > future_after()).fillna(False).to_numpy(dtype=bool)
+        after = future_after()
+        future = (df["timestamp"] > after).fillna(False).to_numpy(dtype=bool)
         problems += [
             Problem(
                 name,
-                f"in the future (after {future_after():%Y-%m-%d}): {df['timestamp'].iat[i]}",
+                f"in the future (after {after:%Y-%m-%d}): {df['timestamp'].iat[i]}",
                 row=int(i) + 1,
                 column="timestamp",
             )
@@ -605,6 +607,16 @@ def _empty_rejects() -> pd.DataFrame:
     )
 
 
+_DTYPES = {"int": "Int64", "bool": "boolean", "timestamp": "datetime64[ns]"}
+
+
+def empty_table(name: str) -> pd.DataFrame:
+    """Table ``name`` with no rows, its columns typed as validation types them."""
+    return pd.DataFrame(
+        {col: pd.Series(dtype=_DTYPES.get(spec.kind, object)) for col, spec in SCHEMA[name].items()}
+    )
+
+
 def rejected_rows(rejects: pd.DataFrame, table: str, action: str = "rejected") -> int:
     """How many rows of ``table`` were rejected (``action="blanked"``: kept with a blanked
     cell)."""
@@ -624,8 +636,8 @@ def _rejects(
         for i in sorted(by_row):
             ps = by_row[i]
             record = {
-                str(k): (None if pd.isna(v) else _cut(str(v)))
-                if not isinstance(v, (list, dict, np.ndarray))
+                str(k): None
+                if not isinstance(v, (list, dict, np.ndarray)) and pd.isna(v)
                 else _cut(str(v))
                 for k, v in df.iloc[i].items()
             }

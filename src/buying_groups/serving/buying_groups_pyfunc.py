@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 
 from buying_groups import __version__
-from buying_groups.data.dates import DateError, parse_date
+from buying_groups.data.dates import parse_date
 from buying_groups.data.io import file_digest
+from buying_groups.data.validate import empty_table
 from buying_groups.models.runtime import prediction_key
 from buying_groups.scoring import score_groups
 from buying_groups.taxonomy import Catalog
@@ -96,10 +97,8 @@ def request_tables(frame: pd.DataFrame) -> tuple[dict[str, pd.DataFrame], pd.Tim
             for f in ("timestamp", "action"):
                 if not isinstance(ev.get(f), str) or not ev.get(f):
                     _fail(i, f"activities[{j}].{f}", "required, a non-empty string")
-            try:
-                ts = parse_date(ev["timestamp"], f"row {i}, field 'activities[{j}].timestamp'")
-            except DateError as exc:
-                raise ValueError(str(exc)) from None
+            # a DateError is a ValueError naming the row and field, as _fail's are
+            ts = parse_date(ev["timestamp"], f"row {i}, field 'activities[{j}].timestamp'")
             events.append(
                 {
                     "activity_id": f"r{i}-{j}",
@@ -129,24 +128,12 @@ def request_tables(frame: pd.DataFrame) -> tuple[dict[str, pd.DataFrame], pd.Tim
     accounts = pd.DataFrame({"account_id": contacts_df["account_id"].unique()})
     accounts["employees"] = np.nan
     accounts["is_customer"] = False
-    opportunities = pd.DataFrame(
-        {
-            "opportunity_id": pd.Series(dtype=object),
-            "account_id": pd.Series(dtype=object),
-            "product": pd.Series(dtype=object),
-            "created_at": pd.Series(dtype="datetime64[ns]"),
-            "closed_at": pd.Series(dtype="datetime64[ns]"),
-            "won": pd.Series(dtype="boolean"),
-        }
-    )
+    opportunities = empty_table("opportunities")
     as_of = None
     if "as_of" in frame.columns:
         given = [(i, v) for i, v in enumerate(frame["as_of"]) if not _missing(v)]
         for i, v in given:  # one date for the whole request, each row checked
-            try:
-                day = parse_date(v, f"row {i}, field 'as_of'")
-            except DateError as exc:
-                raise ValueError(str(exc)) from None
+            day = parse_date(v, f"row {i}, field 'as_of'")
             if as_of is not None and day != as_of:
                 _fail(i, "as_of", "differs from an earlier row's: one as_of per request")
             as_of = day
