@@ -37,7 +37,7 @@ from buying_groups.config import config_dir
 from buying_groups.data.dataset import load_dataset
 from buying_groups.data.examples import labelled_examples
 from buying_groups.evaluate import evaluate_predictions
-from buying_groups.models.role_model import decode, predict_proba
+from buying_groups.models.inference import decode, predict_proba
 from buying_groups.models.runtime import VARIANTS, VariantUnavailable, use_variant
 from buying_groups.taxonomy import Catalog
 

@@ -18,7 +18,7 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from buying_groups.cli.train_roles import load_examples, load_role_model
 from buying_groups.config import catalog_from, config_dir
-from buying_groups.models.role_model import decode, predict_proba
+from buying_groups.models.inference import decode, predict_proba
 from buying_groups.taxonomy import ROLES
 
 

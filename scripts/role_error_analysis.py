@@ -24,7 +24,7 @@ from sklearn.metrics import classification_report, f1_score
 from buying_groups.baselines.tfidf import TfidfBaseline
 from buying_groups.cli.train_roles import load_examples, load_role_model
 from buying_groups.config import catalog_from, config_dir
-from buying_groups.models.role_model import decode, predict_proba
+from buying_groups.models.inference import decode, predict_proba
 
 
 def stacked_roles(frame: pd.DataFrame, rows: np.ndarray, products: list[str]) -> np.ndarray:

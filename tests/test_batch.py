@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from buying_groups.batch import stage_tables
+from buying_groups.batch.staging import stage_tables
 from buying_groups.data.io import find_table, read_table, write_table
 from buying_groups.data.validate import DataValidationError, load_tables
 
@@ -71,7 +71,7 @@ def test_error_policy_reports_rows_across_chunks(dirty_dir, catalog, tmp_path):
 def test_account_digests_see_every_row_of_an_account_and_nothing_else(tiny_dir, catalog):
     """A changed activity changes only its account's digest; row order does not matter;
     the salt (models, as_of, settings) changes every digest."""
-    from buying_groups.batch import account_digests, activity_sums
+    from buying_groups.batch.cache import account_digests, activity_sums
 
     tables = load_tables(tiny_dir, catalog).tables
     before = account_digests(tables, "model A")
@@ -141,7 +141,7 @@ def test_staging_is_reused_only_while_its_inputs_are_the_same(dirty_dir, catalog
 def test_account_cache_carries_over_only_with_the_same_models_and_as_of(
     tiny_dir, catalog, tmp_path
 ):
-    from buying_groups.batch import AccountCache
+    from buying_groups.batch.cache import AccountCache
 
     loaded = load_tables(tiny_dir, catalog).tables
     tables = {t: loaded[t] for t in ("accounts", "contacts", "activities", "opportunities")}

@@ -7,7 +7,7 @@ import pytest
 
 from buying_groups.data.examples import labelled_examples
 from buying_groups.data.real_titles import knowledge_examples
-from buying_groups.models.role_model import decode, predict_proba
+from buying_groups.models.inference import decode, predict_proba
 from buying_groups.models.train import train_role_model
 from buying_groups.taxonomy import seniority_rank
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from buying_groups.data.generate import TABLES
+from buying_groups.data.schema import TABLES
 
 from .conftest import compose_config
 

@@ -8,7 +8,8 @@ from omegaconf import OmegaConf
 
 from buying_groups.data.activity import advocacy_counts
 from buying_groups.data.dataset import write_dataset
-from buying_groups.data.generate import TABLES, GeneratorConfig, generate
+from buying_groups.data.generate import GeneratorConfig, generate
+from buying_groups.data.schema import TABLES
 from buying_groups.data.summary import summarize
 from buying_groups.taxonomy import FUNCTIONS, ROLES, SENIORITIES, assign_roles
 

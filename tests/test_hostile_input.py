@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from buying_groups.baselines.rules import RulesBaseline
-from buying_groups.batch import stage_tables
+from buying_groups.batch.staging import stage_tables
 from buying_groups.data.dates import DateError, parse_date, parse_timestamps
 from buying_groups.data.validate import DataValidationError, empty_table, rejected_rows
 from buying_groups.qualify.groups import (

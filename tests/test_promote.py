@@ -2,7 +2,7 @@
 
 import pytest
 
-from buying_groups.cli.promote import decide
+from buying_groups.qualify.promotion import decide
 
 SIX, THREE = 6 * 64, 3 * 64  # role-model cost: encoder layers x input tokens
 

@@ -4,7 +4,6 @@ transliteration; the real-title metrics and the promotion gate they feed."""
 import pandas as pd
 import pytest
 
-from buying_groups.cli.promote import decide
 from buying_groups.data.real_titles import (
     RESOURCE_DIR,
     TRAINING_LISTS,
@@ -15,6 +14,7 @@ from buying_groups.data.real_titles import (
 )
 from buying_groups.models.evaluation import real_title_metrics, real_title_table
 from buying_groups.models.inference import RoleModelConfig, model_text
+from buying_groups.qualify.promotion import decide
 from buying_groups.taxonomy import FUNCTIONS, SENIORITIES
 
 LANGUAGES = {"en", "de", "fr", "es", "ru", "pt", "it", "nl", "pl"}

@@ -9,14 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
-from buying_groups.models.role_model import (
-    IGNORE,
-    MAX_TITLE_CHARS,
-    RoleModel,
-    clean_inputs,
-    decode,
-    predict_proba,
-)
+from buying_groups.models.inference import MAX_TITLE_CHARS, clean_inputs, decode, predict_proba
+from buying_groups.models.role_model import IGNORE, RoleModel
 from buying_groups.models.train import TOKEN_KEYS, Collator, RoleDataset, role_class_weights
 from buying_groups.taxonomy import FUNCTIONS, ROLES, SENIORITIES
 
@@ -226,7 +220,8 @@ def test_an_exported_model_predicts_without_pytorch(model_and_tokenizer, frame, 
     import subprocess
     import sys
 
-    from buying_groups.models.inference import ExportedRoleModel, load_for_inference
+    from buying_groups.models.inference import ExportedRoleModel
+    from buying_groups.models.loading import load_for_inference
 
     env = {**os.environ, "BG_CACHE_DIR": str(tmp_path / "cache")}
     model, tok = model_and_tokenizer
@@ -247,7 +242,8 @@ def test_an_exported_model_predicts_without_pytorch(model_and_tokenizer, frame, 
         np.testing.assert_array_equal(got[head], expected[head])
     probe = (
         "import sys, pandas as pd\n"
-        "from buying_groups.models.inference import load_for_inference, predict_proba\n"
+        "from buying_groups.models.inference import predict_proba\n"
+        "from buying_groups.models.loading import load_for_inference\n"
         f"m, t = load_for_inference({str(tmp_path / 'm')!r}, 'onnx-int8')\n"
         "p = predict_proba(m, t, pd.DataFrame({'job_title': ['VP Procurement'], "
         "'activity_text': ['requested demo (data_platform)']}))\n"
@@ -499,3 +495,47 @@ def test_the_advocacy_head_learns_counts_and_feeds_the_role_head(tiny_bert_dir, 
     assert set(a) == {"function", "seniority", "role"}
     for head in a:
         np.testing.assert_allclose(a[head], b[head], atol=1e-6)
+
+
+def test_cached_frozen_layers_give_the_encoders_output(tiny_bert_dir, frame):
+    """Training from cached frozen-layer states computes what the whole encoder computes:
+    the cache changes the cost of a step, not the model."""
+    from transformers import AutoTokenizer
+
+    from buying_groups.models.train import cache_frozen, frozen_states
+
+    tok = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    model = RoleModel.from_encoder(str(tiny_bert_dir), PRODUCTS, max_length=32, freeze_layers=1)
+    assert model.can_cache_frozen()
+    model.eval()
+    ds = RoleDataset(frame, tok, model)
+    batch = Collator(tok)([ds[i] for i in range(len(ds))])
+    tokens = {k: batch[k] for k in TOKEN_KEYS if k in batch}
+    with torch.no_grad():
+        whole = model(**tokens)
+        assert cache_frozen(model, [ds], {"cache_frozen_layers": True, "cache_frozen_max_gb": 1})
+        cached = Collator(tok)([ds[i] for i in range(len(ds))])
+        assert cached["frozen_states"].shape[:2] == cached["input_ids"].shape
+        split = model(**{**tokens, "frozen_states": cached["frozen_states"]})
+    for head in ("function_logits", "seniority_logits", "role_logits"):
+        # float16 storage of the states: equal to about 3 significant digits
+        torch.testing.assert_close(split[head], whole[head], atol=2e-2, rtol=2e-2)
+    states = frozen_states(model, ds.enc)
+    assert [len(s) for s in states] == [len(ids) for ids in ds.enc["input_ids"]]
+
+
+def test_the_frozen_layer_cache_stands_aside_when_it_cannot_help(tiny_bert_dir, frame):
+    from transformers import AutoTokenizer
+
+    from buying_groups.models.train import cache_frozen
+
+    tok = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    on = {"cache_frozen_layers": True, "cache_frozen_max_gb": 1}
+    nothing_frozen = RoleModel.from_encoder(str(tiny_bert_dir), PRODUCTS, max_length=32)
+    assert not nothing_frozen.can_cache_frozen()
+    assert not cache_frozen(nothing_frozen, [RoleDataset(frame, tok, nothing_frozen)], on)
+    model = RoleModel.from_encoder(str(tiny_bert_dir), PRODUCTS, max_length=32, freeze_layers=1)
+    ds = RoleDataset(frame, tok, model)
+    assert not cache_frozen(model, [ds], {**on, "cache_frozen_max_gb": 0})  # over budget
+    assert not cache_frozen(model, [ds], {**on, "cache_frozen_layers": False})
+    assert ds.frozen is None

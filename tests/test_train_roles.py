@@ -433,7 +433,7 @@ def test_bg_score_rescores_only_changed_contacts(promoted, tiny_dir, tmp_path):
     full rescore; another role model does not read the cache."""
     import shutil
 
-    from buying_groups.models.role_model import PredictionCache
+    from buying_groups.models.inference import PredictionCache
 
     tmp, uri, _, _ = promoted
     data = tmp_path / "data"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from buying_groups.data.generate import TABLES
+from buying_groups.data.schema import TABLES
 from buying_groups.data.validate import load_tables
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -29,18 +28,14 @@ def config_dir() -> str:
 def hydra_entry(config_name: str, task: Callable[[DictConfig], object]) -> Callable[[], None]:
     """A console-script ``main()`` running ``task`` as a Hydra app on ``config_name``.
 
-    Built when called, not at import: importing a CLI module does no work. The process
-    ends when it returns: what the task left on the heap goes back to the OS whole.
+    Built when called, not at import: importing a CLI module does no work. Process tuning
+    (signals, the garbage collector) is ``cli.launch``'s.
     """
 
     def main() -> None:
         import hydra
 
         hydra.main(config_path=config_dir(), config_name=config_name, version_base="1.3")(task)()
-        # The interpreter would otherwise run a last garbage collection over everything
-        # still allocated before exiting: 1.4 s of bg-score's 11.5 s rescore of the large
-        # dataset (docs/benchmarks.md). Frozen objects are left out of it.
-        gc.freeze()
 
     return main
 

@@ -10,8 +10,7 @@ import pandas as pd
 
 from buying_groups.qualify.compare import journey_stages
 from buying_groups.qualify.groups import group_states, members_at, predict_contact_roles
-from buying_groups.qualify.model import Qualifier, engage_next
-from buying_groups.serving.qualifier_pyfunc import qualifier_outputs
+from buying_groups.qualify.model import Qualifier, engage_next, qualifier_outputs
 from buying_groups.taxonomy import Catalog
 
 RolePredictor = Callable[[pd.DataFrame], pd.DataFrame]

@@ -113,6 +113,25 @@ def log_table(frame: pd.DataFrame, artifact_file: str) -> None:
     mlflow.log_table(frame.reset_index(), artifact_file)
 
 
+def log_variants(variants: pd.DataFrame) -> None:
+    """The inference variants' measurements (``evaluation.choose_variant``): a table and
+    ``variant/<name>/<measure>`` metrics."""
+    log_table(variants, "reports/inference_variants.json")
+    log_metrics(
+        {
+            f"variant/{name}/{k}": float(v)
+            for name, row in variants.drop(columns="chosen").iterrows()
+            for k, v in row.items()
+        }
+    )
+
+
+def log_tables(tables: Mapping[str, pd.DataFrame]) -> None:
+    """Several tables, by artifact file."""
+    for artifact_file, frame in tables.items():
+        log_table(frame, artifact_file)
+
+
 def log_json(obj: object, artifact_file: str) -> None:
     mlflow.log_text(json.dumps(obj, indent=2, default=str), artifact_file)
 
@@ -299,6 +318,21 @@ def log_qualifier_pyfunc(
     )
 
 
+def log_qualifier(
+    qualifier: object,
+    input_example: pd.DataFrame,
+    output_example: pd.DataFrame,
+    metadata: Mapping[str, object] | None = None,
+) -> mlflow.models.model.ModelInfo:
+    """Log a fitted qualifier (saved with joblib) as the qualifier pyfunc."""
+    import joblib
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "qualifier.joblib"
+        joblib.dump(qualifier, path)
+        return log_qualifier_pyfunc(path, input_example, output_example, metadata)
+
+
 def log_buying_groups_pyfunc(
     role_model_uri: str,
     qualifier_uri: str,
@@ -342,6 +376,27 @@ def log_buying_groups_pyfunc(
             signature=ModelSignature(inputs=input_schema()),
             model_config=VARIANT_CONFIG,
         )
+
+
+def log_deployable(
+    qualifier_run: mlflow.entities.Run, catalog: Mapping, input_example: pd.DataFrame
+) -> mlflow.models.model.ModelInfo:
+    """Log, in the active run, the deployable model made of ``qualifier_run``'s qualifier
+    and the role model its groups came from."""
+    qualifier_uri = logged_model_uri(qualifier_run)
+    if qualifier_uri is None:
+        raise SystemExit(f"qualifier run {qualifier_run.info.run_id} logged no model")
+    tags = qualifier_run.data.tags
+    return log_buying_groups_pyfunc(
+        tags["bg.role_model_uri"],
+        qualifier_uri,
+        catalog,
+        input_example,
+        metadata={
+            "qualifier_run_id": qualifier_run.info.run_id,
+            "role_model_run_id": tags.get("bg.role_model_run_id", ""),
+        },
+    )
 
 
 def logged_model_uri(run: mlflow.entities.Run) -> str | None:

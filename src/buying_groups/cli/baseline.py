@@ -7,21 +7,11 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from buying_groups.baselines.rules import RulesBaseline
-from buying_groups.cli import generate as generate_cli
-from buying_groups.cli.common import console, load_labelled_examples, print_frame
+from buying_groups.cli.common import console, ensure_dataset, load_labelled_examples, print_frame
 from buying_groups.config import catalog_from, hydra_entry
-from buying_groups.data.dataset import has_tables
 from buying_groups.data.io import write_json
 from buying_groups.data.splits import ROLE_SPLITS
 from buying_groups.evaluate import evaluate_predictions, metrics_table
-
-
-def ensure_dataset(cfg: DictConfig, regenerate: bool = False) -> Path:
-    """The dataset directory, generated first when missing (or asked to)."""
-    data_dir = Path(cfg.data_dir)
-    if regenerate or not has_tables(data_dir):  # never over a user's export
-        generate_cli.run(DictConfig({**cfg, "output_dir": str(data_dir), "formats": ["parquet"]}))
-    return data_dir
 
 
 def rules_report(cfg: DictConfig) -> dict[str, float]:

@@ -10,9 +10,10 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from buying_groups.data.crm_labels import CrmLabelConfig, crm_examples
-from buying_groups.data.dataset import load_dataset
-from buying_groups.data.examples import labelled_examples
+from buying_groups.config import catalog_from
+from buying_groups.data import dataset
+from buying_groups.data.dataset import has_tables, load_dataset
+from buying_groups.data.examples import crm_examples_from, examples_from, label_source
 from buying_groups.data.validate import DataValidationError, Problem
 from buying_groups.taxonomy import Catalog
 
@@ -72,9 +73,14 @@ def print_mapping(values: dict, title: str) -> None:
     console.print(table)
 
 
-def label_source(cfg: DictConfig) -> str:
-    """``ground_truth`` or ``crm``: what the role model learns from (``labels=``)."""
-    return str(cfg.get("labels", {}).get("name", "ground_truth"))
+def ensure_dataset(cfg: DictConfig, regenerate: bool = False) -> Path:
+    """``cfg.data_dir``, generated from ``cfg.data`` first when it holds no tables."""
+    data_dir = Path(cfg.data_dir)
+    if regenerate or not has_tables(data_dir):
+        with console.status(f"generating '{cfg.data.name}' into {data_dir}"):
+            data = OmegaConf.to_container(cfg.data, resolve=True)
+            dataset.ensure_dataset(data_dir, data, catalog_from(cfg), regenerate=True)
+    return data_dir
 
 
 def load_labelled_examples(cfg: DictConfig, catalog: Catalog, purpose: str) -> pd.DataFrame:
@@ -94,52 +100,3 @@ def load_labelled_examples(cfg: DictConfig, catalog: Catalog, purpose: str) -> p
             "(docs/own-data.md)"
         )
     return examples_from(cfg, tables, labels, catalog)
-
-
-def crm_examples_from(
-    cfg: DictConfig,
-    tables: dict[str, pd.DataFrame],
-    labels: dict[str, pd.DataFrame] | None,
-    catalog: Catalog,
-) -> pd.DataFrame:
-    """Examples labelled by the CRM alone (``labels=crm``). Where a ground truth exists
-    (generated data) it measures, never trains: the accounts are split as
-    ``labels=ground_truth`` splits them, the CRM's labels of the test accounts become
-    ``crm_test`` and the ground truth of the test accounts ``test`` / ``test_ood``."""
-    lcfg = CrmLabelConfig.from_config(cfg.labels, int(cfg.get("seed", 0)))
-    truth = examples_from(cfg, tables, labels, catalog) if labels is not None else None
-    holdout = set() if truth is None else set(truth.loc[truth["split"] == "test_ood", "account_id"])
-    crm = crm_examples(
-        tables,
-        catalog,
-        lcfg,
-        max_events=cfg.data.max_events,
-        split_fractions=tuple(cfg.split.fractions),
-        split_seed=cfg.split.seed,
-        holdout_accounts=holdout,
-    )
-    if truth is None:
-        return crm
-    crm = crm[crm["split"] != "test_ood"]
-    crm.loc[crm["split"] == "test", "split"] = "crm_test"
-    measured = truth[truth["split"].isin(["test", "test_ood"])]
-    return pd.concat([crm, measured], ignore_index=True)
-
-
-def examples_from(
-    cfg: DictConfig,
-    tables: dict[str, pd.DataFrame],
-    labels: dict[str, pd.DataFrame],
-    catalog: Catalog,
-) -> pd.DataFrame:
-    """Loaded tables and ground truth as labelled contacts with the configured splits
-    (``cfg.data.max_events``, ``cfg.split``), as of the export date."""
-    return labelled_examples(
-        tables,
-        labels,
-        catalog,
-        as_of=tables["activities"]["timestamp"].max(),
-        max_events=cfg.data.max_events,
-        split_fractions=tuple(cfg.split.fractions),
-        split_seed=cfg.split.seed,
-    )

@@ -13,17 +13,16 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import mlflow
 from omegaconf import DictConfig
 
-from buying_groups import tracking
+from buying_groups import registry, tracking
 from buying_groups.cli import promote, score, train_qualifier, train_roles
-from buying_groups.cli.baseline import ensure_dataset, rules_report
-from buying_groups.cli.common import console, print_frame, print_mapping
+from buying_groups.cli.baseline import rules_report
+from buying_groups.cli.common import console, ensure_dataset, print_frame, print_mapping
 from buying_groups.config import hydra_entry
 from buying_groups.data.dataset import dataset_manifest
 from buying_groups.evaluate import metrics_table
-from buying_groups.models.role_model import caching
+from buying_groups.models.inference import caching
 
 STUDENT_STEPS = (
     "fast student (distilled from the role model; progress below)",
@@ -39,85 +38,92 @@ def run(cfg: DictConfig) -> dict:
         return _run(cfg)
 
 
+class Steps:
+    """The job's numbered step headers, and the seconds each step took (for the report)."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names, self.seconds = names, {}
+        self._current, self._since = "", 0.0
+
+    def start(self, name: str) -> None:
+        self.stop()
+        self._current, self._since = name.split(" (")[0], time.perf_counter()
+        console.rule(f"[bold]{self.names.index(name) + 1}/{len(self.names)} {name}")
+
+    def stop(self) -> None:
+        if self._current:
+            self.seconds[self._current] = time.perf_counter() - self._since
+            self._current = ""
+
+
 def _run(cfg: DictConfig) -> dict:
-    steps = ["data", "rules baseline"]
-    steps += ["role model (fine-tuning; progress below)"] if cfg.train_roles else []
-    steps += ["qualified buying groups vs MQL and MQA"] if cfg.train_qualifier else []
-    steps += ["promote the best model"] if cfg.promote else []
-    steps += list(STUDENT_STEPS) if cfg.student else []
-    steps += ["batch scoring with the champion"] if cfg.score else []
-    step = iter(range(1, len(steps) + 1))
-    timings: dict[str, float] = {}  # seconds per step, for the report
-    clock = {"step": "", "since": 0.0}
-
-    def lap() -> None:
-        if clock["step"]:
-            timings[clock["step"]] = time.perf_counter() - clock["since"]
-
-    def rule(name: str) -> None:
-        lap()
-        clock.update(step=name.split(" (")[0], since=time.perf_counter())
-        console.rule(f"[bold]{next(step)}/{len(steps)} {name}")
-
-    rule(steps[0])
+    names = ["data", "rules baseline"]
+    names += ["role model (fine-tuning; progress below)"] if cfg.train_roles else []
+    names += ["qualified buying groups vs MQL and MQA"] if cfg.train_qualifier else []
+    names += ["promote the best model"] if cfg.promote else []
+    names += list(STUDENT_STEPS) if cfg.student else []
+    names += ["batch scoring with the champion"] if cfg.score else []
+    steps = Steps(names)
+    steps.start(names[0])
     data_dir = ensure_dataset(cfg, regenerate=cfg.regenerate)
     manifest = dataset_manifest(data_dir)
     print_mapping(
         {k: v for k, v in manifest["summary"].items() if not k.startswith("role_")},
         f"dataset '{manifest['name']}' in {data_dir}",
     )
-    rule(steps[1])
+    steps.start(names[1])
     metrics = rules_report(cfg)
     table = metrics_table({k: v for k, v in metrics.items() if not k.startswith("lang_")})
     table.index.name = "split"
     print_frame(table, "rules baseline")
     result: dict = {"manifest": manifest, "rules": metrics}
     if cfg.train_roles:
-        rule("role model (fine-tuning; progress below)")
+        steps.start("role model (fine-tuning; progress below)")
         result["roles"] = train_roles.train_and_log(cfg)
         result["role_model_objective"] = result["roles"]["objective"]
     if cfg.train_qualifier:
-        rule("qualified buying groups vs MQL and MQA")
+        steps.start("qualified buying groups vs MQL and MQA")
         result["qualifier"] = train_qualifier.train_and_log(sub_config(cfg, "train_qualifier"))
     if cfg.promote:
-        rule("promote the best model")
+        steps.start("promote the best model")
         result["promote"] = promote.run(sub_config(cfg, "promote"))
     if cfg.student:
-        # A student of this run's role model (or of the champion's, or of its teacher when
-        # the champion is itself a student; experiment=distill: 3 layers, ~6.5x faster)
-        # replaces the champion only if bg-promote finds its buying groups better on
-        # held-out data, or as good and cheaper; else it stays registered.
-        teacher = (
-            Path(cfg.output_dir) / "role_model"
-            if cfg.train_roles
-            else "models:/buying-group-roles@champion"
-        )
-        rule(STUDENT_STEPS[0])
-        extra = [f"distill.teacher={teacher}", *cfg.student_overrides]
-        if cfg.student_transfer:
-            extra.append(f"distill.transfer_data={transfer_dataset(cfg)}")
-        sub = sub_config(cfg, "train_roles", extra)
-        sub.output_dir = str(Path(cfg.output_dir) / "student")
-        result["student_objective"] = train_roles.run(sub)
-        rule(STUDENT_STEPS[1])
-        result["student_qualifier"] = train_qualifier.train_and_log(
-            sub_config(cfg, "train_qualifier")
-        )
-        # This qualifier run, not the best one overall (the teacher's may rank higher on
-        # validation): the student is the candidate that faces the champion.
-        student_run = mlflow.last_active_run().info.run_id
-        rule(STUDENT_STEPS[2])
-        result["student_promote"] = promote.run(
-            sub_config(cfg, "promote", [f"run_id={student_run}"])
-        )
+        result |= student(cfg, steps)
     if cfg.score:
-        rule("batch scoring with the champion")
+        steps.start("batch scoring with the champion")
         result["score"] = score.run(
             sub_config(cfg, "score", [f"output_dir={cfg.scores_dir}"], data_name=False)
         )
-    lap()
-    result["seconds"] = timings
+    steps.stop()
+    result["seconds"] = steps.seconds
     report(cfg, result)
+    return result
+
+
+def student(cfg: DictConfig, steps: Steps) -> dict:
+    """A student of this run's role model (or of the champion's, or of its teacher when the
+    champion is itself a student; experiment=distill: 3 layers, ~6.5x faster), its
+    qualifier, and its promotion: it replaces the champion only if bg-promote finds its
+    buying groups better on held-out data, or as good and cheaper; else it stays registered."""
+    teacher = (
+        Path(cfg.output_dir) / "role_model"
+        if cfg.train_roles
+        else "models:/buying-group-roles@champion"
+    )
+    steps.start(STUDENT_STEPS[0])
+    extra = [f"distill.teacher={teacher}", *cfg.student_overrides]
+    if cfg.student_transfer:
+        extra.append(f"distill.transfer_data={transfer_dataset(cfg)}")
+    sub = sub_config(cfg, "train_roles", extra)
+    sub.output_dir = str(Path(cfg.output_dir) / "student")
+    result = {"student_objective": train_roles.run(sub)}
+    steps.start(STUDENT_STEPS[1])
+    result["student_qualifier"] = train_qualifier.train_and_log(sub_config(cfg, "train_qualifier"))
+    # This qualifier run, not the best one overall (the teacher's may rank higher on
+    # validation): the student is the candidate that faces the champion.
+    student_run = registry.last_run_id()
+    steps.start(STUDENT_STEPS[2])
+    result["student_promote"] = promote.run(sub_config(cfg, "promote", [f"run_id={student_run}"]))
     return result
 
 

@@ -8,8 +8,8 @@ from omegaconf import DictConfig
 
 from buying_groups.cli.common import console, fail_with_problems, print_mapped, source_from
 from buying_groups.config import catalog_from, hydra_entry
-from buying_groups.data.generate import TABLES
 from buying_groups.data.io import write_table, write_tables
+from buying_groups.data.schema import TABLES
 from buying_groups.data.source import load_export
 from buying_groups.data.validate import rejected_rows
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from buying_groups.data.generate import LABEL_TABLES, TABLES, Dataset
 from buying_groups.data.io import (
     file_digest,
     find_table,
@@ -16,9 +17,13 @@ from buying_groups.data.io import (
     write_json,
     write_tables,
 )
+from buying_groups.data.schema import LABEL_TABLES, TABLES
 from buying_groups.data.summary import summarize
 from buying_groups.data.validate import DataValidationError, load_tables
 from buying_groups.taxonomy import Catalog
+
+if TYPE_CHECKING:  # loading an export never imports the generator
+    from buying_groups.data.generate import Dataset
 
 MANIFEST = "manifest.json"
 LABELS_DIR = "labels"
@@ -43,6 +48,20 @@ def write_dataset(
     }
     write_json(manifest, directory / MANIFEST)
     return manifest
+
+
+def ensure_dataset(
+    directory: Path | str, data_cfg: Mapping, catalog: Catalog, regenerate: bool = False
+) -> Path:
+    """``directory``, with a synthetic export generated into it from ``data_cfg`` first when
+    it holds no tables (or ``regenerate``): never over a user's export."""
+    directory = Path(directory)
+    if regenerate or not has_tables(directory):
+        from buying_groups.data.generate import GeneratorConfig, generate
+
+        dataset = generate(GeneratorConfig.from_config(dict(data_cfg)), catalog)
+        write_dataset(dataset, directory, catalog, ("parquet",))
+    return directory
 
 
 def dataset_manifest(directory: Path) -> dict:

@@ -38,9 +38,6 @@ from buying_groups.data.crm_writing import CrmWriting, enrichment, rep_contact_r
 from buying_groups.data.titles import TitleComposer, TitleNoise
 from buying_groups.taxonomy import ADVOCACY_KINDS, GENERAL_TOPIC, Catalog, assign_roles
 
-TABLES = ("accounts", "contacts", "activities", "opportunities", "opportunity_contact_roles")
-LABEL_TABLES = ("contact_labels", "role_labels", "in_market_windows", "committees")
-
 BASE_FUNCTION_WEIGHTS = {
     "executive": 0.035,
     "marketing": 0.09,

@@ -30,6 +30,16 @@ import pandas as pd
 
 from buying_groups.data.dates import future_after, parse_timestamps
 from buying_groups.data.io import find_table, read_table
+from buying_groups.data.schema import (  # noqa: F401 (re-exported: the validator's contract)
+    CHANNEL_ALIASES,
+    CHANNELS,
+    MAX_TEXT_CHARS,
+    OPTIONAL_ROWS,
+    PRIMARY_KEYS,
+    SCHEMA,
+    TABLE_ORDER,
+    Col,
+)
 from buying_groups.taxonomy import (
     ACTION_ALIASES,
     ACTIONS,
@@ -44,88 +54,6 @@ from buying_groups.taxonomy import (
 warnings.filterwarnings("ignore", "PySpark does not yet fully support", FutureWarning)
 import pandera.pandas as pa  # noqa: E402
 
-CHANNELS = ("web", "email", "event", "sales", "product")
-# Channel names as exports write them (compared case-insensitively, as canonical_key does).
-CHANNEL_ALIASES = {
-    "webinar": "event",
-    "events": "event",
-    "website": "web",
-    "webpage": "web",
-    "e_mail": "email",
-    "mail": "email",
-    "crm": "sales",
-    "app": "product",
-    "in_app": "product",
-}
-
-
-@dataclass(frozen=True)
-class Col:
-    """One column of the input contract."""
-
-    kind: str  # id | str | text | int | bool | timestamp
-    required: bool = True  # must be present as a column
-    nullable: bool = False  # may a cell be empty
-    references: str | None = None  # "table.column" this id must exist in
-    # an unusable cell is blanked and reported instead of rejecting its row (enrichment a
-    # model can do without: a bad company size must not drop an account and its contacts)
-    blank_if_bad: bool = False
-
-
-SCHEMA: dict[str, dict[str, Col]] = {
-    "accounts": {
-        "account_id": Col("id"),
-        "name": Col("str", nullable=True, blank_if_bad=True),
-        "industry": Col("str", nullable=True, blank_if_bad=True),
-        "employees": Col("int", nullable=True, blank_if_bad=True),
-        "country": Col("str", nullable=True, blank_if_bad=True),
-        "is_customer": Col("bool", nullable=True, blank_if_bad=True),
-    },
-    "contacts": {
-        "contact_id": Col("id"),
-        "account_id": Col("id", references="accounts.account_id"),
-        "job_title": Col("text", nullable=True, blank_if_bad=True),
-        "country": Col("str", nullable=True, blank_if_bad=True),
-        "created_at": Col("timestamp", nullable=True, blank_if_bad=True),
-        # optional enrichment (a data vendor's persona fields; labels=crm can learn from them)
-        "job_function": Col("str", required=False, nullable=True, blank_if_bad=True),
-        "seniority": Col("str", required=False, nullable=True, blank_if_bad=True),
-    },
-    "activities": {
-        "activity_id": Col("id"),
-        "contact_id": Col("id", references="contacts.contact_id"),
-        "timestamp": Col("timestamp"),
-        "channel": Col("str"),
-        "action": Col("str"),
-        "asset": Col("text", nullable=True, blank_if_bad=True),
-        # empty or absent: read from the asset through the catalog, else general
-        "topic": Col("str", required=False, nullable=True),
-    },
-    "opportunities": {
-        "opportunity_id": Col("id"),
-        "account_id": Col("id", references="accounts.account_id"),
-        "product": Col("str"),
-        "created_at": Col("timestamp"),
-        "closed_at": Col("timestamp", nullable=True),
-        "stage": Col("str"),
-        "won": Col("bool", nullable=True),
-    },
-    "opportunity_contact_roles": {
-        "opportunity_id": Col("id", references="opportunities.opportunity_id"),
-        "contact_id": Col("id", references="contacts.contact_id"),
-        "role": Col("str"),
-    },
-}
-PRIMARY_KEYS = {
-    "accounts": "account_id",
-    "contacts": "contact_id",
-    "activities": "activity_id",
-    "opportunities": "opportunity_id",
-}
-TABLE_ORDER = tuple(SCHEMA)
-# Tables a real export may hold no rows of (few CRMs have contact roles filled at all).
-OPTIONAL_ROWS = ("opportunity_contact_roles",)  # referenced tables come first
-MAX_TEXT_CHARS = 1_000  # text cells (titles, assets) are cut here; the role model reads 256
 TRUE = {"true", "1", "yes", "y", "t"}
 FALSE = {"false", "0", "no", "n", "f"}
 

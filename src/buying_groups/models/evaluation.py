@@ -1,17 +1,21 @@
 """Evaluate any role predictor the same way: metrics per split and language, per-class
-reports and confusion matrices."""
+reports and confusion matrices; and measure a role model's inference variants."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import classification_report
 
+from buying_groups.data.examples import cap
 from buying_groups.data.real_titles import MIN_LANGUAGE_TITLES
 from buying_groups.data.splits import ROLE_SPLITS
 from buying_groups.evaluate import evaluate_predictions, head_metrics, stack_roles
+from buying_groups.models.inference import decode, predict_proba
+from buying_groups.models.runtime import available_variants, check_variant, use_variant
 from buying_groups.plots import confusion_matrix_figure
 from buying_groups.taxonomy import FUNCTIONS, ROLES, SENIORITIES, Catalog
 
@@ -109,3 +113,55 @@ def real_title_table(metrics: dict[str, float]) -> pd.DataFrame:
         lang, name = ("all", parts[1]) if len(parts) == 2 else (parts[1], parts[2])
         rows.setdefault(lang, {})[name] = value
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def choose_variant(
+    model,  # noqa: ANN001
+    tokenizer,  # noqa: ANN001
+    frame: pd.DataFrame,
+    head_f1: Callable[[pd.DataFrame], dict[str, float]],
+    tolerance: float = 0.005,
+    variants: list[str] | None = None,
+) -> tuple[str, pd.DataFrame]:
+    """The fastest variant whose macro-F1 on ``frame`` is within ``tolerance`` of fp32 on
+    every head (``head_f1`` scores decoded predictions), and the measurements behind it."""
+    rows, reference = {}, None
+    for variant in variants or available_variants():
+        use_variant(model, tokenizer, variant)
+        predict_proba(model, tokenizer, frame.head(32))  # warm-up (and export, if ONNX)
+        started = time.perf_counter()
+        pred = decode(model.config, predict_proba(model, tokenizer, frame))
+        seconds = time.perf_counter() - started
+        reference = pred if reference is None else reference
+        heads = [c for c in pred.columns if not c.endswith("_proba")]
+        agree = float(np.mean([(pred[h] == reference[h]).mean() for h in heads]))
+        rows[variant] = {"contacts_per_s": len(frame) / seconds, "agreement": agree}
+        rows[variant] |= {f"{h}_macro_f1": v for h, v in head_f1(pred).items()}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    f1 = [c for c in table.columns if c.endswith("_macro_f1")]
+    ok = (table[f1] >= table.loc["fp32", f1] - tolerance).all(axis=1)
+    choice = str(table[ok]["contacts_per_s"].idxmax())
+    table["chosen"] = table.index == choice
+    use_variant(model, tokenizer, "fp32")
+    return choice, table
+
+
+def pick_variant(
+    icfg: Mapping,
+    model,  # noqa: ANN001
+    tokenizer,  # noqa: ANN001
+    validation: pd.DataFrame,
+    catalog: Catalog,
+) -> tuple[str, pd.DataFrame]:
+    """The configured inference variant (``inference`` config group), or with ``auto`` the
+    fastest one whose validation macro-F1 stays within ``tolerance`` of fp32 on every head
+    (and the measurements behind the choice)."""
+    if icfg["variant"] != "auto":
+        return check_variant(icfg["variant"]), pd.DataFrame()
+    sample = cap(validation, icfg.get("select_samples"), 0).reset_index(drop=True)
+
+    def head_f1(pred: pd.DataFrame) -> dict[str, float]:
+        m = evaluate_predictions(sample, pred, catalog.names, groups=["validation"])
+        return {h: m[f"validation/{h}_macro_f1"] for h in ("function", "seniority", "role")}
+
+    return choose_variant(model, tokenizer, sample, head_f1, float(icfg["tolerance"]))

@@ -3,7 +3,7 @@
 What scoring needs (the config with the label maps, input cleaning, the prediction cache,
 batched prediction and decoding) lives here, apart from the PyTorch module in
 ``role_model``: a model whose ONNX graph was exported before (``runtime.export_onnx``)
-loads from that graph and its ``tokenizer.json`` alone (``load_for_inference``), so
+loads from that graph and its ``tokenizer.json`` alone (``loading.load_for_inference``), so
 ``bg-score``, ``bg-serve`` and Spark workers start without importing PyTorch or
 transformers (about 3 s of a rescore's start-up; docs/benchmarks.md).
 """
@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from buying_groups.models.runtime import check_variant, exported_graph, prediction_key, use_variant
-from buying_groups.models.title_expert import EXPERT_NAME, TitleExpert, pool
+from buying_groups.models.runtime import prediction_key, use_variant
+from buying_groups.models.title_expert import EXPERT_NAME, pool
 from buying_groups.taxonomy import FUNCTIONS, ROLES, SENIORITIES
 
 MAX_TITLE_CHARS = 256  # longer titles are cut before tokenisation (defined truncation)
@@ -407,32 +407,3 @@ class ExportedRoleModel:
 
     def eval(self) -> ExportedRoleModel:
         return self
-
-
-def load_for_inference(directory: Path | str, variant: str | None = None) -> tuple[object, object]:
-    """A saved role model ready to predict, running as ``variant`` (None: the one in its
-    config). An ONNX variant whose graph is already exported for these weights runs without
-    PyTorch (``ExportedRoleModel``, ``PairTokenizer``); otherwise the PyTorch model is built
-    (and the graph exported, for the next load)."""
-    directory = Path(directory)
-    config = RoleModelConfig.from_json(json.loads((directory / CONFIG_NAME).read_text()))
-    variant = check_variant(variant or config.inference_variant)
-    # Only an ONNX variant can skip PyTorch; its graph is found by the weights' digest,
-    # which is then handed on rather than hashed again.
-    digest = weights_digest(directory) if variant.startswith("onnx") else None
-    if (
-        digest is not None
-        and exported_graph(digest, int8=variant == "onnx-int8").exists()
-        and (directory / TOKENIZER_DIR / "tokenizer.json").exists()
-    ):
-        model, tokenizer = (
-            ExportedRoleModel(config, digest),
-            PairTokenizer(directory / TOKENIZER_DIR),
-        )
-    else:
-        from buying_groups.models.role_model import RoleModel
-
-        model, tokenizer = RoleModel.load(directory, digest)
-    model.title_expert = TitleExpert.load(directory)
-    use_variant(model, tokenizer, variant)
-    return model, tokenizer

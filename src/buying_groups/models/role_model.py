@@ -20,22 +20,13 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 
-# Prediction needs no PyTorch and lives in ``inference``; its names are re-exported here,
-# where the model's users (training, evaluation, tests) have always found them.
-from buying_groups.models.inference import (  # noqa: F401
+# Prediction needs no PyTorch and lives in ``inference``; this module holds the PyTorch
+# model and imports from there, never the other way round.
+from buying_groups.models.inference import (
     CONFIG_NAME,
-    MAX_ACTIVITY_CHARS,
-    MAX_TITLE_CHARS,
     TOKENIZER_DIR,
     WEIGHTS_NAME,
-    PredictionCache,
     RoleModelConfig,
-    active_cache,
-    caching,
-    clean_inputs,
-    decode,
-    predict_proba,
-    softmax,
     weights_digest,
 )
 from buying_groups.models.title_expert import TitleExpert
@@ -104,6 +95,52 @@ class RoleModel(nn.Module):
             if name.startswith("embeddings.") or (layer is not None and layer < n_layers):
                 param.requires_grad = False
 
+    # -- the frozen trunk, computed once per training run ---------------------------------------
+    def can_cache_frozen(self) -> bool:
+        """Whether the frozen embeddings + lowest layers can be run apart from the layers
+        above them: a BERT-like encoder (``embeddings``, ``encoder.layer``) with some frozen."""
+        stack = getattr(getattr(self.encoder, "encoder", None), "layer", None)
+        return (
+            0 < self.config.freeze_layers < len(stack or ())
+            and isinstance(stack, nn.ModuleList)
+            and hasattr(self.encoder, "embeddings")
+        )
+
+    def _mask(self, hidden: torch.Tensor, attention_mask: torch.Tensor):  # noqa: ANN202
+        """The attention mask as the encoder itself builds it (transformers 4.x: additive)."""
+        try:
+            from transformers.masking_utils import create_bidirectional_mask
+        except ImportError:
+            keep = attention_mask[:, None, None, :].to(hidden.dtype)
+            return (1.0 - keep) * torch.finfo(hidden.dtype).min
+        return create_bidirectional_mask(
+            config=self.encoder.config, inputs_embeds=hidden, attention_mask=attention_mask
+        )
+
+    @staticmethod
+    def _run(layers: nn.ModuleList, hidden: torch.Tensor, mask) -> torch.Tensor:  # noqa: ANN001
+        for layer in layers:
+            out = layer(hidden, mask)
+            hidden = out[0] if isinstance(out, tuple) else out  # transformers 4.x: a tuple
+        return hidden
+
+    def frozen_layers(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Hidden states after the embeddings and the ``freeze_layers`` lowest layers (what
+        ``upper_layers`` continues from). Run in eval mode: no dropout in the fixed part."""
+        hidden = self.encoder.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
+        layers = self.encoder.encoder.layer[: self.config.freeze_layers]
+        return self._run(layers, hidden, self._mask(hidden, attention_mask))
+
+    def upper_layers(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The trainable layers above ``frozen_layers``: together, the encoder's output."""
+        layers = self.encoder.encoder.layer[self.config.freeze_layers :]
+        return self._run(layers, hidden, self._mask(hidden, attention_mask))
+
     @classmethod
     def from_encoder(cls, name_or_path: str | None, products: list[str], **kwargs) -> RoleModel:
         """A fresh model on a pretrained encoder (HF id or local directory)."""
@@ -129,11 +166,16 @@ class RoleModel(nn.Module):
         seniority_soft: torch.Tensor | None = None,
         role_soft: torch.Tensor | None = None,
         advocacy_labels: torch.Tensor | None = None,
+        frozen_states: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if token_type_ids is not None:
-            kwargs["token_type_ids"] = token_type_ids
-        hidden = self.encoder(**kwargs).last_hidden_state
+        if frozen_states is not None:
+            # Training with cached frozen layers: only the layers above them run here.
+            hidden = self.upper_layers(frozen_states, attention_mask)
+        else:
+            kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
+            if token_type_ids is not None:
+                kwargs["token_type_ids"] = token_type_ids
+            hidden = self.encoder(**kwargs).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         pooled = self.dropout((hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0))
         scores = torch.einsum("bth,ph->bpt", hidden, self.product_query.weight)

@@ -3,8 +3,8 @@ ONNX Runtime fp32, or ONNX Runtime with dynamic int8 weights.
 
 A variant is a function from one padded batch (numpy arrays) to the three heads' logits;
 ``predict_proba`` keeps everything around it (deduplication, the prediction cache,
-length-sorted batches, batched fast tokenisation). ``choose_variant`` measures the variants
-on held-out data and picks the fastest that stays within a tolerance of fp32 on every head;
+length-sorted batches, batched fast tokenisation). ``evaluation.choose_variant`` measures
+the variants on held-out data and picks the fastest within a tolerance of fp32 on every head;
 ``bg-train-roles`` records its choice in the model's config, and every loader (pyfunc,
 ``bg-score``, ``bg-serve``, Spark) uses it unless told otherwise.
 
@@ -21,13 +21,11 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 VARIANTS = ("fp32", "bf16", "onnx", "onnx-int8")
 ONNX_HINT = 'pip install "buying-groups[onnx]"'
@@ -295,37 +293,3 @@ def _onnx_runner(model, tokenizer, int8: bool) -> Runner:  # noqa: ANN001
         return tuple(session.run(None, feeds))
 
     return run_onnx
-
-
-# -- choosing the default ----------------------------------------------------------------------
-def choose_variant(
-    model,  # noqa: ANN001
-    tokenizer,  # noqa: ANN001
-    frame: pd.DataFrame,
-    head_f1: Callable[[pd.DataFrame], dict[str, float]],
-    tolerance: float = 0.005,
-    variants: list[str] | None = None,
-) -> tuple[str, pd.DataFrame]:
-    """The fastest variant whose macro-F1 on ``frame`` is within ``tolerance`` of fp32 on
-    every head (``head_f1`` scores decoded predictions), and the measurements behind it."""
-    from buying_groups.models.role_model import decode, predict_proba
-
-    rows, reference = {}, None
-    for variant in variants or available_variants():
-        use_variant(model, tokenizer, variant)
-        predict_proba(model, tokenizer, frame.head(32))  # warm-up (and export, if ONNX)
-        started = time.perf_counter()
-        pred = decode(model.config, predict_proba(model, tokenizer, frame))
-        seconds = time.perf_counter() - started
-        reference = pred if reference is None else reference
-        heads = [c for c in pred.columns if not c.endswith("_proba")]
-        agree = float(np.mean([(pred[h] == reference[h]).mean() for h in heads]))
-        rows[variant] = {"contacts_per_s": len(frame) / seconds, "agreement": agree}
-        rows[variant] |= {f"{h}_macro_f1": v for h, v in head_f1(pred).items()}
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    f1 = [c for c in table.columns if c.endswith("_macro_f1")]
-    ok = (table[f1] >= table.loc["fp32", f1] - tolerance).all(axis=1)
-    choice = str(table[ok]["contacts_per_s"].idxmax())
-    table["chosen"] = table.index == choice
-    use_variant(model, tokenizer, "fp32")
-    return choice, table

@@ -6,6 +6,8 @@ Core functions only: they take data and settings and return models and numbers. 
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,16 +25,16 @@ from transformers import (
 )
 
 from buying_groups.evaluate import head_metrics
-from buying_groups.models.inference import encode_pairs
+from buying_groups.models.inference import clean_inputs, encode_pairs, predict_proba
 from buying_groups.models.role_model import (
     ADVOCACY_LEVELS,
     IGNORE,
     RoleModel,
-    clean_inputs,
     default_encoder_path,
 )
 from buying_groups.models.runtime import bf16_supported
 
+log = logging.getLogger(__name__)
 TOKEN_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 MIN_EXPERT_TITLES = 50  # fewer titled training contacts: no title expert
 
@@ -46,9 +48,11 @@ class RoleDataset(torch.utils.data.Dataset):
         tokenizer: PreTrainedTokenizerBase,
         model: RoleModel,
         soft: Mapping[str, np.ndarray] | None = None,
+        frozen: list[np.ndarray] | None = None,
     ) -> None:
         cfg = model.config
         self.enc = encode_pairs(tokenizer, cfg, *clean_inputs(frame))
+        self.frozen = frozen  # cached outputs of the frozen layers, one (tokens, hidden) each
         ids = cfg.label2id
         n = len(frame)
 
@@ -87,6 +91,8 @@ class RoleDataset(torch.utils.data.Dataset):
         item["advocacy_labels"] = self.advocacy[i].tolist()
         for head, v in self.soft.items():
             item[f"{head}_soft"] = v[i]
+        if self.frozen is not None:
+            item["frozen_states"] = self.frozen[i]
         return item
 
 
@@ -104,7 +110,68 @@ class Collator:
         for key in ("function_soft", "seniority_soft", "role_soft"):
             if key in features[0]:
                 batch[key] = torch.from_numpy(np.stack([f[key] for f in features]))
+        if "frozen_states" in features[0]:  # padded like the tokens (to the longest, right)
+            states = [f["frozen_states"] for f in features]
+            shape = (len(states), batch["input_ids"].shape[1], states[0].shape[1])
+            padded = np.zeros(shape, dtype=np.float32)
+            for row, s in enumerate(states):
+                padded[row, : len(s)] = s
+            batch["frozen_states"] = torch.from_numpy(padded)
         return batch
+
+
+def frozen_states(
+    model: RoleModel, enc: Mapping, batch_size: int = 256, bf16: bool = False
+) -> list[np.ndarray]:
+    """Each example's hidden states after the model's frozen layers, computed once so that
+    training runs only the layers above them (``trainer.cache_frozen_layers``): every epoch
+    would otherwise recompute the same fixed function of the same tokens. Stored as float16
+    (half the memory; the states are layer-normed, well within its range)."""
+    lengths = np.array([len(ids) for ids in enc["input_ids"]])
+    out: list[np.ndarray | None] = [None] * len(lengths)
+    was_training = model.training
+    model.eval()
+    order = np.argsort(lengths, kind="stable")  # similar lengths together: little padding
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            width = int(lengths[rows].max())
+            batch = {}
+            for key in TOKEN_KEYS:
+                if key in enc:
+                    arr = np.zeros((len(rows), width), dtype=np.int64)
+                    for j, r in enumerate(rows):
+                        arr[j, : lengths[r]] = enc[key][r]
+                    batch[key] = torch.from_numpy(arr)
+            hidden = model.frozen_layers(**batch).float().numpy().astype(np.float16)
+            for j, r in enumerate(rows):
+                out[r] = hidden[j, : lengths[r]]
+    model.train(was_training)
+    return out
+
+
+def cache_frozen(
+    model: RoleModel, datasets: list[RoleDataset], tcfg: Mapping, bf16: bool = False
+) -> bool:
+    """Attach the frozen layers' outputs to ``datasets`` where the model and the memory
+    budget (``trainer.cache_frozen_max_gb``) allow; whether it did."""
+    if not tcfg.get("cache_frozen_layers") or not model.can_cache_frozen():
+        return False
+    tokens = sum(len(ids) for ds in datasets for ids in ds.enc["input_ids"])
+    gigabytes = tokens * model.encoder.config.hidden_size * 2 / 1e9
+    if gigabytes > float(tcfg.get("cache_frozen_max_gb") or 0):
+        log.info("frozen layers not cached: %.1f GB over cache_frozen_max_gb", gigabytes)
+        return False
+    started = time.perf_counter()
+    for ds in datasets:
+        ds.frozen = frozen_states(model, ds.enc, bf16=bf16)
+    log.info(
+        "frozen layers cached for %d examples (%.2f GB) in %.0f s",
+        sum(len(ds) for ds in datasets),
+        gigabytes,
+        time.perf_counter() - started,
+    )
+    return True
 
 
 def compute_metrics(eval_pred) -> dict[str, float]:  # noqa: ANN001 (Trainer's EvalPrediction)
@@ -243,17 +310,19 @@ def train_role_model(
             transliterate=bool(model_cfg.get("transliterate", False)),
         )
     train_ds = RoleDataset(train, tokenizer, model, soft)
+    eval_ds = RoleDataset(validation, tokenizer, model)
     model.role_class_weights.copy_(
         role_class_weights(
             train_ds.role, len(model.config.roles), float(trainer_cfg["role_weight_power"])
         )
     )
     args = training_arguments(trainer_cfg, output_dir, seed, report_to or [], run_name)
+    cache_frozen(model, [train_ds, eval_ds], trainer_cfg, bf16=args.bf16)
     trainer = Trainer(
         model=model,
         args=args,
         train_dataset=train_ds,
-        eval_dataset=RoleDataset(validation, tokenizer, model),
+        eval_dataset=eval_ds,
         data_collator=Collator(tokenizer),
         compute_metrics=compute_metrics,
         callbacks=early_stopping(trainer_cfg),
@@ -288,7 +357,6 @@ def attach_title_expert(
     titles; the BLS titles' labels are distant), else every title list's, else every titled
     validation contact. Returns the score of every weight tried (empty, and no expert, with
     fewer than ``MIN_EXPERT_TITLES`` titled training contacts or one class in a head)."""
-    from buying_groups.models.inference import predict_proba
     from buying_groups.models.title_expert import TitleExpert, choose_weight
 
     cfg = model.config

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from buying_groups.data.activity import advocacy_kind
-from buying_groups.data.validate import CHANNELS
+from buying_groups.data.schema import CHANNELS
 from buying_groups.taxonomy import ACTIONS, ADVOCACY_KINDS, CHAMPION_MIN_ADVOCACY, ROLES, Catalog
 
 MEMBER_ROLES: tuple[str, ...] = tuple(r for r in ROLES if r != "none")

@@ -13,7 +13,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.frozen import FrozenEstimator
 from sklearn.pipeline import Pipeline
 
-from buying_groups.data.validate import CHANNELS
+from buying_groups.data.schema import CHANNELS
 from buying_groups.qualify.groups import MEMBER_ROLES
 
 
@@ -300,3 +300,15 @@ def engage_next(groups: pd.DataFrame, members: pd.DataFrame, per_role: int = 2) 
         )
     out = [by_pair.get(k, []) for k in zip(groups["account_id"], groups["product"], strict=True)]
     return pd.Series(out, index=groups.index, name="engage_next")
+
+
+def qualifier_outputs(qualifier: Qualifier, groups: pd.DataFrame, top: int = 3) -> pd.DataFrame:
+    """``score``, ``qualified``, ``reasons_for``, ``reasons_against``, ``missing_roles``."""
+    groups = groups.reset_index(drop=True)
+    score = qualifier.score(groups)
+    why = reasons(groups, qualifier.contributions(groups), top=top)
+    out = pd.DataFrame({"score": score, "qualified": score >= qualifier.threshold})
+    out["reasons_for"] = why["reasons_for"]
+    out["reasons_against"] = why["reasons_against"]
+    out["missing_roles"] = missing_roles(groups)
+    return out

@@ -7,19 +7,7 @@ import joblib
 import mlflow
 import pandas as pd
 
-from buying_groups.qualify.model import Qualifier, missing_roles, reasons
-
-
-def qualifier_outputs(qualifier: Qualifier, groups: pd.DataFrame, top: int = 3) -> pd.DataFrame:
-    """``score``, ``qualified``, ``reasons_for``, ``reasons_against``, ``missing_roles``."""
-    groups = groups.reset_index(drop=True)
-    score = qualifier.score(groups)
-    why = reasons(groups, qualifier.contributions(groups), top=top)
-    out = pd.DataFrame({"score": score, "qualified": score >= qualifier.threshold})
-    out["reasons_for"] = why["reasons_for"]
-    out["reasons_against"] = why["reasons_against"]
-    out["missing_roles"] = missing_roles(groups)
-    return out
+from buying_groups.qualify.model import Qualifier, qualifier_outputs
 
 
 class QualifierPyfunc(mlflow.pyfunc.PythonModel):

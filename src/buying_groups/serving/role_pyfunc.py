@@ -7,7 +7,8 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from buying_groups.models.inference import decode, load_for_inference, predict_proba
+from buying_groups.models.inference import decode, predict_proba
+from buying_groups.models.loading import load_for_inference
 
 
 def role_outputs(model, tokenizer, frame: pd.DataFrame) -> pd.DataFrame:  # noqa: ANN001

@@ -20,8 +20,8 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from buying_groups.batch import SMALL_TABLES, Staged
-from buying_groups.data.validate import SCHEMA
+from buying_groups.batch.staging import SMALL_TABLES, Staged
+from buying_groups.data.schema import SCHEMA
 
 _MODELS: dict[str, object] = {}  # per Python worker: the buying-groups model, loaded once
 
