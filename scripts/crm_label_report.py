@@ -16,8 +16,9 @@ import pandas as pd
 from hydra import compose, initialize_config_dir
 from sklearn.metrics import accuracy_score, f1_score
 
-from buying_groups.cli.train_roles import load_examples, load_role_model
+from buying_groups.cli.train_roles import load_examples
 from buying_groups.config import catalog_from, config_dir
+from buying_groups.models.distill import load_role_model
 from buying_groups.models.inference import decode, predict_proba
 from buying_groups.taxonomy import ROLES
 

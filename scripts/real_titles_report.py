@@ -19,9 +19,10 @@ from hydra import compose, initialize_config_dir
 
 from buying_groups.baselines.rules import RulesBaseline
 from buying_groups.baselines.tfidf import TfidfBaseline
-from buying_groups.cli.train_roles import load_examples, load_role_model
+from buying_groups.cli.train_roles import load_examples
 from buying_groups.config import catalog_from, config_dir
 from buying_groups.data.real_titles import real_title_eval
+from buying_groups.models.distill import load_role_model
 from buying_groups.models.evaluation import real_title_metrics, real_title_table
 from buying_groups.models.inference import decode, predict_proba
 from buying_groups.models.runtime import use_variant

@@ -22,8 +22,9 @@ from hydra import compose, initialize_config_dir
 from sklearn.metrics import classification_report, f1_score
 
 from buying_groups.baselines.tfidf import TfidfBaseline
-from buying_groups.cli.train_roles import load_examples, load_role_model
+from buying_groups.cli.train_roles import load_examples
 from buying_groups.config import catalog_from, config_dir
+from buying_groups.models.distill import load_role_model
 from buying_groups.models.inference import decode, predict_proba
 
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mlflow
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
@@ -97,3 +98,59 @@ def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     BertModel(config).save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+# -- a tiny role model trained, then promoted, once per session (training, promotion,
+# scoring and serving tests share them) ---------------------------------------------------
+def train_tiny_role_model(tmp_path, tiny_dir, tiny_bert_dir, *extra):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    code = "from buying_groups.cli.train_roles import main; main()"
+    args = [
+        "experiment=tiny",
+        f"model.name_or_path={tiny_bert_dir}",
+        f"data_dir={tiny_dir}",
+        "trainer.epochs=1",
+        "baselines=[rules,tfidf_logreg]",
+        f"tracking.uri={uri}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        f"hydra.sweep.dir={tmp_path / 'multi'}",
+        *extra,
+    ]
+    flags = [a for a in args if a.startswith("-")]
+    overrides = [a for a in args if not a.startswith("-")]
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *flags, *overrides],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return uri, proc
+
+
+def logged_model_uri(uri: str) -> str:
+    """The model logged by the transformer run in the store at ``uri``."""
+    mlflow.set_tracking_uri(uri)
+    run = mlflow.search_runs(
+        experiment_names=["buying-groups-roles"], filter_string="tags.`bg.model` = 'transformer'"
+    ).iloc[0]
+    return mlflow.search_logged_models(experiment_ids=[run["experiment_id"]], output_format="list")[
+        0
+    ].model_uri
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, tiny_dir, tiny_bert_dir):
+    tmp = tmp_path_factory.mktemp("train")
+    uri, proc = train_tiny_role_model(tmp, tiny_dir, tiny_bert_dir)
+    return tmp, uri, proc
+
+
+@pytest.fixture(scope="session")
+def promoted(trained, tiny_dir):
+    """bg-train-qualifier then bg-promote on the store of the trained tiny role model."""
+    tmp, uri, _ = trained
+    common = ["data=tiny", f"data_dir={tiny_dir}", f"tracking.uri={uri}"]
+    run_cli("train_qualifier", tmp, *common, f"hydra.run.dir={tmp / 'q2'}")
+    proc = run_cli("promote", tmp, *common, f"hydra.run.dir={tmp / 'promote'}")
+    return tmp, uri, common, proc

@@ -62,6 +62,7 @@ def test_generate_writes_every_table_in_both_formats(tmp_path):
     assert "non_english_title_share" in proc.stdout
 
 
+@pytest.mark.slow
 def test_pipeline_on_tiny(tmp_path):
     proc = _run(
         "pipeline",

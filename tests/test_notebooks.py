@@ -1,6 +1,5 @@
 """Notebooks run top to bottom on the tiny dataset."""
 
-import os
 from pathlib import Path
 
 import nbformat
@@ -9,8 +8,17 @@ from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# each runs a kernel, trains a qualifier and draws its figures: the slow tier
+pytestmark = pytest.mark.slow
 
-@pytest.mark.parametrize("name", ["01-data-tour.ipynb", "02-qbg-vs-mql-mqa.ipynb"])
+# What each notebook must show, read from its own outputs.
+SHOWS = {
+    "01-data-tour.ipynb": ["job_title", "committee_role", "test: function accuracy"],
+    "02-qbg-vs-mql-mqa.ipynb": ["QBG", "MQL", "MQA"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHOWS))
 def test_notebook_runs(name, tiny_dir, monkeypatch, tmp_path):
     monkeypatch.setenv("BG_DATA_DIR", str(tiny_dir))
     monkeypatch.setenv("MPLBACKEND", "Agg")
@@ -27,4 +35,11 @@ def test_notebook_runs(name, tiny_dir, monkeypatch, tmp_path):
         if o.get("output_type") == "error"
     ]
     assert not errors
-    assert os.environ["BG_DATA_DIR"] == str(tiny_dir)
+    text = "".join(
+        str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+    )
+    missing = [word for word in SHOWS[name] if word not in text]
+    assert not missing, f"{name} printed no {missing}"

@@ -444,7 +444,7 @@ def test_fp32_variants_score_a_contact_independently_of_its_batch(
 def test_a_student_is_never_a_teacher(model_and_tokenizer, tmp_path):
     """bg-pipeline train_roles=false distils from the champion, which may be a student: its
     own teacher is used instead (a student of a student would copy a copy)."""
-    from buying_groups.cli.train_roles import load_teacher
+    from buying_groups.models.distill import load_teacher
 
     model, tok = model_and_tokenizer
     model.save(tmp_path / "teacher", tok)

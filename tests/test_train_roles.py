@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -18,51 +17,7 @@ from buying_groups.models.role_model import RoleModel
 from buying_groups.models.runtime import VARIANTS, use_variant
 from buying_groups.serving.role_pyfunc import role_outputs
 
-from .conftest import compose_config, run_cli
-
-
-def _train(tmp_path, tiny_dir, tiny_bert_dir, *extra):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    code = "from buying_groups.cli.train_roles import main; main()"
-    args = [
-        "experiment=tiny",
-        f"model.name_or_path={tiny_bert_dir}",
-        f"data_dir={tiny_dir}",
-        "trainer.epochs=1",
-        "baselines=[rules,tfidf_logreg]",
-        f"tracking.uri={uri}",
-        f"hydra.run.dir={tmp_path / 'run'}",
-        f"hydra.sweep.dir={tmp_path / 'multi'}",
-        *extra,
-    ]
-    flags = [a for a in args if a.startswith("-")]
-    overrides = [a for a in args if not a.startswith("-")]
-    proc = subprocess.run(
-        [sys.executable, "-c", code, *flags, *overrides],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return uri, proc
-
-
-def _logged_model_uri(uri: str) -> str:
-    """The model logged by the transformer run in the store at ``uri``."""
-    mlflow.set_tracking_uri(uri)
-    run = mlflow.search_runs(
-        experiment_names=["buying-groups-roles"], filter_string="tags.`bg.model` = 'transformer'"
-    ).iloc[0]
-    return mlflow.search_logged_models(experiment_ids=[run["experiment_id"]], output_format="list")[
-        0
-    ].model_uri
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, tiny_dir, tiny_bert_dir):
-    tmp = tmp_path_factory.mktemp("train")
-    uri, proc = _train(tmp, tiny_dir, tiny_bert_dir)
-    return tmp, uri, proc
+from .conftest import compose_config, logged_model_uri, train_tiny_role_model
 
 
 def test_configs_compose_for_training():
@@ -98,6 +53,7 @@ def test_trainer_settings_build_on_any_machine(tmp_path, bf16):
     assert args.bf16 == (bf16_supported() if bf16 == "auto" else bf16)
 
 
+@pytest.mark.slow
 def test_three_comparable_runs(trained):
     _, uri, proc = trained
     mlflow.set_tracking_uri(uri)
@@ -129,9 +85,10 @@ def test_three_comparable_runs(trained):
     assert config["inference_variant"] == t["tags.bg.inference_variant"] in VARIANTS
 
 
+@pytest.mark.slow
 def test_pyfunc_in_a_fresh_process_matches_the_model(trained, tiny_dir):
     tmp, uri, _ = trained
-    model_uri = _logged_model_uri(uri)
+    model_uri = logged_model_uri(uri)
     sample = pd.DataFrame(
         {
             "job_title": ["VP Procurement", "", "Leiter Einkauf", "x" * 100_000],
@@ -164,9 +121,10 @@ def test_pyfunc_in_a_fresh_process_matches_the_model(trained, tiny_dir):
     assert len(fresh["function_probs"][0]) == 19
 
 
+@pytest.mark.slow
 def test_pyfunc_bad_input_gets_a_clear_error(trained):
     tmp, uri, _ = trained
-    model_uri = _logged_model_uri(uri)
+    model_uri = logged_model_uri(uri)
     m = mlflow.pyfunc.load_model(model_uri)
     with pytest.raises(mlflow.exceptions.MlflowException, match="activity_text"):
         m.predict(pd.DataFrame({"job_title": ["CTO"]}))
@@ -174,6 +132,7 @@ def test_pyfunc_bad_input_gets_a_clear_error(trained):
         m.predict(pd.DataFrame({"job_title": [123], "activity_text": [""]}))
 
 
+@pytest.mark.slow
 def test_pyfunc_runs_the_variant_asked_for(trained):
     pytest.importorskip("onnxruntime")
     _, uri, _ = trained
@@ -182,7 +141,7 @@ def test_pyfunc_runs_the_variant_asked_for(trained):
     )
     out = {}
     for variant in ("fp32", "onnx"):
-        m = mlflow.pyfunc.load_model(_logged_model_uri(uri), model_config={"variant": variant})
+        m = mlflow.pyfunc.load_model(logged_model_uri(uri), model_config={"variant": variant})
         assert m.unwrap_python_model().model.variant == variant
         out[variant] = m.predict(sample)
     for p in ("function", "seniority", "role_data_platform"):
@@ -192,7 +151,7 @@ def test_pyfunc_runs_the_variant_asked_for(trained):
 
 @pytest.mark.slow
 def test_optuna_sweep_nests_trials_under_one_parent(tmp_path, tiny_dir, tiny_bert_dir):
-    uri, proc = _train(
+    uri, proc = train_tiny_role_model(
         tmp_path,
         tiny_dir,
         tiny_bert_dir,
@@ -218,6 +177,7 @@ def test_optuna_sweep_nests_trials_under_one_parent(tmp_path, tiny_dir, tiny_ber
     assert result["best_value"] == pytest.approx(best)
 
 
+@pytest.mark.slow
 def test_training_resumes_from_a_checkpoint(trained, tmp_path, tiny_dir, tiny_bert_dir):
     first, _, _ = trained
     checkpoints = sorted(
@@ -226,7 +186,7 @@ def test_training_resumes_from_a_checkpoint(trained, tmp_path, tiny_dir, tiny_be
     )
     assert checkpoints, "the Trainer saves a checkpoint per epoch"
     done = int(checkpoints[-1].name.split("-")[1])
-    _, proc = _train(
+    _, proc = train_tiny_role_model(
         tmp_path,
         tiny_dir,
         tiny_bert_dir,
@@ -245,6 +205,7 @@ def test_training_resumes_from_a_checkpoint(trained, tmp_path, tiny_dir, tiny_be
     assert min(h["step"] for h in state["log_history"]) > 0
 
 
+@pytest.mark.slow
 def test_distilled_student_is_smaller_and_follows_its_teacher(
     trained, tmp_path, tiny_dir, tiny_bert_dir, tiny_tables, catalog
 ):
@@ -252,7 +213,7 @@ def test_distilled_student_is_smaller_and_follows_its_teacher(
     2-layer model, trained on labels and the teacher's probabilities (plus unlabelled
     transfer contacts on the teacher's probabilities alone), saved and tracked."""
     teacher_dir = trained[0] / "run" / "role_model"
-    uri, proc = _train(
+    uri, proc = train_tiny_role_model(
         tmp_path,
         tiny_dir,
         tiny_bert_dir,
@@ -290,419 +251,3 @@ def test_distilled_student_is_smaller_and_follows_its_teacher(
         p = teacher_run[key]
         slack = 2 * np.sqrt(p * (1 - p) / n)
         assert run[key] >= 0.9 * p - slack, (head, run[key], p, n)
-
-
-def test_qualifier_after_roles_uses_and_links_the_role_model(trained, tiny_dir):
-    """bg-train-qualifier with no role arguments finds the newest role model and links it."""
-    tmp, uri, _ = trained
-    run_cli(
-        "train_qualifier",
-        tmp,
-        "data=tiny",
-        f"data_dir={tiny_dir}",
-        f"tracking.uri={uri}",
-        f"hydra.run.dir={tmp / 'qualifier'}",
-    )
-    mlflow.set_tracking_uri(uri)
-    roles_run = mlflow.search_runs(
-        experiment_names=["buying-groups-roles"], filter_string="tags.`bg.model` = 'transformer'"
-    ).iloc[0]
-    q = mlflow.search_runs(experiment_names=["buying-groups-qualifier"]).iloc[0]
-    assert q["tags.bg.role_source"] == "model"
-    assert q["tags.bg.role_model_run_id"] == roles_run["run_id"]
-    assert q["tags.bg.role_model_uri"] == _logged_model_uri(uri)
-
-
-@pytest.fixture(scope="module")
-def promoted(trained, tiny_dir):
-    """bg-train-qualifier then bg-promote on the store of the trained tiny role model."""
-    tmp, uri, _ = trained
-    common = ["data=tiny", f"data_dir={tiny_dir}", f"tracking.uri={uri}"]
-    run_cli("train_qualifier", tmp, *common, f"hydra.run.dir={tmp / 'q2'}")
-    proc = run_cli("promote", tmp, *common, f"hydra.run.dir={tmp / 'promote'}")
-    return tmp, uri, common, proc
-
-
-def test_promote_registers_both_models_with_champion_aliases(promoted):
-    tmp, uri, common, proc = promoted
-    client = mlflow.MlflowClient(uri)
-    v = client.get_model_version_by_alias("buying-groups", "champion")
-    roles = client.get_model_version_by_alias("buying-group-roles", "champion")
-    assert v.tags["decision"].startswith("promoted") and "candidate" in v.description
-    assert float(v.tags["candidate_pr_auc"]) > 0
-    assert roles.source and "@champion" in proc.stdout
-    # The same candidate again is not better than the champion: registered, not promoted.
-    again = run_cli("promote", tmp, *common, f"hydra.run.dir={tmp / 'promote2'}")
-    assert "not promoted" in again.stdout
-    assert client.get_model_version_by_alias("buying-groups", "champion").version == v.version
-    forced = run_cli("promote", tmp, *common, "force=true", f"hydra.run.dir={tmp / 'promote3'}")
-    assert "promoted (forced)" in forced.stdout
-    assert client.get_model_version_by_alias("buying-groups", "champion").version != v.version
-
-
-def test_promote_refuses_a_worse_candidate_and_moves_for_a_better_one(promoted):
-    tmp, uri, common, _ = promoted
-    client = mlflow.MlflowClient(uri)
-    # A qualifier that cannot split (every leaf would need more groups than exist): one
-    # score for every group, so its PR-AUC is the base rate.
-    weak = ["qualifier.params.max_iter=1", "qualifier.params.min_samples_leaf=100000000"]
-    run_cli("train_qualifier", tmp, *common, *weak, f"hydra.run.dir={tmp / 'weak'}")
-    experiment = client.get_experiment_by_name("buying-groups-qualifier")
-    weak_run = client.search_runs(
-        [experiment.experiment_id],
-        filter_string="tags.`bg.kind` = 'qualifier'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )[0]
-    strong = client.get_model_version_by_alias("buying-groups", "champion")
-    worse = run_cli(
-        "promote", tmp, *common, f"run_id={weak_run.info.run_id}", f"hydra.run.dir={tmp / 'p4'}"
-    )
-    assert "not promoted" in worse.stdout
-    assert client.get_model_version_by_alias("buying-groups", "champion").version == strong.version
-    run_cli(
-        "promote",
-        tmp,
-        *common,
-        f"run_id={weak_run.info.run_id}",
-        "force=true",
-        f"hydra.run.dir={tmp / 'p5'}",
-    )
-    weak_champion = client.get_model_version_by_alias("buying-groups", "champion")
-    assert weak_champion.tags["qualifier_run_id"] == weak_run.info.run_id
-    better = run_cli("promote", tmp, *common, f"hydra.run.dir={tmp / 'p6'}")  # the best run
-    champion = client.get_model_version_by_alias("buying-groups", "champion")
-    assert champion.version != weak_champion.version and "better PR-AUC" in better.stdout
-    assert float(champion.tags["candidate_pr_auc"]) > float(weak_champion.tags["candidate_pr_auc"])
-
-
-def test_bg_score_counts_rejects_and_repeatability(promoted, tiny_dir, tmp_path):
-    import shutil
-
-    tmp, uri, _, _ = promoted
-    data = tmp_path / "data"
-    shutil.copytree(tiny_dir, data)
-    for f in data.glob("*.csv"):
-        f.unlink()
-    contacts = pd.read_parquet(data / "contacts.parquet")
-    contacts.loc[3, "contact_id"] = contacts.loc[2, "contact_id"]  # a duplicate id
-    contacts.to_parquet(data / "contacts.parquet")
-    # ONNX fp32: a contact's scores do not depend on the rest of its batch (dynamic int8's
-    # activation scales do: test_role_model.py::test_batch_composition).
-    args = [f"data_dir={data}", f"tracking.uri={uri}", "chunk_size=500", "variant=onnx"]
-    run_cli(
-        "score", tmp_path, *args, f"output_dir={tmp_path / 'a'}", f"hydra.run.dir={tmp_path / 'r1'}"
-    )
-    # Again in small buckets and chunks: the same output (scoring is per account).
-    small = ["accounts_per_bucket=7", "chunk_rows=5000"]
-    run_cli(
-        "score",
-        tmp_path,
-        *args,
-        *small,
-        f"output_dir={tmp_path / 'b'}",
-        f"hydra.run.dir={tmp_path / 'r2'}",
-    )
-    scored = pd.read_parquet(tmp_path / "a" / "contacts_scored.parquet")
-    rejects = pd.read_csv(tmp_path / "a" / "rejects.csv")
-    n_rejected = int((rejects["table"] == "contacts").sum())
-    assert n_rejected == 1 and "duplicate" in rejects["reason"].iloc[0]
-    assert len(scored) + n_rejected == len(contacts)
-    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
-    for table, c in summary["counts"].items():
-        assert c["rows in"] == c["scored / kept"] + c["rejected"], table
-    groups = pd.read_parquet(tmp_path / "a" / "groups_scored.parquet")
-    assert len(groups) == 3 * pd.read_parquet(data / "accounts.parquet")["account_id"].nunique()
-    assert groups["score"].between(0, 1).all() and set(groups["stage"]) <= {
-        "none",
-        "identified",
-        "engaged",
-        "qualified",
-        "opportunity",
-        "won",
-        "lost",
-    }
-    for name in ("contacts_scored.parquet", "groups_scored.parquet"):
-        pd.testing.assert_frame_equal(
-            pd.read_parquet(tmp_path / "a" / name), pd.read_parquet(tmp_path / "b" / name)
-        )
-
-
-def test_bg_score_rescores_only_changed_contacts(promoted, tiny_dir, tmp_path):
-    """A second run encodes only the changed contacts' inputs and gives the output of a
-    full rescore; another role model does not read the cache."""
-    import shutil
-
-    from buying_groups.models.inference import PredictionCache
-
-    tmp, uri, _, _ = promoted
-    data = tmp_path / "data"
-    shutil.copytree(tiny_dir, data, ignore=shutil.ignore_patterns("*.csv"))
-    base = [
-        f"data_dir={data}",
-        f"tracking.uri={uri}",
-        "variant=onnx",  # batch-invariant, unlike dynamic int8 (see the repeatability test)
-        # Several buckets, whose few changed accounts are then scored together (the full
-        # run below has one bucket): the output does not depend on how accounts are batched.
-        "accounts_per_bucket=10",
-        f"output_dir={tmp_path / 'daily'}",
-    ]
-    run_cli("score", tmp_path, *base, f"hydra.run.dir={tmp_path / 'r1'}")
-    first = json.loads((tmp_path / "daily" / "summary.json").read_text())
-    assert first["role_model_inputs"]["encoded"] > len(pd.read_parquet(data / "contacts.parquet"))
-    contacts = pd.read_parquet(data / "contacts.parquet")
-    changed = contacts.index[::100]  # 1% of contacts get a new title
-    contacts.loc[changed, "job_title"] = "Chief Procurement Officer " + contacts.loc[
-        changed, "contact_id"
-    ].astype(str)
-    contacts.to_parquet(data / "contacts.parquet")
-    run_cli("score", tmp_path, *base, f"hydra.run.dir={tmp_path / 'r2'}")
-    second = json.loads((tmp_path / "daily" / "summary.json").read_text())
-    # Each changed contact: one new (title, activity) pair and one new title-only input.
-    assert second["role_model_inputs"]["encoded"] == 2 * len(changed)
-    assert second["role_model_inputs"]["from_cache"] > 10 * len(changed)
-    # Only the changed contacts' accounts are scored again; the others' outputs are reused.
-    touched = contacts.loc[changed, "account_id"].nunique()
-    assert second["accounts"] == {
-        "scored": touched,
-        "from_cache": len(pd.read_parquet(data / "accounts.parquet")) - touched,
-    }
-    # In those accounts, the other contacts' rows are reused too.
-    assert second["contacts"] == {
-        "scored": len(changed),
-        "from_cache": len(contacts) - len(changed),
-    }
-    run_cli(
-        "score",
-        tmp_path,
-        *base[:3],
-        f"output_dir={tmp_path / 'full'}",
-        "cache_dir=null",
-        f"hydra.run.dir={tmp_path / 'r3'}",
-    )
-    for name in ("contacts_scored", "groups_scored"):
-        a = pd.read_parquet(tmp_path / "daily" / f"{name}.parquet")
-        b = pd.read_parquet(tmp_path / "full" / f"{name}.parquet")
-        assert list(a.columns) == list(b.columns) and len(a) == len(b)
-        for col in a.columns:
-            if pd.api.types.is_float_dtype(a[col]):  # other batches: float noise only
-                np.testing.assert_allclose(a[col], b[col], rtol=0, atol=1e-5, err_msg=col)
-            elif col not in ("members", "engage_next"):  # probabilities inside, rounded
-                assert [str(v) for v in a[col]] == [str(v) for v in b[col]], col
-        if name == "groups_scored":
-            ids = [[(m["contact_id"], m["role"]) for m in ms] for ms in a["members"]]
-            assert ids == [[(m["contact_id"], m["role"]) for m in ms] for ms in b["members"]]
-    cache_file = tmp_path / "daily" / ".cache" / "role-predictions.arrow"
-    assert PredictionCache().load(cache_file, "another model", 3) == 0
-    assert PredictionCache().load(cache_file, second["role_weights_digest"], 3) > 0
-
-
-@pytest.mark.parametrize("source", ["salesforce_marketo", "hubspot"])
-def test_bg_score_reads_a_crm_export_through_its_source(promoted, tmp_path, source):
-    """The sample exports in tests/data/ scored as they are, with the rows each mapping
-    rule took on screen and in summary.json; every row scored or rejected."""
-    from pathlib import Path
-
-    tmp, uri, _, _ = promoted
-    export = Path(__file__).parent / "data" / source
-    proc = run_cli(
-        "score",
-        tmp_path,
-        f"source={source}",
-        f"data_dir={export}",
-        f"tracking.uri={uri}",
-        f"output_dir={tmp_path / 'out'}",
-        f"hydra.run.dir={tmp_path / 'run'}",
-    )
-    assert f"read as the schema ({source} export)" in proc.stdout
-    assert "-> web/interacted (not listed)" in proc.stdout
-    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert any(k.startswith("activities.type: ") for k in summary["mapped"])
-    for table, c in summary["counts"].items():
-        assert c["rows in"] == c["scored / kept"] + c["rejected"], table
-    assert summary["counts"]["contacts"]["scored / kept"] == 280
-    groups = pd.read_parquet(tmp_path / "out" / "groups_scored.parquet")
-    assert len(groups) == 12 * 3 and groups["score"].between(0, 1).all()
-
-
-def _spark_available() -> bool:
-    import importlib.util
-    import shutil
-
-    return importlib.util.find_spec("pyspark") is not None and shutil.which("java") is not None
-
-
-@pytest.mark.skipif(not _spark_available(), reason="needs pyspark and Java 17+")
-def test_spark_engine_equals_pandas_engine(promoted, tiny_dir, tmp_path):
-    _, uri, _, _ = promoted
-    args = [f"data_dir={tiny_dir}", f"tracking.uri={uri}", "accounts_per_bucket=40"]
-    args.append("variant=onnx")  # Spark batches differently: a batch-invariant variant
-    for engine in ("pandas", "spark"):
-        run_cli(
-            "score",
-            tmp_path,
-            *args,
-            f"engine={engine}",
-            "spark.master='local[2]'",
-            f"output_dir={tmp_path / engine}",
-            f"hydra.run.dir={tmp_path / ('r' + engine)}",
-        )
-    for name, keys in (
-        ("contacts_scored", ["contact_id"]),
-        ("groups_scored", ["account_id", "product"]),
-    ):
-        a = pd.read_parquet(tmp_path / "pandas" / f"{name}.parquet")
-        b = pd.read_parquet(tmp_path / "spark" / f"{name}.parquet")  # a directory of parts
-        a, b = (x.sort_values(keys).reset_index(drop=True) for x in (a, b))
-        assert list(a.columns) == list(b.columns) and len(a) == len(b) > 0
-        for col in a.columns:
-            if pd.api.types.is_float_dtype(a[col]):  # batches differ: float noise only
-                np.testing.assert_allclose(a[col], b[col], rtol=0, atol=1e-5, err_msg=col)
-            else:
-                assert [str(v) for v in a[col]] == [str(v) for v in b[col]], col
-    summaries = [
-        json.loads((tmp_path / e / "summary.json").read_text()) for e in ("pandas", "spark")
-    ]
-    assert summaries[0]["counts"] == summaries[1]["counts"]
-
-
-def test_serve_answers_good_and_bad_requests(promoted, monkeypatch):
-    import socket
-    import threading
-    import time
-    from concurrent.futures import ThreadPoolExecutor
-
-    import requests
-    import uvicorn
-
-    from buying_groups.serving.server import Limits, create_app
-
-    _, uri, _, _ = promoted
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    app = create_app("models:/buying-groups@champion", Limits(200_000, 50, 60.0, "s3cret"))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        if server.started:
-            break
-        time.sleep(0.1)
-    auth = {"Authorization": "Bearer s3cret"}
-    event = {
-        "timestamp": "2026-03-01T10:00:00",
-        "channel": "sales",
-        "action": "requested_demo",
-        "asset": "Demo request",
-        "topic": "security_platform",
-    }
-    good = {
-        "dataframe_records": [
-            {"account_id": "A1", "contact_id": "C1", "job_title": "CISO", "activities": [event]},
-            {
-                "account_id": "A1",
-                "contact_id": "C2",
-                "job_title": "Einkaufsleiter",
-                "activities": [],
-            },
-        ]
-    }
-
-    def post(body, headers=auth, **kw):
-        return requests.post(f"{url}/invocations", json=body, headers=headers, timeout=60, **kw)
-
-    try:
-        assert requests.get(f"{url}/ping", timeout=5).status_code == 200
-        spec = requests.get(f"{url}/openapi.json", timeout=5).json()["paths"]["/invocations"]
-        assert {"400", "401", "413", "415", "500", "504"} <= set(spec["post"]["responses"])
-        assert "application/json" in spec["post"]["requestBody"]["content"]
-        version = requests.get(f"{url}/version", timeout=5)
-        assert version.status_code == 200
-        assert version.json()["name"] == "buying-groups" and version.json()["version"]
-        r = post(good)
-        assert r.status_code == 200, r.text
-        preds = r.json()["predictions"]
-        assert len(preds) == 3 and {"score", "qualified", "stage", "members"} <= set(preds[0])
-        assert post(good, headers={}).status_code == 401
-        # HTTP's scheme and media type are case-insensitive; the token is not
-        assert post(good, headers={"Authorization": "bearer s3cret"}).status_code == 200
-        assert post(good, headers={"Authorization": "Bearer S3CRET"}).status_code == 401
-        r = requests.post(
-            f"{url}/invocations",
-            data=json.dumps(good),
-            headers={**auth, "Content-Type": "Application/JSON"},
-            timeout=60,
-        )
-        assert r.status_code == 200, r.text
-        deep = b'{"inputs":' + b"[" * 50_000 + b"]" * 50_000 + b"}"
-        r = requests.post(
-            f"{url}/invocations",
-            data=deep,
-            headers={**auth, "Content-Type": "application/json"},
-            timeout=60,
-        )
-        assert r.status_code == 400 and "nested" in r.json()["message"]
-        r = post({"dataframe_records": [{**good["dataframe_records"][0], "as_of": [1]}]})
-        assert r.status_code == 400 and "as_of" in r.json()["message"]
-        bad_cases = {
-            "missing": ({"dataframe_records": [{"account_id": "A", "contact_id": "C"}]}, 400),
-            "type": (
-                {"dataframe_records": [{**good["dataframe_records"][1], "job_title": 7}]},
-                400,
-            ),
-            "empty account": (
-                {"dataframe_records": [{**good["dataframe_records"][1], "account_id": ""}]},
-                400,
-            ),
-            "too many rows": ({"dataframe_records": good["dataframe_records"][1:] * 51}, 413),
-            "too big": (
-                {
-                    "dataframe_records": [
-                        {**good["dataframe_records"][1], "job_title": "x" * 300_000}
-                    ]
-                },
-                413,
-            ),
-        }
-        for name, (body, status) in bad_cases.items():
-            r = post(body)
-            assert r.status_code == status, (name, r.text)
-            assert "x" * 50 not in r.text and "Traceback" not in r.text
-        r = requests.post(
-            f"{url}/invocations",
-            data=b'{"inputs": [',
-            headers={**auth, "Content-Type": "application/json"},
-            timeout=10,
-        )
-        assert r.status_code == 400 and "not valid JSON" in r.json()["message"]
-        # Schemathesis against the served OpenAPI contract: generated and mutated bodies,
-        # never a 5xx, every status and content type documented.
-        fuzz = subprocess.run(
-            [
-                str(Path(sys.executable).parent / "st"),
-                "run",
-                f"{url}/openapi.json",
-                "-H",
-                "Authorization: Bearer s3cret",
-                "--checks",
-                "not_a_server_error,status_code_conformance,content_type_conformance",
-                "--max-examples",
-                "40",
-                "--seed",
-                "20261203",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        assert fuzz.returncode == 0, fuzz.stdout[-4000:] + fuzz.stderr[-2000:]
-        with ThreadPoolExecutor(4) as pool:  # concurrent callers get the same answers
-            answers = list(pool.map(lambda _: post(good).json(), range(8)))
-        assert all(a == answers[0] for a in answers)
-        assert post(good).status_code == 200  # still serving after all that
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)

@@ -30,8 +30,6 @@ from buying_groups.data.examples import role_model_splits
 from buying_groups.data.real_titles import knowledge_examples, real_title_eval
 from buying_groups.data.validate import DataValidationError
 from buying_groups.models.distill import INPUT_COLUMNS, distillation, transfer_inputs
-from buying_groups.models.distill import load_role_model as load_role_model  # scripts use it
-from buying_groups.models.distill import load_teacher as load_teacher
 from buying_groups.models.evaluation import evaluate_predictor, pick_variant, real_title_table
 from buying_groups.models.inference import decode, predict_proba
 from buying_groups.models.train import train_role_model

@@ -1,0 +1,153 @@
+"""bg-serve with the promoted tiny champion: good and bad requests, the token, concurrency."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# serves the promoted tiny champion (trained in a subprocess): the slow tier
+pytestmark = pytest.mark.slow
+
+
+def test_serve_answers_good_and_bad_requests(promoted, monkeypatch):
+    import socket
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+    import uvicorn
+
+    from buying_groups.serving.server import Limits, create_app
+
+    _, uri, _, _ = promoted
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    app = create_app("models:/buying-groups@champion", Limits(200_000, 50, 60.0, "s3cret"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        if server.started:
+            break
+        time.sleep(0.1)
+    auth = {"Authorization": "Bearer s3cret"}
+    event = {
+        "timestamp": "2026-03-01T10:00:00",
+        "channel": "sales",
+        "action": "requested_demo",
+        "asset": "Demo request",
+        "topic": "security_platform",
+    }
+    good = {
+        "dataframe_records": [
+            {"account_id": "A1", "contact_id": "C1", "job_title": "CISO", "activities": [event]},
+            {
+                "account_id": "A1",
+                "contact_id": "C2",
+                "job_title": "Einkaufsleiter",
+                "activities": [],
+            },
+        ]
+    }
+
+    def post(body, headers=auth, **kw):
+        return requests.post(f"{url}/invocations", json=body, headers=headers, timeout=60, **kw)
+
+    try:
+        assert requests.get(f"{url}/ping", timeout=5).status_code == 200
+        spec = requests.get(f"{url}/openapi.json", timeout=5).json()["paths"]["/invocations"]
+        assert {"400", "401", "413", "415", "500", "504"} <= set(spec["post"]["responses"])
+        assert "application/json" in spec["post"]["requestBody"]["content"]
+        version = requests.get(f"{url}/version", timeout=5)
+        assert version.status_code == 200
+        assert version.json()["name"] == "buying-groups" and version.json()["version"]
+        r = post(good)
+        assert r.status_code == 200, r.text
+        preds = r.json()["predictions"]
+        assert len(preds) == 3 and {"score", "qualified", "stage", "members"} <= set(preds[0])
+        assert post(good, headers={}).status_code == 401
+        # HTTP's scheme and media type are case-insensitive; the token is not
+        assert post(good, headers={"Authorization": "bearer s3cret"}).status_code == 200
+        assert post(good, headers={"Authorization": "Bearer S3CRET"}).status_code == 401
+        r = requests.post(
+            f"{url}/invocations",
+            data=json.dumps(good),
+            headers={**auth, "Content-Type": "Application/JSON"},
+            timeout=60,
+        )
+        assert r.status_code == 200, r.text
+        deep = b'{"inputs":' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+        r = requests.post(
+            f"{url}/invocations",
+            data=deep,
+            headers={**auth, "Content-Type": "application/json"},
+            timeout=60,
+        )
+        assert r.status_code == 400 and "nested" in r.json()["message"]
+        r = post({"dataframe_records": [{**good["dataframe_records"][0], "as_of": [1]}]})
+        assert r.status_code == 400 and "as_of" in r.json()["message"]
+        bad_cases = {
+            "missing": ({"dataframe_records": [{"account_id": "A", "contact_id": "C"}]}, 400),
+            "type": (
+                {"dataframe_records": [{**good["dataframe_records"][1], "job_title": 7}]},
+                400,
+            ),
+            "empty account": (
+                {"dataframe_records": [{**good["dataframe_records"][1], "account_id": ""}]},
+                400,
+            ),
+            "too many rows": ({"dataframe_records": good["dataframe_records"][1:] * 51}, 413),
+            "too big": (
+                {
+                    "dataframe_records": [
+                        {**good["dataframe_records"][1], "job_title": "x" * 300_000}
+                    ]
+                },
+                413,
+            ),
+        }
+        for name, (body, status) in bad_cases.items():
+            r = post(body)
+            assert r.status_code == status, (name, r.text)
+            assert "x" * 50 not in r.text and "Traceback" not in r.text
+        r = requests.post(
+            f"{url}/invocations",
+            data=b'{"inputs": [',
+            headers={**auth, "Content-Type": "application/json"},
+            timeout=10,
+        )
+        assert r.status_code == 400 and "not valid JSON" in r.json()["message"]
+        # Schemathesis against the served OpenAPI contract: generated and mutated bodies,
+        # never a 5xx, every status and content type documented.
+        fuzz = subprocess.run(
+            [
+                str(Path(sys.executable).parent / "st"),
+                "run",
+                f"{url}/openapi.json",
+                "-H",
+                "Authorization: Bearer s3cret",
+                "--checks",
+                "not_a_server_error,status_code_conformance,content_type_conformance",
+                "--max-examples",
+                "40",
+                "--seed",
+                "20261203",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert fuzz.returncode == 0, fuzz.stdout[-4000:] + fuzz.stderr[-2000:]
+        with ThreadPoolExecutor(4) as pool:  # concurrent callers get the same answers
+            answers = list(pool.map(lambda _: post(good).json(), range(8)))
+        assert all(a == answers[0] for a in answers)
+        assert post(good).status_code == 200  # still serving after all that
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
