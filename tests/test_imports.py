@@ -80,3 +80,31 @@ def test_no_import_circles() -> None:
 def test_the_check_finds_a_circle() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert cycles(graph) == [["a", "b", "c"]]
+
+
+def test_entry_points_stay_thin() -> None:
+    """``cli/`` wires config to library calls: no function there longer than 60 lines."""
+    long = []
+    for path in sorted((PACKAGE / "cli").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > 60:
+                    long.append(f"{path.name}:{node.name} ({lines} lines)")
+    assert not long
+
+
+def test_only_the_edges_import_mlflow() -> None:
+    """Tracking stays at the edges: runs (tracking), the registry, and the modules MLflow
+    itself loads or serves (the pyfuncs, the REST server, the Spark engine's UDF)."""
+    allowed = {"buying_groups.tracking", "buying_groups.registry"}
+    found = set()
+    for name, path in ((module_name(p), p) for p in PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            if any(n == "mlflow" or n.startswith("mlflow.") for n in names):
+                found.add(name)
+    assert found - allowed, "the pyfuncs and the server import MLflow"
+    assert {n for n in found - allowed if not n.startswith("buying_groups.serving.")} == set()

@@ -109,6 +109,8 @@ def load_deployable(model_uri: str, variant: str | None = None) -> tuple[object,
         model = tracking.load_model(local_path, {"variant": variant} if variant else None)
     except VariantUnavailable as exc:
         raise SystemExit(str(exc)) from exc
+    except mlflow.exceptions.MlflowException as exc:
+        raise SystemExit(f"cannot load {model_uri}: {exc.message}") from exc
     version = tracking.model_identity(model_uri)["version"]
     where = f"{model_uri} (version {version})" if version else model_uri
     wrapped = model.unwrap_python_model()
