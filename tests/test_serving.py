@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mlflow
 import pytest
 
 # serves the promoted tiny champion (trained in a subprocess): the slow tier
@@ -24,6 +25,7 @@ def test_serve_answers_good_and_bad_requests(promoted, monkeypatch):
 
     _, uri, _, _ = promoted
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)  # an earlier test may have pointed this process elsewhere
     app = create_app("models:/buying-groups@champion", Limits(200_000, 50, 60.0, "s3cret"))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
