@@ -18,7 +18,11 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def trained(tiny_dataset, catalog, tmp_path_factory):
-    cfg = compose_config("train_roles", ["experiment=tiny", "data_dir=unused", "trainer.epochs=6"])
+    # Without the frozen-layer cache: the recipe the known gaps below were found on (the
+    # cache changes training only by the frozen layers' dropout, but that is enough to move a
+    # title or two of a model this small, differently on each host).
+    overrides = ["experiment=tiny", "data_dir=unused", "trainer.epochs=6"]
+    cfg = compose_config("train_roles", [*overrides, "trainer.cache_frozen_layers=false"])
     ex = labelled_examples(
         tiny_dataset.tables,
         tiny_dataset.labels,
@@ -164,10 +168,10 @@ REAL_STYLE = {
 # gets it right): the tiny data has few Spanish titles. With experiment=tiny's curated list
 # alone (no BLS titles), it also misses "IT-Leiter" and "Acheteuse Senior Industrie" and
 # gets "Enfermera de quirófano" right; the demo champion gets these three right. Trained
-# from cached frozen layers (no dropout below them; 2026-12-04), it read "Менеджер по
-# продажам B2B" as business development; the demo champion reads it as sales.
+# from cached frozen layers (no dropout below them), it read "Менеджер по продажам B2B" as
+# business development on an AMD EPYC host (2026-12-04); the demo champion reads it as sales.
 TINY_MODEL_GAP = {
-    "Менеджер по продажам B2B": "read as business development since 2026-12-04 (demo: sales)",
+    "Менеджер по продажам B2B": "read as business development when trained from the cache",
     "Contador General": "read as executive, like 'Director General' (the demo champion too)",
     "Enfermera de quirófano": "the tiny train split has too few Spanish non-business titles",
     "IT-Leiter": "missed when the tiny model trains on the curated list alone (not with BLS)",
