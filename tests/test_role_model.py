@@ -513,14 +513,16 @@ def test_cached_frozen_layers_give_the_encoders_output(tiny_bert_dir, frame):
     tokens = {k: batch[k] for k in TOKEN_KEYS if k in batch}
     with torch.no_grad():
         whole = model(**tokens)
-        assert cache_frozen(model, [ds], {"cache_frozen_layers": True, "cache_frozen_max_gb": 1})
+        assert cache_frozen(
+            model, tok, [ds], {"cache_frozen_layers": True, "cache_frozen_max_gb": 1}
+        )
         cached = Collator(tok)([ds[i] for i in range(len(ds))])
         assert cached["frozen_states"].shape[:2] == cached["input_ids"].shape
         split = model(**{**tokens, "frozen_states": cached["frozen_states"]})
     for head in ("function_logits", "seniority_logits", "role_logits"):
         # float16 storage of the states: equal to about 3 significant digits
         torch.testing.assert_close(split[head], whole[head], atol=2e-2, rtol=2e-2)
-    states = frozen_states(model, ds.enc)
+    states = frozen_states(model, tok, ds.enc)
     assert [len(s) for s in states] == [len(ids) for ids in ds.enc["input_ids"]]
 
 
@@ -533,9 +535,9 @@ def test_the_frozen_layer_cache_stands_aside_when_it_cannot_help(tiny_bert_dir, 
     on = {"cache_frozen_layers": True, "cache_frozen_max_gb": 1}
     nothing_frozen = RoleModel.from_encoder(str(tiny_bert_dir), PRODUCTS, max_length=32)
     assert not nothing_frozen.can_cache_frozen()
-    assert not cache_frozen(nothing_frozen, [RoleDataset(frame, tok, nothing_frozen)], on)
+    assert not cache_frozen(nothing_frozen, tok, [RoleDataset(frame, tok, nothing_frozen)], on)
     model = RoleModel.from_encoder(str(tiny_bert_dir), PRODUCTS, max_length=32, freeze_layers=1)
     ds = RoleDataset(frame, tok, model)
-    assert not cache_frozen(model, [ds], {**on, "cache_frozen_max_gb": 0})  # over budget
-    assert not cache_frozen(model, [ds], {**on, "cache_frozen_layers": False})
+    assert not cache_frozen(model, tok, [ds], {**on, "cache_frozen_max_gb": 0})  # over budget
+    assert not cache_frozen(model, tok, [ds], {**on, "cache_frozen_layers": False})
     assert ds.frozen is None

@@ -298,39 +298,30 @@ def log_role_pyfunc(
     )
 
 
-def log_qualifier_pyfunc(
-    qualifier_file: Path,
-    input_example: pd.DataFrame,
-    output_example: pd.DataFrame,
-    metadata: Mapping[str, object] | None = None,
-) -> mlflow.models.model.ModelInfo:
-    """Log the qualifier (group-state table in; score, flag and reasons out) as a pyfunc."""
-    from buying_groups.serving.qualifier_pyfunc import QualifierPyfunc
-
-    return _log_pyfunc(
-        "qualifier",
-        QualifierPyfunc(),
-        {"qualifier": str(qualifier_file)},
-        input_example,
-        output_example,
-        _pin("mlflow", "scikit-learn", "pandas", "numpy", "shap", "joblib"),
-        metadata,
-    )
-
-
 def log_qualifier(
     qualifier: object,
     input_example: pd.DataFrame,
     output_example: pd.DataFrame,
     metadata: Mapping[str, object] | None = None,
 ) -> mlflow.models.model.ModelInfo:
-    """Log a fitted qualifier (saved with joblib) as the qualifier pyfunc."""
+    """Log a fitted qualifier (saved with joblib; group-state table in, score, flag and
+    reasons out) as the qualifier pyfunc."""
     import joblib
+
+    from buying_groups.serving.qualifier_pyfunc import QualifierPyfunc
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "qualifier.joblib"
         joblib.dump(qualifier, path)
-        return log_qualifier_pyfunc(path, input_example, output_example, metadata)
+        return _log_pyfunc(
+            "qualifier",
+            QualifierPyfunc(),
+            {"qualifier": str(path)},
+            input_example,
+            output_example,
+            _pin("mlflow", "scikit-learn", "pandas", "numpy", "shap", "joblib"),
+            metadata,
+        )
 
 
 def log_buying_groups_pyfunc(

@@ -11,8 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from buying_groups.config import catalog_from
-from buying_groups.data import dataset
-from buying_groups.data.dataset import has_tables, load_dataset
+from buying_groups.data.dataset import generate_dataset, has_tables, load_dataset
 from buying_groups.data.examples import crm_examples_from, examples_from, label_source
 from buying_groups.data.validate import DataValidationError, Problem
 from buying_groups.taxonomy import Catalog
@@ -79,7 +78,7 @@ def ensure_dataset(cfg: DictConfig, regenerate: bool = False) -> Path:
     if regenerate or not has_tables(data_dir):
         with console.status(f"generating '{cfg.data.name}' into {data_dir}"):
             data = OmegaConf.to_container(cfg.data, resolve=True)
-            dataset.ensure_dataset(data_dir, data, catalog_from(cfg), regenerate=True)
+            generate_dataset(data_dir, data, catalog_from(cfg))
     return data_dir
 
 

@@ -50,18 +50,13 @@ def write_dataset(
     return manifest
 
 
-def ensure_dataset(
-    directory: Path | str, data_cfg: Mapping, catalog: Catalog, regenerate: bool = False
-) -> Path:
-    """``directory``, with a synthetic export generated into it from ``data_cfg`` first when
-    it holds no tables (or ``regenerate``): never over a user's export."""
-    directory = Path(directory)
-    if regenerate or not has_tables(directory):
-        from buying_groups.data.generate import GeneratorConfig, generate
+def generate_dataset(directory: Path | str, data_cfg: Mapping, catalog: Catalog) -> dict:
+    """Generate the synthetic export ``data_cfg`` describes into ``directory`` (Parquet);
+    its manifest. Callers check ``has_tables`` first: never write over a user's export."""
+    from buying_groups.data.generate import GeneratorConfig, generate
 
-        dataset = generate(GeneratorConfig.from_config(dict(data_cfg)), catalog)
-        write_dataset(dataset, directory, catalog, ("parquet",))
-    return directory
+    dataset = generate(GeneratorConfig.from_config(dict(data_cfg)), catalog)
+    return write_dataset(dataset, Path(directory), catalog, ("parquet",))
 
 
 def dataset_manifest(directory: Path) -> dict:

@@ -121,7 +121,11 @@ class Collator:
 
 
 def frozen_states(
-    model: RoleModel, enc: Mapping, batch_size: int = 256, bf16: bool = False
+    model: RoleModel,
+    tokenizer: PreTrainedTokenizerBase,
+    enc: Mapping,
+    batch_size: int = 256,
+    bf16: bool = False,
 ) -> list[np.ndarray]:
     """Each example's hidden states after the model's frozen layers, computed once so that
     training runs only the layers above them (``trainer.cache_frozen_layers``): every epoch
@@ -135,14 +139,8 @@ def frozen_states(
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
-            width = int(lengths[rows].max())
-            batch = {}
-            for key in TOKEN_KEYS:
-                if key in enc:
-                    arr = np.zeros((len(rows), width), dtype=np.int64)
-                    for j, r in enumerate(rows):
-                        arr[j, : lengths[r]] = enc[key][r]
-                    batch[key] = torch.from_numpy(arr)
+            tokens = {k: [enc[k][r] for r in rows] for k in TOKEN_KEYS if k in enc}
+            batch = dict(tokenizer.pad(tokens, return_tensors="pt"))
             hidden = model.frozen_layers(**batch).float().numpy().astype(np.float16)
             for j, r in enumerate(rows):
                 out[r] = hidden[j, : lengths[r]]
@@ -151,7 +149,11 @@ def frozen_states(
 
 
 def cache_frozen(
-    model: RoleModel, datasets: list[RoleDataset], tcfg: Mapping, bf16: bool = False
+    model: RoleModel,
+    tokenizer: PreTrainedTokenizerBase,
+    datasets: list[RoleDataset],
+    tcfg: Mapping,
+    bf16: bool = False,
 ) -> bool:
     """Attach the frozen layers' outputs to ``datasets`` where the model and the memory
     budget (``trainer.cache_frozen_max_gb``) allow; whether it did."""
@@ -164,7 +166,7 @@ def cache_frozen(
         return False
     started = time.perf_counter()
     for ds in datasets:
-        ds.frozen = frozen_states(model, ds.enc, bf16=bf16)
+        ds.frozen = frozen_states(model, tokenizer, ds.enc, bf16=bf16)
     log.info(
         "frozen layers cached for %d examples (%.2f GB) in %.0f s",
         sum(len(ds) for ds in datasets),
@@ -317,7 +319,7 @@ def train_role_model(
         )
     )
     args = training_arguments(trainer_cfg, output_dir, seed, report_to or [], run_name)
-    cache_frozen(model, [train_ds, eval_ds], trainer_cfg, bf16=args.bf16)
+    cache_frozen(model, tokenizer, [train_ds, eval_ds], trainer_cfg, bf16=args.bf16)
     trainer = Trainer(
         model=model,
         args=args,
