@@ -12,6 +12,9 @@ request is ``--contacts`` contacts' ``job_title`` and ``activity_text`` (persona
 only, no groups). ``--variant`` starts the server with that inference variant.
 ``--clients`` threads send requests back to back for ``--seconds``; the script prints
 requests/s, p50/p99 latency and the number of errors (any status other than 200).
+Requests cycle through every demo account with enough contacts (about 500), so a title the
+server has scored before comes back as often as titles repeat across accounts; ``--serve
+prediction_cache=0`` measures a server that runs the role model for every request.
 """
 
 from __future__ import annotations
@@ -86,9 +89,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(port: int, model_uri: str | None, variant: str | None) -> subprocess.Popen:
+def start_server(
+    port: int, model_uri: str | None, variant: str | None, extra: list[str]
+) -> subprocess.Popen:
     cmd = ["bg-serve", f"port={port}"] + ([f"model_uri={model_uri}"] if model_uri else [])
-    cmd += [f"variant={variant}"] if variant else []
+    cmd += ([f"variant={variant}"] if variant else []) + extra
     env = {k: v for k, v in os.environ.items() if k != "BG_SERVE_TOKEN"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(240):
@@ -151,17 +156,23 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=20)
     ap.add_argument("--roles", action="store_true", help="serve and call the role model")
     ap.add_argument("--variant", help="the server's inference variant (default: the model's)")
+    ap.add_argument(
+        "--serve",
+        nargs="*",
+        default=[],
+        help="more bg-serve overrides, e.g. workers=1 prediction_cache=0 (a cold role model)",
+    )
     args = ap.parse_args()
     if args.roles:
         args.model_uri = args.model_uri or "models:/buying-group-roles@champion"
         bodies = role_requests(Path(args.data), args.contacts, n=200)
     else:
-        bodies = account_requests(Path(args.data), args.contacts, args.events, n=50)
+        bodies = account_requests(Path(args.data), args.contacts, args.events, n=100_000)
     proc = None
     url = args.url
     if url is None:
         port = free_port()
-        proc = start_server(port, args.model_uri, args.variant)
+        proc = start_server(port, args.model_uri, args.variant, args.serve)
         url = f"http://127.0.0.1:{port}/invocations"
     try:
         requests.post(url, json=bodies[0], timeout=60).raise_for_status()  # warm-up
@@ -178,6 +189,7 @@ def main() -> None:
     print(
         f"{args.clients} clients x {args.seconds:.0f}s, {what} per request, "
         f"variant {args.variant or 'as recorded'}"
+        + (f", bg-serve {' '.join(args.serve)}" if args.serve else "")
     )
     cells = [f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()]
     print(" | ".join(cells))

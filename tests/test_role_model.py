@@ -132,6 +132,33 @@ def test_the_prediction_cache_gives_back_what_the_model_predicted(
     assert PredictionCache().load(tmp_path / "older.parquet", digest, len(PRODUCTS)) == 0
 
 
+def test_a_bounded_prediction_cache_empties_when_full_and_stays_right(
+    model_and_tokenizer, tmp_path
+):
+    """A server's cache holds at most ``limit`` entries per model and tracks no keys for
+    saving; answers after it emptied are the model's own."""
+    from buying_groups.models.inference import PredictionCache, caching, prediction_key
+
+    model, tok = model_and_tokenizer
+    model.save(tmp_path / "model", tok)
+    model, tok = RoleModel.load(tmp_path / "model")
+    titles = pd.DataFrame({"job_title": [f"Buyer {i}" for i in range(30)], "activity_text": ""})
+    expected = predict_proba(model, tok, titles)
+    cache = PredictionCache(limit=20)
+    with caching(cache):
+        predict_proba(model, tok, titles.iloc[:15])
+        assert len(cache.tables[prediction_key(model)].row) == 15
+        again = predict_proba(model, tok, titles)  # 15 hits; 15 more would pass the limit
+        assert (cache.hits, cache.misses) == (15, 30)
+        assert len(cache.tables[prediction_key(model)].row) == 15  # emptied, then the new
+        last = predict_proba(model, tok, titles.iloc[15:])
+        assert cache.hits == 30
+    assert not cache.used
+    for head in ("function", "seniority", "role"):
+        np.testing.assert_allclose(again[head], expected[head], atol=1e-6)
+        np.testing.assert_allclose(last[head], expected[head][15:], atol=1e-6)
+
+
 def test_input_errors_are_clear():
     with pytest.raises(ValueError, match="missing input column 'activity_text'"):
         clean_inputs(pd.DataFrame({"job_title": ["x"]}))

@@ -153,3 +153,92 @@ def test_serve_answers_good_and_bad_requests(promoted, monkeypatch):
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def test_bg_serve_workers_answer_as_the_model_does(promoted, tmp_path):
+    """``bg-serve workers=2`` (spawned processes, object strings, a prediction cache) gives
+    the answers the model gives in this process, cold and from the cache, and the same 400s."""
+    import os
+    import socket
+    import time
+
+    import requests
+
+    from buying_groups import tracking
+    from buying_groups.serving.server import parse_payload
+
+    _, uri, _, _ = promoted
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "BG_SERVE_TOKEN"}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from buying_groups.cli.serve import main; main()",
+            f"port={port}",
+            "workers=2",
+            f"tracking.uri={uri}",
+            f"hydra.run.dir={tmp_path / 'serve'}",
+        ],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    bodies = [
+        {
+            "dataframe_records": [
+                {
+                    "account_id": f"A{k}",
+                    "contact_id": f"C{k}-{i}",
+                    "job_title": title,
+                    "activities": [
+                        {
+                            "timestamp": "2026-03-01T10:00:00Z",
+                            "action": "requested_demo",
+                            "channel": "sales",
+                            "topic": "security_platform",
+                        }
+                    ]
+                    * i,
+                }
+                for i, title in enumerate(["CISO", "Einkaufsleiter", "Директор по ИТ", ""])
+            ]
+        }
+        for k in range(3)
+    ]
+    mlflow.set_tracking_uri(uri)
+    model = tracking.load_model(
+        mlflow.artifacts.download_artifacts("models:/buying-groups@champion")
+    )
+    expected = [
+        json.loads(
+            model.unwrap_python_model()
+            .predict(None, parse_payload(json.dumps(b).encode()))
+            .to_json(orient="records", date_format="iso")
+        )
+        for b in bodies
+    ]
+    try:
+        for _ in range(240):
+            try:
+                if requests.get(f"{url}/ping", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.5)
+        assert requests.get(f"{url}/version", timeout=5).json()["alias"] == "champion"
+        for _ in range(3):  # cold, then from each worker's cache
+            for body, want in zip(bodies, expected, strict=True):
+                r = requests.post(f"{url}/invocations", json=body, timeout=60)
+                assert r.status_code == 200, r.text
+                assert r.json()["predictions"] == want
+        bad = {"dataframe_records": [{**bodies[0]["dataframe_records"][0], "job_title": 7}]}
+        r = requests.post(f"{url}/invocations", json=bad, timeout=60)
+        assert r.status_code == 400 and "job_title" in r.json()["message"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

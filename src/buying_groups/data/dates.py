@@ -21,6 +21,11 @@ LATEST = pd.Timestamp("2100-01-01")  # exclusive
 RANGE = f"between {EARLIEST:%Y-%m-%d} and {LATEST - pd.Timedelta(days=1):%Y-%m-%d}"
 _DOTTED = re.compile(r"^\s*(\d{1,2})\.(\d{1,2})\.(\d{4})(?=$|[\sT])")
 _YEAR = re.compile(r"^\s*[+-]?(\d{1,6})-")
+# The common extended ISO forms (what JSON callers send), read by the standard library in
+# about a microsecond; everything else goes through pandas' ISO 8601 parser (~100x slower).
+_PLAIN_ISO = re.compile(
+    r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?)?(?:Z|[+-]\d{2}:\d{2})?"
+)
 
 
 def future_after() -> pd.Timestamp:
@@ -52,6 +57,11 @@ def parse_date(value: object, field: str) -> pd.Timestamp:
 
 
 def _parse_text(text: str, field: str) -> pd.Timestamp:
+    if _PLAIN_ISO.fullmatch(text):
+        try:
+            return pd.Timestamp(datetime.fromisoformat(text))
+        except ValueError:  # e.g. 2026-02-30: pandas' parser gives the message below
+            pass
     year = _YEAR.match(text)
     if year and not EARLIEST.year <= int(year.group(1)) < LATEST.year:
         raise DateError(f"{field}: outside the supported range (dates {RANGE})")

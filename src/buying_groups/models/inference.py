@@ -175,10 +175,13 @@ class PredictionCache:
     digest and a hash of each (title, activity text): a rerun encodes only new or changed
     inputs, and a different model never sees another's entries."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int | None = None) -> None:
         self.tables: dict[str, _Entries] = {}
         self.used: set[bytes] = set()  # keys looked up or added (what ``save`` keeps)
         self.hits = self.misses = 0
+        # At most this many entries per model, emptied when full (a long-running server
+        # keeps memory bounded; ``used`` is not tracked then: nothing is saved).
+        self.limit = limit
 
     @staticmethod
     def key(title: str, text: str) -> bytes:
@@ -285,7 +288,10 @@ def predict_proba(
         hit = rows >= 0
         if hit.any():
             f[hit], s[hit], r[hit] = (head[rows[hit]] for head in entries.heads)
-        cache.used.update(keys)
+        if cache.limit is None:
+            cache.used.update(keys)
+        elif len(entries.row) + int((~hit).sum()) > cache.limit:
+            entries = cache.tables[digest] = _Entries()
         todo = np.flatnonzero(~hit)
         cache.hits += int(hit.sum())
         cache.misses += len(todo)

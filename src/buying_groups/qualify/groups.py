@@ -67,10 +67,9 @@ def predict_contact_roles(
                 "seniority": pred["seniority"].to_numpy()[codes],
                 "role": role,
                 "role_proba": probs[np.arange(len(role)), pd.Index(ROLES).get_indexer(role)],
+                **{f"p_{r}": probs[:, j] for j, r in enumerate(ROLES)},
             }
         )
-        for j, r in enumerate(ROLES):
-            frame[f"p_{r}"] = probs[:, j]
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
 
@@ -233,6 +232,16 @@ def _opportunity_state(
 ) -> pd.DataFrame:
     """Per key row: open opportunity at t, past opportunities, won before, days since close."""
     o = opportunities[opportunities["created_at"] <= t]
+    if len(o) == 0:  # a REST request, a new export: no history (the groupbys cost ~10 ms)
+        return pd.DataFrame(
+            {
+                "open_opportunity": np.zeros(len(keys), dtype=bool),
+                "past_opportunities": np.zeros(len(keys)),
+                "won_before": np.zeros(len(keys)),
+                "days_since_closed": np.full(len(keys), 9999.0),
+                "last_outcome": np.full(len(keys), ""),
+            }
+        )
     closed = o["closed_at"].notna() & (o["closed_at"] <= t)
     open_ = o[~closed]
     past = o[closed]

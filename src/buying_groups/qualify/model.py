@@ -74,8 +74,8 @@ def check_features(groups: pd.DataFrame, features: list[str]) -> pd.DataFrame:
     if missing:
         raise ValueError(f"group-state input is missing columns: {', '.join(missing)}")
     X = groups[features]
-    for col in features:
-        if not pd.api.types.is_numeric_dtype(X[col]) and not pd.api.types.is_bool_dtype(X[col]):
+    for col, dtype in X.dtypes.items():
+        if not pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
             bad = X.index[pd.to_numeric(X[col], errors="coerce").isna()]
             if len(bad):
                 raise ValueError(f"row {bad[0]}, column {col!r}: not a number")
@@ -271,34 +271,51 @@ def missing_roles(groups: pd.DataFrame) -> pd.Series:
 
 def engage_next(groups: pd.DataFrame, members: pd.DataFrame, per_role: int = 2) -> pd.Series:
     """For each group, the account's contacts most likely to fill its missing or unengaged
-    roles (by predicted role probability; engaged contacts first among equals)."""
+    roles (by predicted role probability; engaged contacts first among equals).
+
+    Array code, not merges: a REST request runs it for a handful of groups, where pandas'
+    fixed costs per merge were most of its time (docs/serving.md).
+    """
     keys = ["account_id", "product"]
-    parts = []
+    pairs = pd.MultiIndex.from_frame(groups[keys])
+    unique_pairs = pairs.unique()
+    row_pair = unique_pairs.get_indexer(pairs)
+    member_pair = unique_pairs.get_indexer(pd.MultiIndex.from_frame(members[keys]))
+    contact_rank = pd.factorize(members["contact_id"], sort=True)[0]
+    engaged = members["engaged_30d"].to_numpy(dtype=bool)
+    rows, ranks, probs = [], [], []
     for rank, role in enumerate(MEMBER_ROLES):
         col = f"engaged_{role}"
-        open_ = groups[keys] if col not in groups else groups.loc[groups[col] <= 0, keys]
-        cands = members.loc[members[f"p_{role}"] >= 0.2, [*keys, "contact_id", "engaged_30d"]]
-        cands = cands.assign(role=role, rank=rank, p=members[f"p_{role}"])
-        parts.append(cands.merge(open_.drop_duplicates(), on=keys))
-    picks = pd.concat(parts, ignore_index=True).sort_values(
-        [*keys, "rank", "p", "engaged_30d", "contact_id"],
-        ascending=[True, True, True, False, False, True],
-        kind="stable",
-    )
-    picks = picks.groupby([*keys, "rank"], sort=False).head(per_role)
-    by_pair: dict[tuple, list[dict]] = {}
-    for a, prod, role, c, q in zip(
-        picks["account_id"],
-        picks["product"],
-        picks["role"],
-        picks["contact_id"],
-        picks["p"],
-        strict=True,
-    ):
-        by_pair.setdefault((a, prod), []).append(
-            {"role": role, "contact_id": c, "probability": round(float(q), 3)}
+        open_ = np.ones(len(unique_pairs), dtype=bool)
+        if col in groups:  # open where any of the pair's rows has no engaged member
+            open_[:] = False
+            open_[row_pair[groups[col].to_numpy() <= 0]] = True
+        p = members[f"p_{role}"].to_numpy(dtype=float)
+        sel = np.flatnonzero((p >= 0.2) & (member_pair >= 0))
+        sel = sel[open_[member_pair[sel]]]
+        rows.append(sel)
+        ranks.append(np.full(len(sel), rank))
+        probs.append(p[sel])
+    row, rank, p = (np.concatenate(x) for x in (rows, ranks, probs))
+    pair = member_pair[row]
+    # per pair and role: likeliest first, engaged first among equals, then by contact id
+    order = np.lexsort((contact_rank[row], ~engaged[row], -p, rank, pair))
+    row, rank, p, pair = row[order], rank[order], p[order], pair[order]
+    group = pair * len(MEMBER_ROLES) + rank
+    starts = np.r_[True, group[1:] != group[:-1]] if len(group) else np.zeros(0, dtype=bool)
+    first = np.maximum.accumulate(np.where(starts, np.arange(len(group)), 0))
+    keep = np.arange(len(group)) - first < per_role
+    contact_ids = members["contact_id"].to_numpy()
+    by_pair: dict[int, list[dict]] = {}
+    for i, k, q in zip(row[keep], rank[keep], p[keep], strict=True):
+        by_pair.setdefault(int(member_pair[i]), []).append(
+            {
+                "role": MEMBER_ROLES[k],
+                "contact_id": contact_ids[i],
+                "probability": round(float(q), 3),
+            }
         )
-    out = [by_pair.get(k, []) for k in zip(groups["account_id"], groups["product"], strict=True)]
+    out = [by_pair.get(int(k), []) for k in row_pair]
     return pd.Series(out, index=groups.index, name="engage_next")
 
 

@@ -12,11 +12,15 @@ per process (fast tokenizers are not safe to share across threads).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import hmac
 import json
 import logging
+import os
 import threading
 import uuid
+import warnings
 from dataclasses import dataclass
 
 import mlflow
@@ -25,6 +29,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from buying_groups import __version__, tracking
+from buying_groups.models.inference import PredictionCache, caching
 from buying_groups.serving.buying_groups_pyfunc import short_name
 
 log = logging.getLogger("buying_groups.serve")
@@ -273,9 +278,17 @@ def parse_payload(body: bytes) -> pd.DataFrame:
     return pd.DataFrame.from_records(data)
 
 
-def create_app(model_uri: str, limits: Limits, model_config: dict | None = None) -> FastAPI:
+def create_app(
+    model_uri: str,
+    limits: Limits,
+    model_config: dict | None = None,
+    prediction_cache: int = 100_000,
+    identity: dict | None = None,
+) -> FastAPI:
     """The FastAPI app serving ``model_uri`` (loaded once, here, with ``model_config``,
-    e.g. ``{"variant": "onnx"}``)."""
+    e.g. ``{"variant": "onnx"}``). The role model's answers for up to ``prediction_cache``
+    distinct titles are kept in memory (titles repeat across accounts; 0: none).
+    ``identity``: what ``/version`` says, when the caller resolved it already."""
     from mlflow.pyfunc import scoring_server
 
     model = tracking.load_model(mlflow.artifacts.download_artifacts(model_uri), model_config)
@@ -287,7 +300,7 @@ def create_app(model_uri: str, limits: Limits, model_config: dict | None = None)
     app.state.variant = getattr(python_model, "role_variant", "fp32")
     # MLflow's /version answers MLflow's own version; a caller wants the model's.
     identity = {
-        **tracking.model_identity(model_uri),
+        **(identity or tracking.model_identity(model_uri)),
         "role_variant": app.state.variant,
         "package": __version__,
         "mlflow": mlflow.__version__,
@@ -295,12 +308,13 @@ def create_app(model_uri: str, limits: Limits, model_config: dict | None = None)
     ours = ("/invocations", "/version")
     app.router.routes = [r for r in app.router.routes if getattr(r, "path", "") not in ours]
     lock = threading.Lock()
+    cache = PredictionCache(limit=prediction_cache) if prediction_cache > 0 else None
 
     def error(status: int, code: str, message: str, headers: dict | None = None) -> Response:
         return JSONResponse({"error_code": code, "message": message}, status, headers=headers)
 
     def predict(frame: pd.DataFrame) -> pd.DataFrame:
-        with lock:
+        with lock, caching(cache) if cache is not None else contextlib.nullcontext():
             if python_model is not None and hasattr(python_model, "predict_roles"):
                 # Our own model validates every field itself; MLflow's schema enforcement
                 # would put the offending data into its error message.
@@ -369,3 +383,91 @@ def create_app(model_uri: str, limits: Limits, model_config: dict | None = None)
         return JSONResponse({"predictions": records})
 
     return app
+
+
+SETTINGS_ENV = "BG_SERVE_SETTINGS"
+
+
+def serve(
+    model_uri: str,
+    limits: Limits,
+    model_config: dict | None,
+    prediction_cache: int,
+    threads: int,
+    host: str,
+    port: int,
+    workers: int = 1,
+) -> None:
+    """Run the server; ``workers`` > 1 starts that many processes on one socket, each with
+    its own copy of the model (requests are CPU-bound Python: threads would share one GIL).
+
+    An alias is resolved here, once, so that every worker serves the same version even if
+    the alias moves while they start."""
+    import uvicorn
+
+    from buying_groups.models.runtime import check_variant
+
+    identity = tracking.model_identity(model_uri)
+    if identity["alias"]:
+        model_uri = f"models:/{identity['name']}/{identity['version']}"
+    if workers > 1:  # fetched once; a wrong variant stops here, not in every worker
+        model_uri = mlflow.artifacts.download_artifacts(model_uri)
+        if (model_config or {}).get("variant"):
+            check_variant(model_config["variant"])
+    settings = {
+        "model_uri": model_uri,
+        "limits": dataclasses.asdict(limits),
+        "model_config": model_config,
+        "prediction_cache": prediction_cache,
+        "threads": threads,
+        "identity": identity,
+        "tracking_uri": mlflow.get_tracking_uri(),
+    }
+    if workers <= 1:
+        plain_strings()
+        app = app_from_settings(settings)
+        log.info("serving %s (%s)", model_uri, app.state.variant)
+        uvicorn.run(app, host=host, port=port, workers=1, log_level="info")
+        return
+    # Workers are spawned: they read the settings (the token too, as the parent read it from
+    # its own environment) from theirs.
+    os.environ[SETTINGS_ENV] = json.dumps(settings)
+    uvicorn.run(
+        "buying_groups.serving.server:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+    )
+
+
+def plain_strings() -> None:
+    """Text columns as Python objects, not pandas 3's Arrow-backed strings, in a server
+    process: a request's frames are tiny, and converting each small column to Arrow and
+    back made a third of a warm request's time (30 -> 20 ms per 10-contact account; the
+    answers are the same, tests/test_serving.py). Batch scoring keeps pandas' default."""
+    # pandas 3 deprecates the option (pandas 4 drops it: then this does nothing)
+    with warnings.catch_warnings(), contextlib.suppress(KeyError, pd.errors.OptionError):
+        warnings.simplefilter("ignore")
+        pd.set_option("future.infer_string", False)
+
+
+def app_from_settings(settings: dict) -> FastAPI:
+    from buying_groups.models.runtime import set_scoring_threads
+
+    mlflow.set_tracking_uri(settings["tracking_uri"])
+    set_scoring_threads(settings["threads"])
+    return create_app(
+        settings["model_uri"],
+        Limits(**settings["limits"]),
+        settings["model_config"],
+        settings["prediction_cache"],
+        settings["identity"],
+    )
+
+
+def app_from_env() -> FastAPI:
+    """The app a worker process builds (``uvicorn --factory``), from the parent's settings."""
+    plain_strings()
+    return app_from_settings(json.loads(os.environ[SETTINGS_ENV]))
