@@ -63,7 +63,10 @@ def test_generate_writes_every_table_in_both_formats(tmp_path):
 
 
 @pytest.mark.slow
-def test_pipeline_on_tiny(tmp_path):
+def test_pipeline_on_tiny(tmp_path, tiny_bert_dir):
+    """Every step of the main job and their wiring, with the student, on the session's tiny
+    2-layer encoder (the default MiniLM on tiny took 8 of the suite's minutes here and
+    asserted nothing about quality; the behavioural tests and README command 1 train it)."""
     proc = _run(
         "pipeline",
         "data=tiny",
@@ -71,8 +74,10 @@ def test_pipeline_on_tiny(tmp_path):
         f"hydra.run.dir={tmp_path / 'run'}",
         f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
         f"scores_dir={tmp_path / 'scores'}",
+        f"model.name_or_path={tiny_bert_dir}",
         "student=true",
         "student_transfer=true",
+        "student_overrides=['experiment=distill','distill.layers=1']",
         "title_lists=[curated]",  # as experiment=tiny: the BLS list would outnumber tiny
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

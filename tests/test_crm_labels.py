@@ -134,7 +134,7 @@ def test_bad_crm_labels_stop_with_one_clear_message(tiny_dir, tmp_path, edit, ov
 
 
 @pytest.mark.slow
-def test_pipeline_on_an_export_without_ground_truth(tiny_dir, tmp_path):
+def test_pipeline_on_an_export_without_ground_truth(tiny_dir, tiny_bert_dir, tmp_path):
     """bg-pipeline labels=crm on an export with no labels/ and no manifest (a real CRM's):
     it trains from the contact roles, registers a champion and scores every contact."""
     data = tmp_path / "export"
@@ -151,6 +151,7 @@ def test_pipeline_on_an_export_without_ground_truth(tiny_dir, tmp_path):
         f"hydra.run.dir={tmp_path / 'run'}",
         "title_lists=[curated]",
         "trainer.epochs=2",
+        f"model.name_or_path={tiny_bert_dir}",  # the session's tiny encoder: seconds, not minutes
     ]
     proc = subprocess.run(
         [sys.executable, "-c", "from buying_groups.cli.pipeline import main; main()", *args],
