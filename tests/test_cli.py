@@ -77,7 +77,8 @@ def test_pipeline_on_tiny(tmp_path, tiny_bert_dir):
         f"model.name_or_path={tiny_bert_dir}",
         "student=true",
         "student_transfer=true",
-        "student_overrides=['experiment=distill','distill.layers=1']",
+        "trainer.epochs=1",  # wiring, not quality: one epoch of each model
+        "student_overrides=['experiment=distill','distill.layers=1','trainer.epochs=1']",
         "title_lists=[curated]",  # as experiment=tiny: the BLS list would outnumber tiny
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
