@@ -82,6 +82,17 @@ def ensure_dataset(cfg: DictConfig, regenerate: bool = False) -> Path:
     return data_dir
 
 
+def load_or_exit(
+    cfg: DictConfig, catalog: Catalog
+) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame] | None]:
+    """The validated tables and labels of ``cfg.data_dir``; bad input ends the command with
+    one line per problem."""
+    try:
+        return load_dataset(Path(cfg.data_dir), catalog)
+    except DataValidationError as exc:
+        exit_on_data_error(exc)
+
+
 def load_labelled_examples(cfg: DictConfig, catalog: Catalog, purpose: str) -> pd.DataFrame:
     """The labelled contacts of ``cfg.data_dir`` with their splits: the ground truth as of
     the export date, or with ``labels=crm`` the CRM's own labels (``data.crm_labels``).

@@ -14,11 +14,10 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from buying_groups import registry, tracking
-from buying_groups.cli.common import console, exit_on_data_error, print_frame
+from buying_groups.cli.common import console, load_or_exit, print_frame
 from buying_groups.config import catalog_from, hydra_entry
-from buying_groups.data.dataset import dataset_manifest, load_dataset
+from buying_groups.data.dataset import dataset_manifest
 from buying_groups.data.real_titles import real_title_eval
-from buying_groups.data.validate import DataValidationError
 from buying_groups.qualify.promotion import EXAMPLE, decide, deployable_metrics, ood_test
 from buying_groups.qualify.promotion import role_model_cost as cost_of
 
@@ -74,10 +73,7 @@ def champion_model(cfg: DictConfig, measure: Measure) -> tuple[str | None, dict 
 
 def run(cfg: DictConfig) -> dict:
     catalog = catalog_from(cfg)
-    try:
-        tables, labels = load_dataset(Path(cfg.data_dir), catalog)
-    except DataValidationError as exc:
-        exit_on_data_error(exc)
+    tables, labels = load_or_exit(cfg, catalog)
     ood = ood_test(cfg, tables, labels, catalog)
     real = real_title_eval() if cfg.real_titles else None
     tracking.setup(cfg.tracking)

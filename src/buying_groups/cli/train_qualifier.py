@@ -14,11 +14,10 @@ from omegaconf import DictConfig
 
 from buying_groups import registry, tracking
 from buying_groups.baselines.rules import RulesBaseline
-from buying_groups.cli.common import console, ensure_dataset, exit_on_data_error, print_frame
+from buying_groups.cli.common import console, ensure_dataset, load_or_exit, print_frame
 from buying_groups.config import catalog_from, hydra_entry
-from buying_groups.data.dataset import dataset_manifest, load_dataset
+from buying_groups.data.dataset import dataset_manifest
 from buying_groups.data.io import write_table
-from buying_groups.data.validate import DataValidationError
 from buying_groups.qualify.groups import feature_columns
 from buying_groups.qualify.model import qualifier_outputs
 from buying_groups.qualify.training import build_groups, evaluate, explain, fit, journeys
@@ -115,10 +114,7 @@ def load_tables(cfg: DictConfig, catalog: Catalog) -> tuple[dict, dict]:
     """The tables of ``cfg.data_dir`` (generated first when missing) and its manifest."""
     if cfg.generate_if_missing:
         ensure_dataset(cfg)
-    try:
-        tables, _ = load_dataset(Path(cfg.data_dir), catalog)
-    except DataValidationError as exc:
-        exit_on_data_error(exc)
+    tables, _ = load_or_exit(cfg, catalog)
     return tables, dataset_manifest(Path(cfg.data_dir))
 
 
