@@ -14,7 +14,8 @@ only, no groups). ``--variant`` starts the server with that inference variant.
 requests/s, p50/p99 latency and the number of errors (any status other than 200).
 Requests cycle through every demo account with enough contacts (about 500), so a title the
 server has scored before comes back as often as titles repeat across accounts; ``--serve
-prediction_cache=0`` measures a server that runs the role model for every request.
+prediction_cache=0`` measures a server that runs the role model for every request, ``--warm
+60`` one after a minute of the same traffic (steady state: its workers have seen the titles).
 """
 
 from __future__ import annotations
@@ -109,14 +110,19 @@ def start_server(
     raise SystemExit("bg-serve did not answer /ping within 120 s")
 
 
-def hammer(url: str, bodies: list[dict], clients: int, seconds: float) -> dict:
+def hammer(
+    url: str, bodies: list[dict], clients: int, seconds: float, reconnect: bool = False
+) -> dict:
+    """``clients`` threads posting ``bodies`` in turn for ``seconds``; each keeps one
+    connection unless ``reconnect`` (a new one per request: the server's workers, which
+    each accept their own connections, all see every body)."""
     latencies: list[float] = []
     errors: list[int] = []
     lock = threading.Lock()
     stop = time.perf_counter() + seconds
 
     def client(k: int) -> None:
-        session = requests.Session()
+        session = requests if reconnect else requests.Session()
         i = k
         while time.perf_counter() < stop:
             t = time.perf_counter()
@@ -157,6 +163,13 @@ def main() -> None:
     ap.add_argument("--roles", action="store_true", help="serve and call the role model")
     ap.add_argument("--variant", help="the server's inference variant (default: the model's)")
     ap.add_argument(
+        "--warm",
+        type=float,
+        default=0,
+        help="seconds of the same traffic before timing, not counted: a server in steady "
+        "state, whose workers have seen the titles (default 0: one warm-up request)",
+    )
+    ap.add_argument(
         "--serve",
         nargs="*",
         default=[],
@@ -176,6 +189,8 @@ def main() -> None:
         url = f"http://127.0.0.1:{port}/invocations"
     try:
         requests.post(url, json=bodies[0], timeout=60).raise_for_status()  # warm-up
+        if args.warm:
+            hammer(url, bodies, max(args.clients, 8), args.warm, reconnect=True)
         result = hammer(url, bodies, args.clients, args.seconds)
     finally:
         if proc is not None:
@@ -190,6 +205,7 @@ def main() -> None:
         f"{args.clients} clients x {args.seconds:.0f}s, {what} per request, "
         f"variant {args.variant or 'as recorded'}"
         + (f", bg-serve {' '.join(args.serve)}" if args.serve else "")
+        + (f", after {args.warm:.0f}s of the same traffic (warm)" if args.warm else "")
     )
     cells = [f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()]
     print(" | ".join(cells))
