@@ -21,7 +21,7 @@ def run(cfg: DictConfig) -> None:
     limits = Limits(cfg.max_body_bytes, cfg.max_rows, float(cfg.timeout_s), token or None)
     model_config = {"variant": cfg.variant} if cfg.variant else None
     console.print(
-        f"serving {cfg.model_uri} on http://{cfg.host}:{cfg.port}/invocations with "
+        f"starting: {cfg.model_uri} on http://{cfg.host}:{cfg.port}/invocations with "
         f"{cfg.workers} worker(s) ({'bearer token required' if token else 'no authentication'}; "
         f"max {cfg.max_rows} rows, {cfg.max_body_bytes:,} bytes per request)"
     )

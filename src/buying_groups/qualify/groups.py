@@ -28,6 +28,7 @@ HIGH_INTENT_ACTIONS: tuple[str, ...] = (
 ENGAGED_DAYS = 30
 LONG_DAYS = 90
 RECENCY_CAP_DAYS = 365
+NEVER_CLOSED_DAYS = 9999  # days_since_closed of a pair with no closed opportunity
 KEYS = ["snapshot", "account_id", "product"]
 
 # A role predictor maps model inputs (job_title, activity_text) to the role model's decoded
@@ -238,7 +239,7 @@ def _opportunity_state(
                 "open_opportunity": np.zeros(len(keys), dtype=bool),
                 "past_opportunities": np.zeros(len(keys)),
                 "won_before": np.zeros(len(keys)),
-                "days_since_closed": np.full(len(keys), 9999.0),
+                "days_since_closed": np.full(len(keys), float(NEVER_CLOSED_DAYS)),
                 "last_outcome": np.full(len(keys), ""),
             }
         )
@@ -254,7 +255,8 @@ def _opportunity_state(
     last_won = (
         past.sort_values("closed_at").groupby(["account_id", "product"])["won"].last().reindex(idx)
     )
-    days = ((t - last_close).dt.days).fillna(9999).clip(upper=9999).to_numpy()
+    days = (t - last_close).dt.days.fillna(NEVER_CLOSED_DAYS).clip(upper=NEVER_CLOSED_DAYS)
+    days = days.to_numpy()
     return pd.DataFrame(
         {
             "open_opportunity": idx.isin(open_set),

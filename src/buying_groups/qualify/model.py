@@ -14,7 +14,7 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.pipeline import Pipeline
 
 from buying_groups.data.schema import CHANNELS
-from buying_groups.qualify.groups import MEMBER_ROLES
+from buying_groups.qualify.groups import MEMBER_ROLES, NEVER_CLOSED_DAYS
 
 
 def build_pipeline(params: Mapping, seed: int = 0) -> Pipeline:
@@ -203,7 +203,9 @@ def describe_feature(feature: str, value: float) -> str:
         ),
         "won_before": lambda: "bought this product before" if n else "never bought this product",
         "days_since_closed": lambda: (
-            "no closed opportunity" if v >= 9999 else f"last opportunity closed {n} days ago"
+            "no closed opportunity"
+            if v >= NEVER_CLOSED_DAYS
+            else f"last opportunity closed {n} days ago"
         ),
     }
     if feature in phrases:
@@ -302,13 +304,13 @@ def engage_next(groups: pd.DataFrame, members: pd.DataFrame, per_role: int = 2) 
     order = np.lexsort((contact_rank[row], ~engaged[row], -p, rank, pair))
     row, rank, p, pair = row[order], rank[order], p[order], pair[order]
     group = pair * len(MEMBER_ROLES) + rank
-    starts = np.r_[True, group[1:] != group[:-1]] if len(group) else np.zeros(0, dtype=bool)
+    starts = np.diff(group, prepend=-1) != 0  # codes are >= 0: the first row starts one
     first = np.maximum.accumulate(np.where(starts, np.arange(len(group)), 0))
     keep = np.arange(len(group)) - first < per_role
     contact_ids = members["contact_id"].to_numpy()
     by_pair: dict[int, list[dict]] = {}
-    for i, k, q in zip(row[keep], rank[keep], p[keep], strict=True):
-        by_pair.setdefault(int(member_pair[i]), []).append(
+    for g, i, k, q in zip(pair[keep], row[keep], rank[keep], p[keep], strict=True):
+        by_pair.setdefault(int(g), []).append(
             {
                 "role": MEMBER_ROLES[k],
                 "contact_id": contact_ids[i],
