@@ -34,7 +34,7 @@ def test_console_scripts_launch_their_command():
         for ep in entry_points(group="console_scripts")
         if ep.value.startswith("buying_groups.")
     }
-    assert len(scripts) == 9
+    assert len(scripts) == 10
     for name, launcher in scripts.items():
         assert name == "bg-" + launcher.__name__.replace("_", "-")
         assert importlib.util.find_spec(f"buying_groups.cli.{launcher.__name__}") is not None

@@ -9,14 +9,14 @@ from omegaconf import OmegaConf
 from buying_groups.data.activity import advocacy_counts
 from buying_groups.data.dataset import write_dataset
 from buying_groups.data.generate import GeneratorConfig, generate
-from buying_groups.data.schema import TABLES
+from buying_groups.data.schema import OPTIONAL_TABLES, SUBSCRIPTION_OUTCOMES, TABLES
 from buying_groups.data.summary import summarize
 from buying_groups.taxonomy import FUNCTIONS, ROLES, SENIORITIES, assign_roles
 
 
 def test_tables_and_keys(tiny_dataset):
     t = tiny_dataset.tables
-    assert set(t) == set(TABLES)
+    assert set(t) == set(TABLES) | set(OPTIONAL_TABLES)
     for name, key in [
         ("accounts", "account_id"),
         ("contacts", "contact_id"),
@@ -75,6 +75,51 @@ def test_labels_cover_the_taxonomy_and_follow_the_rules(tiny_dataset, catalog):
         assert (got["role"].to_numpy() == expect).all()
 
 
+def test_subscriptions_are_chains_of_terms_at_customers(tiny_dataset):
+    t = tiny_dataset.tables
+    subs, end = t["subscriptions"], tiny_dataset.config.end
+    customers = t["accounts"].loc[t["accounts"]["is_customer"], "account_id"]
+    assert len(subs) and subs["account_id"].isin(customers).all()
+    assert set(customers) <= set(subs["account_id"])  # every customer subscribes to something
+    assert subs["term_id"].is_unique and (subs["term_end"] > subs["term_start"]).all()
+    assert subs["outcome"].dropna().isin(SUBSCRIPTION_OUTCOMES).all()
+    # an outcome exactly when the term ended inside the export
+    assert (subs["outcome"].notna() == (subs["term_end"] <= end)).all()
+    for _, terms in subs.sort_values("term_start").groupby("subscription_id"):
+        assert (terms["term_start"].to_numpy()[1:] == terms["term_end"].to_numpy()[:-1]).all()
+        assert terms["product"].nunique() == 1
+        # a churned subscription has no later term; only the last term may still run
+        assert (terms["outcome"].iloc[:-1] != "churned").all()
+        assert terms["outcome"].iloc[:-1].notna().all()
+
+
+def test_people_who_leave_stop_and_successors_start_later(tiny_cfg, catalog):
+    from buying_groups.data.customers import installed_base, owned_products
+    from buying_groups.data.generate import INSTALLED_HISTORY_DAYS, _accounts, _contacts
+    from buying_groups.data.generate import _static_roles
+
+    cfg = GeneratorConfig.from_config(OmegaConf.to_container(tiny_cfg.data, resolve=True))
+    cfg.customers.leave_per_year = 2.0  # many departures in a tiny dataset
+    rng = np.random.default_rng(0)
+    accounts = _accounts(cfg, catalog, rng)
+    contacts = _contacts(cfg, accounts, rng)
+    roles = _static_roles(contacts, catalog)
+    owned = owned_products(cfg.customers, catalog, accounts, rng)
+    start = cfg.start - pd.Timedelta(days=INSTALLED_HISTORY_DAYS)
+    base = installed_base(
+        cfg.customers, start, cfg.end, catalog, contacts, roles, cfg.title_noise, owned, rng
+    )
+    assert len(base.left_at) and len(base.successors)
+    last = base.events.groupby("contact_id")["timestamp"].max()
+    left = base.left_at[base.left_at.index.isin(last.index)]
+    assert (last.loc[left.index] <= left + pd.Timedelta(days=1)).all()
+    first = base.events.groupby("contact_id")["timestamp"].min()
+    succ = base.successors.set_index("contact_id")
+    seen = succ.index[succ.index.isin(first.index)]
+    assert (first.loc[seen] >= succ.loc[seen, "created_at"]).all()
+    assert not succ.index.isin(contacts["contact_id"]).any()  # new people, new ids
+
+
 def test_committees(tiny_dataset):
     sizes = tiny_dataset.labels["committees"].groupby("window_id").size()
     assert sizes.min() >= 3 and sizes.max() <= 21  # 3-20 plus at most one tag-along
@@ -84,7 +129,7 @@ def test_committees(tiny_dataset):
 def test_deterministic_and_seeded(tiny_cfg, catalog, tiny_dataset, tmp_path):
     cfg = GeneratorConfig.from_config(OmegaConf.to_container(tiny_cfg.data, resolve=True))
     again = generate(cfg, catalog)
-    for name in TABLES:
+    for name in TABLES + OPTIONAL_TABLES:
         pd.testing.assert_frame_equal(again.tables[name], tiny_dataset.tables[name])
     a = write_dataset(tiny_dataset, tmp_path / "a", catalog)
     b = write_dataset(again, tmp_path / "b", catalog)

@@ -324,6 +324,28 @@ def log_qualifier(
         )
 
 
+def log_renewal_model(
+    model: object, input_example: pd.DataFrame, metadata: Mapping[str, object] | None = None
+) -> mlflow.models.model.ModelInfo:
+    """Log a fitted renewal-risk model (joblib; renewal states in, risk and reasons out)."""
+    import joblib
+
+    from buying_groups.serving.retention_pyfunc import RetentionPyfunc, renewal_outputs
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "renewal_risk.joblib"
+        joblib.dump(model, path)
+        return _log_pyfunc(
+            "renewal_risk",
+            RetentionPyfunc(),
+            {"renewal_risk": str(path)},
+            input_example,
+            renewal_outputs(model, input_example),
+            _pin("mlflow", "scikit-learn", "pandas", "numpy", "joblib"),
+            metadata,
+        )
+
+
 def log_buying_groups_pyfunc(
     role_model_uri: str,
     qualifier_uri: str,

@@ -17,7 +17,7 @@ from buying_groups.data.io import (
     write_json,
     write_tables,
 )
-from buying_groups.data.schema import LABEL_TABLES, TABLES
+from buying_groups.data.schema import LABEL_TABLES, TABLE_ORDER
 from buying_groups.data.summary import summarize
 from buying_groups.data.validate import DataValidationError, load_tables
 from buying_groups.taxonomy import Catalog
@@ -66,7 +66,7 @@ def dataset_manifest(directory: Path) -> dict:
     directory = Path(directory)
     if (directory / MANIFEST).exists():
         return read_json(directory / MANIFEST)
-    files = [p for n in TABLES if (p := find_table(directory, n)) is not None]
+    files = [p for n in TABLE_ORDER if (p := find_table(directory, n)) is not None]
     rows = {p.stem: len(read_table(p)) for p in files}
     return {
         "name": directory.name,
@@ -94,8 +94,9 @@ def read_labels(directory: Path) -> dict[str, pd.DataFrame] | None:
 def load_dataset(
     directory: Path, catalog: Catalog
 ) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame] | None]:
-    """Validated tables (raises DataValidationError) and labels if present."""
-    result = load_tables(directory, catalog, on_bad_rows="error", tables=TABLES)
+    """Validated tables (raises DataValidationError) and labels if present; an optional table
+    (``subscriptions``) is there only if the export has it."""
+    result = load_tables(directory, catalog, on_bad_rows="error", tables=TABLE_ORDER)
     if not result.ok:
         raise DataValidationError(result.problems)
     return result.tables, read_labels(directory)

@@ -35,6 +35,13 @@ from buying_groups.data.activity import (
     advocacy_kind,
 )
 from buying_groups.data.crm_writing import CrmWriting, enrichment, rep_contact_roles
+from buying_groups.data.customers import (
+    CustomerConfig,
+    drop_after_leaving,
+    installed_base,
+    owned_products,
+    subscriptions,
+)
 from buying_groups.data.titles import TitleComposer, TitleNoise
 from buying_groups.taxonomy import ADVOCACY_KINDS, GENERAL_TOPIC, Catalog, assign_roles
 
@@ -137,6 +144,7 @@ class GeneratorConfig:
     crm: CrmWriting = field(default_factory=CrmWriting)  # OCR picklist rows, enrichment
     max_events: int = DEFAULT_MAX_EVENTS
     title_noise: TitleNoise = field(default_factory=TitleNoise)
+    customers: CustomerConfig = field(default_factory=CustomerConfig)  # the installed base
 
     @classmethod
     def from_config(cls, cfg: Mapping) -> GeneratorConfig:
@@ -145,6 +153,8 @@ class GeneratorConfig:
             kwargs["title_noise"] = TitleNoise(**dict(kwargs["title_noise"]))
         if "crm" in kwargs:
             kwargs["crm"] = CrmWriting.from_config(kwargs["crm"])
+        if "customers" in kwargs:
+            kwargs["customers"] = CustomerConfig.from_config(kwargs["customers"])
         if "window_days" in kwargs:
             kwargs["window_days"] = tuple(kwargs["window_days"])
         for key in ("hazard", "noise_rate_multiplier"):
@@ -180,15 +190,44 @@ def generate(cfg: GeneratorConfig, catalog: Catalog) -> Dataset:
     windows = _in_market_windows(cfg, catalog, accounts, rng)
     committees = _committees(cfg, catalog, windows, contacts, static_roles, accounts, rng)
     windows = windows[windows["window_id"].isin(committees["window_id"])].reset_index(drop=True)
+    # The installed base draws from its own stream: the rest of a seed's dataset stays put.
+    base_rng = np.random.default_rng([cfg.seed, 2])
+    history = cfg.start - pd.Timedelta(days=INSTALLED_HISTORY_DAYS)
+    owned = owned_products(cfg.customers, catalog, accounts, base_rng)
+    base = installed_base(
+        cfg.customers,
+        history,
+        cfg.end,
+        catalog,
+        contacts,
+        static_roles,
+        cfg.title_noise,
+        owned,
+        base_rng,
+    )
     events = pd.concat(
         [
             _background_events(cfg, catalog, contacts, accounts, rng),
             _committee_events(cfg, catalog, committees, windows, rng),
+            base.events,
         ],
         ignore_index=True,
     )
+    events = drop_after_leaving(events, base.left_at)
+    subs = subscriptions(
+        cfg.customers,
+        cfg.start,
+        cfg.end,
+        owned,
+        pd.concat([contacts, base.successors]),
+        events,
+        base.members,
+        base_rng,
+    )
     events = _finalise_events(cfg, events)
-    contacts = _created_at(cfg, contacts, events, rng)
+    contacts = pd.concat([_created_at(cfg, contacts, events, rng), base.successors])
+    contacts = contacts.reset_index(drop=True)
+    static_roles = _static_roles(contacts, catalog)
     opportunities, ocr = _opportunities(cfg, catalog, accounts, contacts, static_roles, events, rng)
     contact_labels, role_labels = _labels(cfg, catalog, contacts, events)
     public_contacts = contacts[["contact_id", "account_id", "job_title", "country", "created_at"]]
@@ -205,6 +244,7 @@ def generate(cfg: GeneratorConfig, catalog: Catalog) -> Dataset:
         "activities": events,
         "opportunities": opportunities,
         "opportunity_contact_roles": ocr,
+        "subscriptions": subs,
     }
     labels = {
         "contact_labels": contact_labels,
@@ -213,6 +253,11 @@ def generate(cfg: GeneratorConfig, catalog: Catalog) -> Dataset:
         "committees": committees,
     }
     return Dataset(tables, labels, cfg)
+
+
+# Installed-base activity starts this long before the export, so that renewals early in it
+# are decided on a history the export itself only partly shows.
+INSTALLED_HISTORY_DAYS = 200
 
 
 # --- accounts and contacts ---------------------------------------------------------------------

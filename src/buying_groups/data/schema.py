@@ -10,6 +10,9 @@ from dataclasses import dataclass
 # account, an activity to a contact, ...); and the ground truth the generator writes beside
 # them (never part of a real export: training reads it only where it exists).
 TABLES = ("accounts", "contacts", "activities", "opportunities", "opportunity_contact_roles")
+# Tables an export may leave out altogether (the installed base: few marketing exports carry
+# it). Only the steps that need one read it (bg-train-retention reads subscriptions).
+OPTIONAL_TABLES = ("subscriptions",)
 LABEL_TABLES = ("contact_labels", "role_labels", "in_market_windows", "committees")
 
 CHANNELS = ("web", "email", "event", "sales", "product")
@@ -31,7 +34,7 @@ CHANNEL_ALIASES = {
 class Col:
     """One column of the input contract."""
 
-    kind: str  # id | str | text | int | bool | timestamp
+    kind: str  # id | str | text | int | number | bool | timestamp
     required: bool = True  # must be present as a column
     nullable: bool = False  # may a cell be empty
     references: str | None = None  # "table.column" this id must exist in
@@ -83,15 +86,30 @@ SCHEMA: dict[str, dict[str, Col]] = {
         "contact_id": Col("id", references="contacts.contact_id"),
         "role": Col("str"),
     },
+    # One row per term of a subscription (a contract line); ``outcome`` is what happened at
+    # the term's end, empty while it runs: renewed, expanded, downgraded or churned.
+    "subscriptions": {
+        "term_id": Col("id"),
+        "subscription_id": Col("id"),
+        "account_id": Col("id", references="accounts.account_id"),
+        "product": Col("str"),
+        "term_start": Col("timestamp"),
+        "term_end": Col("timestamp"),
+        "seats": Col("int", required=False, nullable=True, blank_if_bad=True),
+        "amount": Col("number", required=False, nullable=True, blank_if_bad=True),
+        "outcome": Col("str", nullable=True),
+    },
 }
+SUBSCRIPTION_OUTCOMES = ("renewed", "expanded", "downgraded", "churned")
 PRIMARY_KEYS = {
     "accounts": "account_id",
     "contacts": "contact_id",
     "activities": "activity_id",
     "opportunities": "opportunity_id",
+    "subscriptions": "term_id",
 }
 TABLE_ORDER = tuple(SCHEMA)
 # Tables a real export may hold no rows of (few CRMs have contact roles filled at all).
 OPTIONAL_ROWS = ("opportunity_contact_roles",)  # referenced tables come first
 MAX_TEXT_CHARS = 1_000  # text cells (titles, assets) are cut here; the role model reads 256
-assert TABLE_ORDER == TABLES  # one order for the loader and the generator
+assert TABLE_ORDER == TABLES + OPTIONAL_TABLES  # one order for the loader and the generator

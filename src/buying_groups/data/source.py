@@ -23,7 +23,7 @@ import pandas as pd
 
 from buying_groups.data.validate import (
     SCHEMA,
-    TABLE_ORDER,
+    TABLES,
     DataValidationError,
     Problem,
     ValidationResult,
@@ -46,7 +46,7 @@ def load_export(
     data_dir: Path | str,
     catalog: Catalog,
     on_bad_rows: str = "error",
-    tables: tuple[str, ...] = TABLE_ORDER,
+    tables: tuple[str, ...] = TABLES,
     source: Mapping | None = None,
 ) -> ValidationResult:
     """``load_tables`` for an export in ``source``'s shape: mapped, then validated; the

@@ -60,6 +60,12 @@ def summarize(
             tables["opportunity_contact_roles"]["contact_id"].nunique() / max(len(contacts), 1)
         ),
     }
+    subs = tables.get("subscriptions")
+    if subs is not None and len(subs):
+        decided = subs["outcome"].dropna()
+        out["subscriptions"] = int(subs["subscription_id"].nunique())
+        out["renewals"] = len(decided)
+        out["renewals_at_risk_share"] = float(decided.isin(["downgraded", "churned"]).mean())
     if labels:
         cl = labels["contact_labels"]
         titled = cl["title_kind"] != "empty"

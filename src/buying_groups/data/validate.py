@@ -35,9 +35,12 @@ from buying_groups.data.schema import (  # noqa: F401 (re-exported: the validato
     CHANNELS,
     MAX_TEXT_CHARS,
     OPTIONAL_ROWS,
+    OPTIONAL_TABLES,
     PRIMARY_KEYS,
     SCHEMA,
+    SUBSCRIPTION_OUTCOMES,
     TABLE_ORDER,
+    TABLES,
     Col,
 )
 from buying_groups.taxonomy import (
@@ -106,15 +109,18 @@ def load_tables(
     data_dir: Path | str,
     catalog: Catalog,
     on_bad_rows: str = "error",
-    tables: tuple[str, ...] = TABLE_ORDER,
+    tables: tuple[str, ...] = TABLES,
 ) -> ValidationResult:
-    """Read ``data_dir/<table>.parquet`` (or ``.csv``) for each table and validate them."""
+    """Read ``data_dir/<table>.parquet`` (or ``.csv``) for each table and validate them.
+    A table of ``OPTIONAL_TABLES`` whose file is absent is left out, not a problem."""
     data_dir = Path(data_dir)
     raw: dict[str, pd.DataFrame] = {}
     problems: list[Problem] = []
     if not data_dir.is_dir():
         raise DataValidationError([Problem("-", f"data directory {data_dir} does not exist")])
     for name in tables:
+        if name in OPTIONAL_TABLES and find_table(data_dir, name) is None:
+            continue
         df, problem = read_raw_table(data_dir, name)
         if problem is not None:
             problems.append(problem)
@@ -279,6 +285,11 @@ def _coerce(name: str, df: pd.DataFrame) -> tuple[pd.DataFrame, list[Problem]]:
             bad |= num.notna() & (num != np.round(num))
             out[col] = num.where(~bad).round().astype("Int64")
             problems += _cell_problems(name, col, s, bad, "expected a whole number")
+        elif spec.kind == "number":
+            num = pd.to_numeric(s, errors="coerce")
+            bad = (num.isna() & ~missing) | ~np.isfinite(num.fillna(0.0))
+            out[col] = num.where(~bad).astype("float64")
+            problems += _cell_problems(name, col, s, bad, "expected a number")
         elif spec.kind == "bool":
             if pd.api.types.is_bool_dtype(s):
                 out[col] = s.astype("boolean")
@@ -342,7 +353,7 @@ def _normalise(name: str, df: pd.DataFrame, catalog: Catalog, mapped: Counter[st
                 mapped[f"{name}.topic: (empty) -> {value} ({how})"] += int(rows)
             topic = topic.where(~empty, derived)
         df["topic"] = topic
-    elif name == "opportunities" and "product" in df:
+    elif name in ("opportunities", "subscriptions") and "product" in df:
         df["product"] = _map_values(df["product"], products, None, name, mapped)
     return df
 
@@ -436,6 +447,22 @@ def _value_schema(name: str, catalog: Catalog) -> pa.DataFrameSchema:
                     f"a catalog product ({', '.join(catalog.names)})",
                 )
             ],
+        },
+        "subscriptions": {
+            "product": [
+                pa.Check.isin(
+                    catalog.names,
+                    error=f"unknown product; the catalog has {', '.join(catalog.names)}",
+                )
+            ],
+            "outcome": [
+                pa.Check.isin(
+                    SUBSCRIPTION_OUTCOMES,
+                    error=f"unknown outcome; expected {', '.join(SUBSCRIPTION_OUTCOMES)} or empty",
+                )
+            ],
+            "seats": [pa.Check.ge(0, error="must be >= 0")],
+            "amount": [pa.Check.ge(0, error="must be >= 0")],
         },
         "opportunities": {
             "product": [
