@@ -18,6 +18,24 @@ from buying_groups.data.dataset import load_dataset, write_dataset
 from buying_groups.data.generate import Dataset, GeneratorConfig, generate
 from buying_groups.taxonomy import Catalog
 
+# The files whose tests share the session's trained and promoted tiny models (``trained``,
+# ``promoted``): one pytest-xdist worker runs them all, so the models are built once.
+SHARED_MODEL_FILES = {
+    "test_train_roles.py",
+    "test_promote.py",
+    "test_scoring.py",
+    "test_serving.py",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Group tests for ``--dist loadgroup``: by file, the shared-model files together."""
+    for item in items:
+        name = item.path.name
+        item.add_marker(
+            pytest.mark.xdist_group("shared-model" if name in SHARED_MODEL_FILES else name)
+        )
+
 
 def compose_config(name: str, overrides: list[str] | None = None) -> DictConfig:
     """Compose ``configs/<name>.yaml`` exactly as the CLI would, with overrides."""

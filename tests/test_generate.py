@@ -95,8 +95,12 @@ def test_subscriptions_are_chains_of_terms_at_customers(tiny_dataset):
 
 def test_people_who_leave_stop_and_successors_start_later(tiny_cfg, catalog):
     from buying_groups.data.customers import installed_base, owned_products
-    from buying_groups.data.generate import INSTALLED_HISTORY_DAYS, _accounts, _contacts
-    from buying_groups.data.generate import _static_roles
+    from buying_groups.data.generate import (
+        INSTALLED_HISTORY_DAYS,
+        _accounts,
+        _contacts,
+        _static_roles,
+    )
 
     cfg = GeneratorConfig.from_config(OmegaConf.to_container(tiny_cfg.data, resolve=True))
     cfg.customers.leave_per_year = 2.0  # many departures in a tiny dataset

@@ -292,3 +292,33 @@ def test_tables_are_written_whole_and_readable_as_plain_files_are(tmp_path):
         os.umask(umask)
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv", "t.parquet"]
+
+
+def test_subscriptions_are_optional_and_checked_like_every_table(tiny_dir, catalog, tmp_path):
+    from buying_groups.data.schema import OPTIONAL_TABLES
+
+    tables = TABLES + OPTIONAL_TABLES
+    without = _copy(tiny_dir, tmp_path / "without")  # an export that lacks the table
+    result = load_tables(without, catalog, tables=tables)
+    assert result.ok and "subscriptions" not in result.tables
+
+    subs = pd.read_parquet(tiny_dir / "subscriptions.parquet")
+    good = _copy(tiny_dir, tmp_path / "good")
+    subs.to_csv(good / "subscriptions.csv", index=False)
+    result = load_tables(good, catalog, tables=tables)
+    assert result.ok and len(result.tables["subscriptions"]) == len(subs)
+    assert result.tables["subscriptions"]["amount"].dtype == "float64"
+
+    bad = _copy(tiny_dir, tmp_path / "bad")
+    broken = subs.astype({"outcome": object, "account_id": object, "amount": object})
+    broken.loc[1, "outcome"] = "cancelled"
+    broken.loc[2, "account_id"] = "A999"
+    broken.loc[3, "amount"] = "lots"
+    broken.to_csv(bad / "subscriptions.csv", index=False)
+    result = load_tables(bad, catalog, tables=tables)
+    problems = [str(p) for p in result.problems]
+    assert any("subscriptions, row 2, column 'outcome': unknown outcome" in p for p in problems)
+    assert any("row 3, column 'account_id': unknown account_id 'A999'" in p for p in problems)
+    assert len(problems) == 2  # a bad amount is blanked and reported, not fatal
+    blanked = result.rejects[result.rejects["action"] == "blanked"]
+    assert list(blanked["column"]) == ["amount"] and list(blanked["row"]) == [4]

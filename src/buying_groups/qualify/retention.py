@@ -421,7 +421,8 @@ def train_retention(
     every renewal with a known outcome -> the open renewals ranked, with reasons.
 
     ``settings``: ``lead_days``, ``min_history_days``, ``backtest_months``, ``C``,
-    ``capacity_share``, ``top_reasons`` (configs/train_retention.yaml).
+    ``min_train_positives``, ``capacity_share``, ``top_reasons``
+    (configs/train_retention.yaml).
     """
     subs = tables.get("subscriptions")
     if subs is None or len(subs) == 0:
@@ -434,7 +435,14 @@ def train_retention(
     states = pd.concat([states, baseline_scores(states)], axis=1)
     features = retention_features(states)
     usable = states[usable_renewals(states, export_start, settings["min_history_days"])]
-    scored = backtest(usable, features, export_end, settings["backtest_months"], settings["C"])
+    scored = backtest(
+        usable,
+        features,
+        export_end,
+        settings["backtest_months"],
+        settings["C"],
+        settings.get("min_train_positives", 10),
+    )
     comparison = monthly_capacity_table(scored, METHODS, settings["capacity_share"])
     model = fit_risk(usable, features, settings["C"])
     # Open renewals: no outcome yet; judged as of their decision date or the export's end.
