@@ -8,6 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Two workers on two cores: one math thread each (and in the commands they start).
+    # With PyTorch's default of one per core, four threads spin on two cores and training
+    # runs several times slower than in one process.
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+
 import mlflow
 import pytest
 from hydra import compose, initialize_config_dir
