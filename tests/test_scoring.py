@@ -156,7 +156,7 @@ def test_bg_score_reads_a_crm_export_through_its_source(promoted, tmp_path, sour
     assert any(k.startswith("activities.type: ") for k in summary["mapped"])
     for table, c in summary["counts"].items():
         assert c["rows in"] == c["scored / kept"] + c["rejected"], table
-    assert summary["counts"]["contacts"]["scored / kept"] == 280
+    assert summary["counts"]["contacts"]["scored / kept"] == 296
     groups = pd.read_parquet(tmp_path / "out" / "groups_scored.parquet")
     assert len(groups) == 12 * 3 and groups["score"].between(0, 1).all()
 
