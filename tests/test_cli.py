@@ -80,10 +80,13 @@ def test_pipeline_on_tiny(tmp_path, tiny_bert_dir):
         "trainer.epochs=1",  # wiring, not quality: one epoch of each model
         "student_overrides=['experiment=distill','distill.layers=1','trainer.epochs=1']",
         "title_lists=[curated]",  # as experiment=tiny: the BLS list would outnumber tiny
+        # tiny's few customers renew too rarely for the default backtest
+        "retention_overrides=['retention.backtest_months=8','retention.min_train_positives=3']",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "rules baseline" in proc.stdout and "test_ood" in proc.stdout
     assert "QBG vs MQL vs MQA" in proc.stdout and "bg-serve" in proc.stdout
+    assert "renewal risk, backtest" in " ".join(proc.stdout.split())
     # The registry has both champions, and the scored files cover every input row.
     import mlflow
     import pandas as pd

@@ -2,7 +2,7 @@
 
 generate (unless present) -> validate -> rules baseline -> train + evaluate the role model
 against the baselines -> train the qualifier on groups from that model and compare it with
-MQL and MQA -> promote the best model (registry alias ``champion``) -> distil a fast student
+MQL and MQA -> renewal risk at customers (when the export has subscriptions) -> promote the best model (registry alias ``champion``) -> distil a fast student
 from the role model, train a qualifier on its groups and promote it only if it is better on
 held-out data -> batch-score the data with the champion -> a short report of the numbers and
 where everything is.
@@ -16,13 +16,15 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from buying_groups import registry, tracking
-from buying_groups.cli import promote, score, train_qualifier, train_roles
+from buying_groups.cli import promote, score, train_qualifier, train_retention, train_roles
 from buying_groups.cli.baseline import rules_report
 from buying_groups.cli.common import console, ensure_dataset, print_frame, print_mapping
 from buying_groups.config import hydra_entry
-from buying_groups.data.dataset import dataset_manifest
+from buying_groups.data.dataset import dataset_manifest, has_tables
+from buying_groups.data.io import find_table
 from buying_groups.evaluate import metrics_table
 from buying_groups.models.inference import caching
+from buying_groups.qualify.retention import TooFewRenewals
 
 STUDENT_STEPS = (
     "fast student (distilled from the role model; progress below)",
@@ -60,6 +62,11 @@ def _run(cfg: DictConfig) -> dict:
     names = ["data", "rules baseline"]
     names += ["role model (fine-tuning; progress below)"] if cfg.train_roles else []
     names += ["qualified buying groups vs MQL and MQA"] if cfg.train_qualifier else []
+    # renewal risk needs the export's subscriptions (the generator writes them)
+    data_dir = Path(cfg.data_dir)
+    generated = cfg.regenerate or not has_tables(data_dir)
+    retention = cfg.retention and (generated or find_table(data_dir, "subscriptions") is not None)
+    names += ["renewal risk at customers"] if retention else []
     names += ["promote the best model"] if cfg.promote else []
     names += list(STUDENT_STEPS) if cfg.student else []
     names += ["batch scoring with the champion"] if cfg.score else []
@@ -84,6 +91,13 @@ def _run(cfg: DictConfig) -> dict:
     if cfg.train_qualifier:
         steps.start("qualified buying groups vs MQL and MQA")
         result["qualifier"] = train_qualifier.train_and_log(sub_config(cfg, "train_qualifier"))
+    if retention:
+        steps.start("renewal risk at customers")
+        try:
+            result["retention"] = train_retention.train_and_log(sub_config(cfg, "train_retention"))
+        except TooFewRenewals as exc:  # a small export: the rest of the job still stands
+            result["retention_skipped"] = str(exc)
+            console.print(f"renewal risk skipped: {exc}")
     if cfg.promote:
         steps.start("promote the best model")
         result["promote"] = promote.run(sub_config(cfg, "promote"))
@@ -141,6 +155,19 @@ def report(cfg: DictConfig, result: dict) -> None:
             f"vs MQA {m['test/mqa_precision']:.3f}; PR-AUC {m['test/qbg_pr_auc']:.3f} vs "
             f"{m['test/mql_pr_auc']:.3f} vs {m['test/mqa_pr_auc']:.3f}"
         )
+    if "retention" in result:
+        m = result["retention"]
+        lines.append(
+            f"renewal risk, backtest ({int(m['backtest/renewals'])} renewals, "
+            f"{int(m['backtest/at_risk'])} at risk): precision in each month's top "
+            f"{cfg.retention_capacity:.0%} {m['backtest/renewal_risk_precision']:.3f} vs recency "
+            f"{m['backtest/recency_precision']:.3f} vs engagement "
+            f"{m['backtest/engagement_precision']:.3f}; PR-AUC "
+            f"{m['backtest/renewal_risk_pr_auc']:.3f} vs {m['backtest/recency_pr_auc']:.3f} vs "
+            f"{m['backtest/engagement_pr_auc']:.3f}"
+        )
+    if "retention_skipped" in result:
+        lines.append(f"renewal risk: skipped ({result['retention_skipped']})")
     if "student_objective" in result:
         lines.append(f"fast student: validation role macro-F1 {result['student_objective']:.3f}")
     for key in ("promote", "student_promote"):
@@ -213,6 +240,8 @@ def sub_config(
         overrides += ["generate_if_missing=false", f"seed={cfg.seed}"]
     if name == "train_qualifier":
         overrides += list(cfg.qualifier_overrides)
+    if name == "train_retention":
+        overrides += list(cfg.retention_overrides)
     if cfg.tracking.uri:
         overrides.append(f"tracking.uri={cfg.tracking.uri}")
     sub = compose(config_name=name, overrides=overrides)

@@ -23,6 +23,14 @@ from buying_groups.qualify.retention import train_retention
 
 def run(cfg: DictConfig) -> float:
     """The entry point; returns the backtest PR-AUC of the renewal-risk model."""
+    try:
+        return train_and_log(cfg)["backtest/renewal_risk_pr_auc"]
+    except ValueError as exc:  # no subscriptions, too few renewals: say so, no traceback
+        raise SystemExit(f"bg-train-retention: {exc}") from None
+
+
+def train_and_log(cfg: DictConfig) -> dict[str, float]:
+    """Train, backtest, log; the backtest metrics."""
     catalog = catalog_from(cfg)
     tables, manifest = load_tables(cfg, catalog)
     tracking.setup(cfg.tracking)
@@ -31,10 +39,7 @@ def run(cfg: DictConfig) -> float:
     settings = OmegaConf.to_container(cfg.retention, resolve=True)
     with console.status("judging every renewal from its group's state"):
         roles = predict_contact_roles(predict, tables["contacts"], catalog)
-        try:
-            result = train_retention(tables, roles, catalog, ts.min(), ts.max(), settings)
-        except ValueError as exc:
-            raise SystemExit(f"bg-train-retention: {exc}") from None
+        result = train_retention(tables, roles, catalog, ts.min(), ts.max(), settings)
     comparison, scored = result.comparison, result.backtest
     metrics = {
         f"backtest/{m.replace(' ', '_')}_{k}": float(v)
@@ -73,7 +78,7 @@ def run(cfg: DictConfig) -> float:
             f"risk {row['risk']:.2f}: " + "; ".join(row["reasons"])
         )
     console.print(f"model {info.model_uri}; MLflow run {active.info.run_id}")
-    return metrics["backtest/renewal_risk_pr_auc"]
+    return metrics
 
 
 main = hydra_entry("train_retention", run)

@@ -271,6 +271,10 @@ def risk_reasons(states: pd.DataFrame, contributions: pd.DataFrame, top: int = 3
     return pd.Series(out, index=states.index)
 
 
+class TooFewRenewals(ValueError):
+    """The export holds too few decided renewals to backtest on."""
+
+
 @dataclass
 class RenewalRisk:
     """A logistic regression on the renewal state (signed-log, standardised). Linear on
@@ -358,8 +362,9 @@ def backtest(
         model = fit_risk(known, features, C)
         out.append(now.assign(score=model.score(now), month=start, trained_on=len(known)))
     if not out:
-        raise ValueError(
-            f"no month of the backtest has {min_train_positives} at-risk renewals before it"
+        raise TooFewRenewals(
+            f"no month of the {months}-month backtest has {min_train_positives} at-risk "
+            f"renewals known before it ({int(states['label'].sum())} in all)"
         )
     return pd.concat(out)
 
