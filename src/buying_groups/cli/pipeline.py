@@ -2,8 +2,9 @@
 
 generate (unless present) -> validate -> rules baseline -> train + evaluate the role model
 against the baselines -> train the qualifier on groups from that model and compare it with
-MQL and MQA -> renewal risk at customers (when the export has subscriptions) -> promote the best model (registry alias ``champion``) -> distil a fast student
-from the role model, train a qualifier on its groups and promote it only if it is better on
+MQL and MQA -> renewal risk at customers (when the export has subscriptions) -> promote the
+best model (registry alias ``champion``) -> with ``student=true``, distil a fast student from
+the role model, train a qualifier on its groups and promote it only if it is better on
 held-out data -> batch-score the data with the champion -> a short report of the numbers and
 where everything is.
 """
