@@ -1,6 +1,6 @@
-"""Renewal risk: the state of a customer's product group before each renewal, a calibrated
-classifier of revenue at risk (a downgrade or a churn), two account-level baselines, and
-"what changed" in words.
+"""Renewal risk: the state of a customer's product group before each renewal, a classifier
+of revenue at risk (a downgrade or a churn) whose score is a probability, two account-level
+baselines, and "what changed" in words.
 
 A renewal is judged at its *decision date*, ``lead_days`` before the term ends: every
 feature reads only activities at or before that date and contacts created by then (the
