@@ -235,7 +235,9 @@ RETENTION_PHRASES = {
     ),
     "new_contacts_90d": lambda n, v: f"{n} new contact{'s' if n != 1 else ''} in 90 days",
     "days_since_account_activity": lambda n, v: f"last activity at the account {n} days ago",
-    "account_engagement": lambda n, v: f"account engagement {v:.1f}",
+    "account_engagement": lambda n, v: (
+        f"the account's recent activity at {v:.0f} (events, halved every 30 days)"
+    ),
     "term_months": lambda n, v: f"{n}-month term",
     "days_into_term": lambda n, v: f"{n} days into the term",
     "log_seats": lambda n, v: f"{int(round(np.expm1(v)))} seats",
