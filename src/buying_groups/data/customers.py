@@ -31,8 +31,6 @@ import pandas as pd
 from buying_groups.data.titles import TitleComposer, TitleNoise
 from buying_groups.taxonomy import Catalog
 
-OUTCOMES = ("renewed", "expanded", "downgraded", "churned")
-AT_RISK = ("downgraded", "churned")  # revenue at risk at a renewal
 DECISION_LEAD_DAYS = 30  # a renewal is decided this long before the term ends
 QBR_ASSET = "Quarterly business review"
 

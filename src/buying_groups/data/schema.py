@@ -101,6 +101,7 @@ SCHEMA: dict[str, dict[str, Col]] = {
     },
 }
 SUBSCRIPTION_OUTCOMES = ("renewed", "expanded", "downgraded", "churned")
+AT_RISK_OUTCOMES = ("downgraded", "churned")  # revenue at risk at a renewal
 PRIMARY_KEYS = {
     "accounts": "account_id",
     "contacts": "contact_id",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from buying_groups.data.schema import AT_RISK_OUTCOMES
+
 
 def committee_sizes(committees: pd.DataFrame) -> pd.Series:
     """Members per in-market window (only windows whose committee formed)."""
@@ -65,7 +67,7 @@ def summarize(
         decided = subs["outcome"].dropna()
         out["subscriptions"] = int(subs["subscription_id"].nunique())
         out["renewals"] = len(decided)
-        out["renewals_at_risk_share"] = float(decided.isin(["downgraded", "churned"]).mean())
+        out["renewals_at_risk_share"] = float(decided.isin(AT_RISK_OUTCOMES).mean())
     if labels:
         cl = labels["contact_labels"]
         titled = cl["title_kind"] != "empty"

@@ -20,12 +20,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-from buying_groups.data.schema import SUBSCRIPTION_OUTCOMES
+from buying_groups.data.schema import AT_RISK_OUTCOMES, SUBSCRIPTION_OUTCOMES
 from buying_groups.qualify.compare import top_k
 from buying_groups.qualify.groups import RECENCY_CAP_DAYS, group_states
 from buying_groups.taxonomy import Catalog
 
-AT_RISK = ("downgraded", "churned")
 KEYS = ["term_id", "account_id", "product", "decision_date"]
 DAY = pd.Timedelta(days=1)
 # Group-state columns that describe a new purchase, not a customer's use of what it owns.
@@ -47,7 +46,7 @@ def renewals(
     unknown = set(out.loc[known, "outcome"]) - set(SUBSCRIPTION_OUTCOMES)
     if unknown:
         raise ValueError(f"subscriptions: unknown outcome(s) {sorted(unknown)}")
-    out["label"] = np.where(known, out["outcome"].isin(AT_RISK).astype(float), np.nan)
+    out["label"] = np.where(known, out["outcome"].isin(AT_RISK_OUTCOMES).astype(float), np.nan)
     return out.reset_index(drop=True)
 
 
