@@ -12,6 +12,9 @@ import pandas as pd
 
 from buying_groups.taxonomy import ADVOCACY_KINDS, GENERAL_TOPIC
 
+# An activity as the generator draws it, before it gets its id (data/generate.py, customers.py).
+EVENT_COLUMNS = ["contact_id", "timestamp", "channel", "action", "asset", "topic"]
+
 DEFAULT_MAX_EVENTS = 6
 DEFAULT_MAX_CHARS = 600
 WORKSHOP_PREFIX = "Hands-on workshop"

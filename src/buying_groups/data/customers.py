@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from buying_groups.data.activity import EVENT_COLUMNS
 from buying_groups.data.titles import TitleComposer, TitleNoise
 from buying_groups.taxonomy import Catalog
 
@@ -80,7 +81,7 @@ class CustomerConfig:
 class InstalledBase:
     """What the installed base adds to a dataset before renewals are drawn."""
 
-    events: pd.DataFrame  # EVENT_COLUMNS of the installed groups' usage and reviews
+    events: pd.DataFrame  # the installed groups' usage and reviews (EVENT_COLUMNS)
     successors: pd.DataFrame  # new contacts (the generator's internal contact columns)
     left_at: pd.Series  # contact_id -> the day they left (their later events are dropped)
     members: pd.DataFrame  # account_id, product, contact_id, member (champion|dm|user)
@@ -182,42 +183,20 @@ def installed_base(
                     )
                     successor_of[cid] = new_id = f"C{next_id:07d}"
                     next_id += 1
+                    # the same person's job in a new contact (new id, title and CRM date)
                     successors.append(
-                        (
-                            new_id,
-                            acc.account_id,
-                            title,
-                            person["country"],
-                            person["function"],
-                            person["seniority"],
-                            person["language"],
-                            kind,
-                            person["vocab"],
-                            person["noise_kind"],
-                            joined.floor("D"),
-                        )
+                        person.to_dict()
+                        | {
+                            "contact_id": new_id,
+                            "job_title": title,
+                            "title_kind": kind,
+                            "created_at": joined.floor("D"),
+                        }
                     )
                 cid, active_from = successor_of[cid], joined
-    succ = pd.DataFrame(
-        successors,
-        columns=[
-            "contact_id",
-            "account_id",
-            "job_title",
-            "country",
-            "function",
-            "seniority",
-            "language",
-            "title_kind",
-            "vocab",
-            "noise_kind",
-            "created_at",
-        ],
-    )
+    succ = pd.DataFrame(successors, columns=[*contacts.columns, "created_at"])
     return InstalledBase(
-        events=pd.DataFrame(
-            events, columns=["contact_id", "timestamp", "channel", "action", "asset", "topic"]
-        ),
+        events=pd.DataFrame(events, columns=EVENT_COLUMNS),
         successors=succ,
         left_at=pd.Series(left, dtype="datetime64[ns]"),
         members=pd.DataFrame(members, columns=["account_id", "product", "contact_id", "member"]),

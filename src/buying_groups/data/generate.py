@@ -30,6 +30,7 @@ import pandas as pd
 from buying_groups.data import vocab
 from buying_groups.data.activity import (
     DEFAULT_MAX_EVENTS,
+    EVENT_COLUMNS,
     WORKSHOP_PREFIX,
     advocacy_counts,
     advocacy_kind,
@@ -479,8 +480,6 @@ def _committees(
 
 
 # --- events -------------------------------------------------------------------------------------
-
-EVENT_COLUMNS = ["contact_id", "timestamp", "channel", "action", "asset", "topic"]
 
 
 # (channel, action) for engaging with one asset of a kind.
