@@ -298,6 +298,32 @@ def log_role_pyfunc(
     )
 
 
+def _log_joblib_pyfunc(
+    name: str,
+    python_model: mlflow.pyfunc.PythonModel,
+    fitted: object,
+    input_example: pd.DataFrame,
+    output_example: pd.DataFrame,
+    requirements: list[str],
+    metadata: Mapping[str, object] | None,
+) -> mlflow.models.model.ModelInfo:
+    """Log ``fitted`` (saved with joblib as the artifact ``name``) behind ``python_model``."""
+    import joblib
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{name}.joblib"
+        joblib.dump(fitted, path)
+        return _log_pyfunc(
+            name,
+            python_model,
+            {name: str(path)},
+            input_example,
+            output_example,
+            requirements,
+            metadata,
+        )
+
+
 def log_qualifier(
     qualifier: object,
     input_example: pd.DataFrame,
@@ -306,44 +332,34 @@ def log_qualifier(
 ) -> mlflow.models.model.ModelInfo:
     """Log a fitted qualifier (saved with joblib; group-state table in, score, flag and
     reasons out) as the qualifier pyfunc."""
-    import joblib
-
     from buying_groups.serving.qualifier_pyfunc import QualifierPyfunc
 
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "qualifier.joblib"
-        joblib.dump(qualifier, path)
-        return _log_pyfunc(
-            "qualifier",
-            QualifierPyfunc(),
-            {"qualifier": str(path)},
-            input_example,
-            output_example,
-            _pin("mlflow", "scikit-learn", "pandas", "numpy", "shap", "joblib"),
-            metadata,
-        )
+    return _log_joblib_pyfunc(
+        "qualifier",
+        QualifierPyfunc(),
+        qualifier,
+        input_example,
+        output_example,
+        _pin("mlflow", "scikit-learn", "pandas", "numpy", "shap", "joblib"),
+        metadata,
+    )
 
 
 def log_renewal_model(
     model: object, input_example: pd.DataFrame, metadata: Mapping[str, object] | None = None
 ) -> mlflow.models.model.ModelInfo:
     """Log a fitted renewal-risk model (joblib; renewal states in, risk and reasons out)."""
-    import joblib
-
     from buying_groups.serving.retention_pyfunc import RetentionPyfunc, renewal_outputs
 
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "renewal_risk.joblib"
-        joblib.dump(model, path)
-        return _log_pyfunc(
-            "renewal_risk",
-            RetentionPyfunc(),
-            {"renewal_risk": str(path)},
-            input_example,
-            renewal_outputs(model, input_example),
-            _pin("mlflow", "scikit-learn", "pandas", "numpy", "joblib"),
-            metadata,
-        )
+    return _log_joblib_pyfunc(
+        "renewal_risk",
+        RetentionPyfunc(),
+        model,
+        input_example,
+        renewal_outputs(model, input_example),
+        _pin("mlflow", "scikit-learn", "pandas", "numpy", "joblib"),
+        metadata,
+    )
 
 
 def log_buying_groups_pyfunc(
