@@ -59,7 +59,14 @@ def renewal_states(
     """One row per term of ``terms`` (from ``renewals``): the group's state at its decision
     date and the customer's own signals, all from data up to that date."""
     dates = pd.DatetimeIndex(sorted(terms["decision_date"].unique()))
-    states = group_states(tables, contact_roles, catalog, dates)
+    # A group's state reads only its own account's rows: the customers' rows are enough (a
+    # fifth of the accounts, at every decision date).
+    states = group_states(
+        _accounts_only(tables, terms["account_id"]),
+        contact_roles[contact_roles["account_id"].isin(terms["account_id"])],
+        catalog,
+        dates,
+    )
     states = states.drop(columns=[c for c in NOT_FOR_RENEWALS if c in states] + ["last_outcome"])
     states = states.rename(columns={"snapshot": "decision_date"})
     out = terms.merge(states, on=["decision_date", "account_id", "product"], how="left")
@@ -69,6 +76,21 @@ def renewal_states(
     out["days_into_term"] = (out["decision_date"] - out["term_start"]).dt.days.astype(float)
     out["log_seats"] = np.log1p(out["seats"].astype(float)) if "seats" in out else np.nan
     return out
+
+
+def _accounts_only(tables: dict[str, pd.DataFrame], account_ids: pd.Series) -> dict:
+    """The tables a group state reads, restricted to ``account_ids``."""
+    keep = tables["accounts"]["account_id"].isin(account_ids)
+    contacts = tables["contacts"][tables["contacts"]["account_id"].isin(account_ids)]
+    acts = tables["activities"]
+    return {
+        "accounts": tables["accounts"][keep],
+        "contacts": contacts,
+        "activities": acts[acts["contact_id"].isin(contacts["contact_id"])],
+        "opportunities": tables["opportunities"][
+            tables["opportunities"]["account_id"].isin(account_ids)
+        ],
+    }
 
 
 def customer_signals(
@@ -85,7 +107,7 @@ def customer_signals(
     by_pair = {k: g for k, g in acts.groupby(["account_id", "topic"], sort=False)}
     all_by_account = {k: g["timestamp"] for k, g in acts.groupby("account_id", sort=False)}
     roles = contact_roles.set_index(["contact_id", "product"])
-    created = contacts["created_at"]
+    created_by_account = {a: g for a, g in contacts.groupby("account_id")["created_at"]}
     rows = []
     for term in terms.itertuples(index=False):
         t = term.decision_date
@@ -101,29 +123,16 @@ def customer_signals(
         # The lead user: the primary-function contact (not an entry-level one) with most of
         # the product's events in the past year; days since they last used it.
         persona = role[["function", "seniority"]].to_numpy()
+        in_year = (e["timestamp"] > t - 365 * DAY).to_numpy()
         lead_pool = e[
             np.isin(persona[:, 0], list(catalog[term.product].primary))
             & (persona[:, 1] != "entry")
-            & (e["timestamp"] > t - 365 * DAY).to_numpy()
+            & in_year
         ]
-        if len(lead_pool):
-            lead = lead_pool["contact_id"].value_counts().index[0]
-            lead_days = (t - lead_pool.loc[lead_pool["contact_id"] == lead, "timestamp"].max()).days
-        else:
-            lead_days = RECENCY_CAP_DAYS
-        # The product's most active user of the past year (whoever they are): how long since
-        # they were last seen; a champion who left or lost interest shows here.
-        year = e[e["timestamp"] > t - 365 * DAY]
-        if len(year):
-            top = year["contact_id"].value_counts().index[0]
-            top_days = (t - year.loc[year["contact_id"] == top, "timestamp"].max()).days
-        else:
-            top_days = RECENCY_CAP_DAYS
         this_term = e[e["timestamp"] > term.term_start]
         account_ts = all_by_account.get(term.account_id, pd.Series(dtype="datetime64[ns]"))
         account_ts = account_ts[account_ts <= t]
-        at_account = contacts.index[contacts["account_id"] == term.account_id]
-        new = created.reindex(at_account)
+        new = created_by_account.get(term.account_id, pd.Series(dtype="datetime64[ns]"))
         rows.append(
             {
                 "usage_users_90d": float(product_use["contact_id"].nunique()),
@@ -133,8 +142,10 @@ def customer_signals(
                 "users_gone_quiet": float(len(quiet)),
                 "dm_engaged_this_term": float(len(dm_this_term) > 0),
                 "days_since_dm_event": _days(t, dm["timestamp"]),
-                "days_since_lead_user": float(min(lead_days, RECENCY_CAP_DAYS)),
-                "days_since_top_user": float(min(top_days, RECENCY_CAP_DAYS)),
+                "days_since_lead_user": _days_since_busiest(t, lead_pool),
+                # the product's most active user of the past year, whoever they are: a
+                # champion who left or lost interest shows here
+                "days_since_top_user": _days_since_busiest(t, e[in_year]),
                 "reviews_this_term": float((this_term["channel"] == "sales").sum()),
                 "new_contacts_90d": float(((new > t - 90 * DAY) & (new <= t)).sum()),
                 "days_since_account_activity": _days(t, account_ts),
@@ -144,6 +155,14 @@ def customer_signals(
             }
         )
     return pd.DataFrame(rows)
+
+
+def _days_since_busiest(t: pd.Timestamp, events: pd.DataFrame) -> float:
+    """Days since the contact with most of ``events`` was last seen in them (capped)."""
+    if len(events) == 0:
+        return float(RECENCY_CAP_DAYS)
+    busiest = events["contact_id"].value_counts().index[0]
+    return _days(t, events.loc[events["contact_id"] == busiest, "timestamp"])
 
 
 def _days(t: pd.Timestamp, stamps: pd.Series) -> float:
