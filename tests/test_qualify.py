@@ -13,13 +13,19 @@ import pytest
 
 from buying_groups.baselines.rules import RulesBaseline
 from buying_groups.data.splits import snapshot_dates
-from buying_groups.qualify.compare import comparison_table, journey_stages, stage_transitions
+from buying_groups.qualify.compare import (
+    comparison_table,
+    journey_stages,
+    segment_comparison,
+    stage_transitions,
+)
 from buying_groups.qualify.groups import (
     MEMBER_ROLES,
     add_labels,
     feature_columns,
     group_states,
     predict_contact_roles,
+    segments,
 )
 from buying_groups.qualify.model import (
     choose_threshold,
@@ -156,6 +162,50 @@ def test_lead_scores_decay_and_aggregate(groups, tables, catalog, snaps):
     s = lead_scores(one, catalog, [t], half_life_days=30)
     assert s.loc[s["product"] == catalog.names[0], "mql_score"].item() == pytest.approx(12.5)
     assert s.loc[s["product"] == catalog.names[1], "mql_score"].item() == 0
+
+
+def test_segments_new_logo_expansion_installed():
+    snaps = pd.to_datetime(["2025-03-01", "2025-08-01"])
+    groups = pd.DataFrame(
+        [(t, a, p) for t in snaps for a in ("A", "B") for p in ("p1", "p2")],
+        columns=["snapshot", "account_id", "product"],
+    )
+    accounts = pd.DataFrame({"account_id": ["A", "B"], "is_customer": [True, False]})
+    subs = pd.DataFrame(
+        {
+            "account_id": ["A"],
+            "product": ["p1"],
+            "term_start": pd.to_datetime(["2025-01-01"]),
+            "term_end": pd.to_datetime(["2025-07-01"]),
+        }
+    )
+    got = pd.Series(segments(groups, {"accounts": accounts, "subscriptions": subs}))
+    # A owns p1 in March (its other product is expansion); its term ended before August.
+    assert got.tolist() == ["installed", "expansion", "new_logo", "new_logo"] + ["new_logo"] * 4
+    # Without subscriptions the customer flag decides, and no group counts as installed.
+    got = segments(groups, {"accounts": accounts})
+    assert got.tolist() == ["expansion", "expansion", "new_logo", "new_logo"] * 2
+
+
+def test_segment_comparison_at_equal_volume_within_each_segment():
+    frame = pd.DataFrame(
+        {
+            "segment": ["new_logo"] * 6 + ["expansion"] * 4 + ["installed"] * 2,
+            "label": [1, 0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0],
+            "score": [0.9, 0.8, 0.1, 0.7, 0.2, 0.1, 0.6, 0.5, 0.1, 0.1, 0.9, 0.1],
+            "mqa_score": [0.1, 0.9, 0.8, 0.2, 0.1, 0.1, 0.1, 0.9, 0.2, 0.3, 0.1, 0.1],
+        }
+    )
+    frame["qualified"] = frame["score"] >= 0.5
+    table = segment_comparison(frame, {"QBG": "score", "MQA": "mqa_score"})
+    # A segment without positives has nothing to compare; each flags QBG's volume there.
+    assert set(table.index.get_level_values("segment")) == {"new_logo", "expansion"}
+    assert table.loc[("new_logo", "QBG"), "flagged"] == 3
+    assert table.loc[("new_logo", "MQA"), "flagged"] == 3
+    assert table.loc[("expansion", "QBG"), "flagged"] == 2
+    assert table.loc[("new_logo", "QBG"), "precision"] == pytest.approx(2 / 3)
+    assert table.loc[("expansion", "QBG"), "precision"] == pytest.approx(1 / 2)
+    assert table.loc[("expansion", "MQA"), "precision"] == 0
 
 
 def test_threshold_rules():

@@ -156,6 +156,13 @@ def report(cfg: DictConfig, result: dict) -> None:
             f"vs MQA {m['test/mqa_precision']:.3f}; PR-AUC {m['test/qbg_pr_auc']:.3f} vs "
             f"{m['test/mql_pr_auc']:.3f} vs {m['test/mqa_pr_auc']:.3f}"
         )
+        if "test/expansion/qbg_precision" in m:
+            lines.append(
+                f"  expansion (customers' other products, {int(m['test/expansion/qbg_flagged'])} "
+                f"groups): precision QBG {m['test/expansion/qbg_precision']:.3f} vs MQL "
+                f"{m['test/expansion/mql_precision']:.3f} vs MQA "
+                f"{m['test/expansion/mqa_precision']:.3f}"
+            )
     if "retention" in result:
         m = result["retention"]
         lines.append(

@@ -102,6 +102,10 @@ def train_and_log(cfg: DictConfig) -> dict[str, float]:
 
     # -- report --------------------------------------------------------------------------------
     print_frame(comparison["test"], "test period: QBG vs MQL vs MQA at equal flagged volume")
+    if "test_segments" in comparison:
+        segments = comparison["test_segments"][["flagged", "precision", "pr_auc", "base_rate"]]
+        segments.index = [f"{segment} / {method}" for segment, method in segments.index]
+        print_frame(segments, "by segment: new logos, expansion (a customer's other products)")
     print_qualified(explained.head(cfg.explain.show))
     console.print(
         f"threshold {qualifier.threshold:.3f} ({cfg.qualifier.threshold.mode}); model "

@@ -57,6 +57,29 @@ def comparison_table(
     return table
 
 
+def segment_comparison(
+    frame: pd.DataFrame, scores: Mapping[str, str], segment_col: str = "segment"
+) -> pd.DataFrame:
+    """QBG vs MQL vs MQA within each segment (new logo, expansion, ...) that has positives,
+    at equal volume: every method flags as many of the segment's groups as QBG does there
+    (``qualified``). One row per (segment, method)."""
+    rows = {}
+    labels = frame["label"].to_numpy()
+    segment = frame[segment_col].to_numpy()
+    for seg in sorted(set(segment)):
+        mask = segment == seg
+        if not labels[mask].any():
+            continue
+        k = int(frame["qualified"].to_numpy()[mask].sum())
+        for name, col in scores.items():
+            s = frame[col].to_numpy(float)[mask]
+            rows[(seg, name)] = flag_metrics(labels[mask], top_k(s, k), s)
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    if len(table):
+        table.index.names = ["segment", "method"]
+    return table
+
+
 def journey_stages(groups: pd.DataFrame, qualified: np.ndarray) -> pd.Series:
     """Stage of each group at its snapshot; later stages win.
 

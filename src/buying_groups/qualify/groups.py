@@ -350,3 +350,34 @@ def members_at(
     out = contact_roles.copy()
     out["engaged_30d"] = out["contact_id"].isin(engaged)
     return out
+
+
+SEGMENTS = ("new_logo", "expansion", "installed")
+
+
+def segments(groups: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> np.ndarray:
+    """Each group's commercial segment at its snapshot: ``installed`` where the account
+    subscribes to the product then, ``expansion`` where it subscribes to another product (a
+    customer who could buy this one), ``new_logo`` otherwise.
+
+    From the export's ``subscriptions`` table (terms running at the snapshot); without one,
+    the accounts' ``is_customer`` flag marks customers and every customer group counts as
+    ``expansion`` (nothing says which products they own)."""
+    subs = tables.get("subscriptions")
+    if subs is None:
+        customer = groups["account_id"].map(
+            tables["accounts"].set_index("account_id")["is_customer"].fillna(False)
+        )
+        return np.where(customer.fillna(False).to_numpy(bool), "expansion", "new_logo")
+    keys = groups[KEYS].reset_index(drop=True)
+    terms = subs[["account_id", "product", "term_start", "term_end"]]
+    running = keys.reset_index().merge(terms, on="account_id")
+    running = running[
+        (running["term_start"] <= running["snapshot"]) & (running["snapshot"] < running["term_end"])
+    ]
+    customer = np.zeros(len(keys), dtype=bool)
+    customer[running["index"].to_numpy()] = True
+    owns = np.zeros(len(keys), dtype=bool)
+    same = running["product_x"] == running["product_y"]
+    owns[running.loc[same, "index"].to_numpy()] = True
+    return np.select([owns, customer], ["installed", "expansion"], default="new_logo")

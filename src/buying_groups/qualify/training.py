@@ -11,13 +11,19 @@ from sklearn.metrics import brier_score_loss
 
 from buying_groups.data.splits import account_holdout, snapshot_dates, time_split
 from buying_groups.plots import lift_figure, pr_curve_figure
-from buying_groups.qualify.compare import comparison_table, journey_stages, stage_transitions
+from buying_groups.qualify.compare import (
+    comparison_table,
+    journey_stages,
+    segment_comparison,
+    stage_transitions,
+)
 from buying_groups.qualify.groups import (
     KEYS,
     add_labels,
     group_states,
     members_at,
     predict_contact_roles,
+    segments,
 )
 from buying_groups.qualify.model import (
     Qualifier,
@@ -65,6 +71,7 @@ def build_groups(
         snaps = snaps[snaps >= cutoff]
     groups = group_states(tables, contact_roles, catalog, snaps)
     groups = add_labels(groups, tables["opportunities"], cfg.split.label_horizon_days)
+    groups["segment"] = segments(groups, tables)
     groups["split"] = time_split(
         groups["snapshot"], cutoff, cfg.split.label_horizon_days
     ).to_numpy()
@@ -126,6 +133,13 @@ def evaluate(qualifier: Qualifier, usable: pd.DataFrame) -> tuple[dict, dict, di
         figures[f"plots/pr_curves_{name}.png"] = pr_curve_figure(frame, METHODS, title)
         figures[f"plots/lift_{name}.png"] = lift_figure(frame, METHODS, max(k, 1), title)
         tables[name], scored[name] = table, frame
+    # New logos and expansion (customers and the products they do not own yet) apart.
+    by_segment = segment_comparison(scored["test"], METHODS)
+    for (segment, method), row in by_segment.iterrows():
+        for col in ("precision", "pr_auc", "flagged", "base_rate"):
+            metrics[f"test/{segment}/{method.lower()}_{col}"] = float(row[col])
+    if len(by_segment):
+        tables["test_segments"] = by_segment
     for base in ("mql", "mqa"):
         p = metrics[f"test/{base}_precision"]
         metrics[f"test/precision_ratio_vs_{base}"] = (
