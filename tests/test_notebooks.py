@@ -15,6 +15,12 @@ pytestmark = pytest.mark.slow
 SHOWS = {
     "01-data-tour.ipynb": ["job_title", "committee_role", "test: function accuracy"],
     "02-qbg-vs-mql-mqa.ipynb": ["QBG", "MQL", "MQA"],
+    "03-customer-groups.ipynb": [
+        "expansion",
+        "renewal risk",
+        "revenue_lost",
+        "opportunities_expected",
+    ],
 }
 
 

@@ -142,12 +142,9 @@ def student(cfg: DictConfig, steps: Steps) -> dict:
     return result
 
 
-def report(cfg: DictConfig, result: dict) -> None:
-    """What was measured, and where everything is."""
+def customer_lines(cfg: DictConfig, result: dict) -> list[str]:
+    """The report's qualifier, expansion, renewal-risk and NRR lines."""
     lines = []
-    if "role_model_objective" in result:
-        lines.append(f"role model: validation role macro-F1 {result['role_model_objective']:.3f}")
-        lines += persona_lines(result.get("roles", {}))
     if "qualifier" in result:
         m = result["qualifier"]
         lines.append(
@@ -161,7 +158,9 @@ def report(cfg: DictConfig, result: dict) -> None:
                 f"  expansion (customers' other products, {int(m['test/expansion/qbg_flagged'])} "
                 f"groups): precision QBG {m['test/expansion/qbg_precision']:.3f} vs MQL "
                 f"{m['test/expansion/mql_precision']:.3f} vs MQA "
-                f"{m['test/expansion/mqa_precision']:.3f}"
+                f"{m['test/expansion/mqa_precision']:.3f}; opportunities expected "
+                f"{m.get('test/expansion/opportunities_expected', float('nan')):.1f}, came "
+                f"{m.get('test/expansion/opportunities_actual', float('nan')):.0f}"
             )
     if "retention" in result:
         m = result["retention"]
@@ -174,6 +173,23 @@ def report(cfg: DictConfig, result: dict) -> None:
             f"{m['backtest/renewal_risk_pr_auc']:.3f} vs {m['backtest/recency_pr_auc']:.3f} vs "
             f"{m['backtest/engagement_pr_auc']:.3f}"
         )
+        if m.get("backtest/up_for_renewal"):
+            lines.append(
+                f"  NRR view: of {m['backtest/up_for_renewal']:,.0f} up for renewal, "
+                f"{m['backtest/revenue_at_risk']:,.0f} predicted at risk a month before, "
+                f"{m['backtest/revenue_lost']:,.0f} lost, {m['backtest/revenue_gained']:,.0f} "
+                "gained at renewal"
+            )
+    return lines
+
+
+def report(cfg: DictConfig, result: dict) -> None:
+    """What was measured, and where everything is."""
+    lines = []
+    if "role_model_objective" in result:
+        lines.append(f"role model: validation role macro-F1 {result['role_model_objective']:.3f}")
+        lines += persona_lines(result.get("roles", {}))
+    lines += customer_lines(cfg, result)
     if "retention_skipped" in result:
         lines.append(f"renewal risk: skipped ({result['retention_skipped']})")
     if "student_objective" in result:

@@ -20,6 +20,7 @@ from buying_groups.data.dataset import dataset_manifest
 from buying_groups.data.io import write_table
 from buying_groups.qualify.groups import feature_columns
 from buying_groups.qualify.model import qualifier_outputs
+from buying_groups.qualify.nrr import expansion_view
 from buying_groups.qualify.training import build_groups, evaluate, explain, fit, journeys
 from buying_groups.taxonomy import Catalog
 
@@ -69,11 +70,11 @@ def train_and_log(cfg: DictConfig) -> dict[str, float]:
     top = cfg.explain.top_reasons
     explained = explain(qualifier, test, contact_roles, tables["activities"], top)
     transitions, funnel = journeys(qualifier, groups)
+    pipeline, nrr_metrics, nrr_figures = expansion_view(test)  # the NRR view's expansion side
+    metrics, figures = metrics | nrr_metrics, figures | nrr_figures
 
     # -- log ------------------------------------------------------------------------------------
-    out_dir = Path(cfg.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_table(groups.drop(columns=["last_outcome"]), out_dir / "group_states.parquet")
+    write_table(groups.drop(columns="last_outcome"), Path(cfg.output_dir) / "group_states.parquet")
     tags = {"bg.kind": "qualifier", "bg.model": cfg.qualifier.kind, **role_tags}
     with tracking.run("qualifier", tags) as active:
         tracking.log_context(cfg, manifest["name"], manifest["digest"])
@@ -85,6 +86,7 @@ def train_and_log(cfg: DictConfig) -> dict[str, float]:
                 "tables/funnel.json": funnel.reset_index(drop=False).set_index("snapshot"),
                 "tables/qualified_groups.json": explained.astype({"snapshot": str}),
             }
+            | ({"tables/nrr_expansion.json": pipeline} if len(pipeline) else {})
         )
         tracking.log_figures(figures)
         example = test[features].head(5).reset_index(drop=True)
@@ -101,11 +103,7 @@ def train_and_log(cfg: DictConfig) -> dict[str, float]:
         )
 
     # -- report --------------------------------------------------------------------------------
-    print_frame(comparison["test"], "test period: QBG vs MQL vs MQA at equal flagged volume")
-    if "test_segments" in comparison:
-        segments = comparison["test_segments"][["flagged", "precision", "pr_auc", "base_rate"]]
-        segments.index = [f"{segment} / {method}" for segment, method in segments.index]
-        print_frame(segments, "by segment: new logos, expansion (a customer's other products)")
+    print_comparison(comparison)
     print_qualified(explained.head(cfg.explain.show))
     console.print(
         f"threshold {qualifier.threshold:.3f} ({cfg.qualifier.threshold.mode}); model "
@@ -126,6 +124,15 @@ def print_splits(usable: pd.DataFrame, excluded: int) -> None:
     sizes = usable.groupby("split")["label"].agg(["size", "sum", "mean"])
     sizes.columns = ["groups", "positives", "base_rate"]
     print_frame(sizes, f"snapshots (excluded {excluded:,} groups with an open opportunity)")
+
+
+def print_comparison(comparison: dict[str, pd.DataFrame]) -> None:
+    """The test period's comparison, overall and by segment."""
+    print_frame(comparison["test"], "test period: QBG vs MQL vs MQA at equal flagged volume")
+    if "test_segments" in comparison:
+        segments = comparison["test_segments"][["flagged", "precision", "pr_auc", "base_rate"]]
+        segments.index = [f"{segment} / {method}" for segment, method in segments.index]
+        print_frame(segments, "by segment: new logos, expansion (a customer's other products)")
 
 
 def print_qualified(explained: pd.DataFrame) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from buying_groups import tracking
@@ -18,6 +19,7 @@ from buying_groups.cli.train_qualifier import load_tables, role_predictor
 from buying_groups.config import catalog_from, hydra_entry
 from buying_groups.data.io import write_table
 from buying_groups.qualify.groups import predict_contact_roles
+from buying_groups.qualify.nrr import nrr_figure, renewal_revenue
 from buying_groups.qualify.retention import train_retention
 
 
@@ -46,6 +48,11 @@ def train_and_log(cfg: DictConfig) -> dict[str, float]:
         for m, row in comparison.iterrows()
         for k, v in row.items()
     } | {"backtest/renewals": len(scored), "backtest/at_risk": float(scored["label"].sum())}
+    revenue = renewal_revenue(scored, tables["subscriptions"])  # the NRR view's renewal side
+    metrics |= {
+        f"backtest/{k}": float(revenue[k].sum())
+        for k in ("up_for_renewal", "revenue_at_risk", "revenue_lost", "revenue_gained")
+    }
 
     out_dir = Path(cfg.output_dir)
     write_table(result.at_risk.astype({"reasons": str}), out_dir / "open_renewals.parquet")
@@ -55,11 +62,13 @@ def train_and_log(cfg: DictConfig) -> dict[str, float]:
         tracking.log_tables(
             {
                 "tables/comparison_backtest.json": comparison,
+                "tables/nrr_renewals.json": revenue,
                 "tables/open_renewals.json": result.at_risk.astype(
                     {"term_end": str, "decision_date": str}
                 ),
             }
         )
+        tracking.log_figures({"plots/nrr_renewals.png": nrr_figure(revenue, None)})
         info = tracking.log_renewal_model(
             result.model,
             scored[result.features].head(5).reset_index(drop=True),
@@ -72,6 +81,7 @@ def train_and_log(cfg: DictConfig) -> dict[str, float]:
         f"the top {cfg.retention.capacity_share:.0%} of each month's renewals"
     )
     print_frame(comparison, title)
+    print_nrr(revenue)
     for _, row in result.at_risk.head(cfg.show).iterrows():
         console.print(
             f"[bold]{row['account_id']} x {row['product']}[/] renews {row['term_end']:%Y-%m-%d}, "
@@ -79,6 +89,14 @@ def train_and_log(cfg: DictConfig) -> dict[str, float]:
         )
     console.print(f"model {info.model_uri}; MLflow run {active.info.run_id}")
     return metrics
+
+
+def print_nrr(revenue: pd.DataFrame) -> None:
+    """The NRR view's renewal side, money in whole units."""
+    money = ["up_for_renewal", "revenue_at_risk", "revenue_lost", "revenue_gained"]
+    view = revenue.drop(columns="valued").astype({"at_risk_actual": int})
+    view[money] = view[money].round().astype("Int64")
+    print_frame(view, "NRR view, renewals by month: predicted a month before vs what happened", 2)
 
 
 main = hydra_entry("train_retention", run)

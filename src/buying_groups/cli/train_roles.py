@@ -8,6 +8,7 @@ transformer, the rules baseline and TF-IDF + logistic regression.
 from __future__ import annotations
 
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ from buying_groups.data.real_titles import knowledge_examples, real_title_eval
 from buying_groups.data.validate import DataValidationError
 from buying_groups.models.distill import INPUT_COLUMNS, distillation, transfer_inputs
 from buying_groups.models.evaluation import evaluate_predictor, pick_variant, real_title_table
-from buying_groups.models.inference import decode, predict_proba
+from buying_groups.models.inference import caching, decode, predict_proba
 from buying_groups.models.train import train_role_model
 from buying_groups.serving.role_pyfunc import role_outputs
 from buying_groups.taxonomy import Catalog
@@ -149,22 +150,21 @@ def fit_and_log(
         Path(cfg.output_dir) / "checkpoints", cfg.seed, ["mlflow"], start=start, soft=soft,
     )  # fmt: skip
     train_seconds = time.perf_counter() - started
-    if "title_expert_choice" in fit_metrics:
-        choice = pd.DataFrame.from_dict(fit_metrics["title_expert_choice"], orient="index")
-        w = model.config.title_expert_weights
-        print_frame(choice, f"title expert: validation macro-F1 by pooling weight (chosen {w})")
-        tracking.log_table(choice, "reports/title_expert.json")
-    set_variant(cfg, model, tokenizer, validation, catalog)
+    report_title_expert(model, fit_metrics)
 
     def predict(frame: pd.DataFrame) -> pd.DataFrame:
         return decode(model.config, predict_proba(model, tokenizer, frame))
 
-    started = time.perf_counter()
-    metrics = log_evaluation(evaluate_predictor(predict, evaluation, catalog, real=real))
+    # The variant choice's fp32 pass over validation serves the evaluation too: one cache
+    # across both, keyed by this unsaved model and the variant running it (no mixing).
+    model.weights_digest = f"unsaved-{uuid.uuid4().hex}"
+    with caching():
+        set_variant(cfg, model, tokenizer, validation, catalog)
+        metrics = log_evaluation(evaluate_predictor(predict, evaluation, catalog, real=real))
+    del model.weights_digest
     metrics |= {
         "train_seconds": train_seconds,
         "train_examples_per_second": len(fit_rows) * float(cfg.trainer.epochs) / train_seconds,
-        "eval_contacts_per_second": len(evaluation) / (time.perf_counter() - started),
     }
     tracking.log_metrics(metrics)
     model_dir = Path(cfg.output_dir) / "role_model"
@@ -184,6 +184,15 @@ def fit_and_log(
         )
         console.print(f"model: {info.model_uri}")
     return metrics
+
+
+def report_title_expert(model, fit_metrics: dict) -> None:  # noqa: ANN001
+    """How the title expert's pooling weight was chosen (printed and logged), if it has one."""
+    if "title_expert_choice" in fit_metrics:
+        choice = pd.DataFrame.from_dict(fit_metrics["title_expert_choice"], orient="index")
+        w = model.config.title_expert_weights
+        print_frame(choice, f"title expert: validation macro-F1 by pooling weight (chosen {w})")
+        tracking.log_table(choice, "reports/title_expert.json")
 
 
 def set_variant(cfg: DictConfig, model, tokenizer, validation, catalog: Catalog) -> None:  # noqa: ANN001
