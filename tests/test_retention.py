@@ -147,6 +147,11 @@ def test_bg_train_retention_end_to_end(tiny_dir, tmp_path):
     model = mlflow.pyfunc.load_model(model_uri)
     out = model.predict(model.input_example)
     assert out["risk"].between(0, 1).all() and out["reasons"].map(len).gt(0).all()
+    # Registered; the champion alias is the first version, whose run it came from.
+    assert "registry: buying-groups-renewal-risk v1 is @champion" in proc.stdout
+    client = mlflow.MlflowClient(uri)
+    champion = client.get_model_version_by_alias("buying-groups-renewal-risk", "champion")
+    assert str(champion.version) == "1" and champion.run_id == run["run_id"]
 
 
 def test_bg_train_retention_needs_a_subscriptions_table(tiny_dir, tmp_path, catalog):

@@ -98,6 +98,29 @@ def register_with_alias(model_uri: str, name: str, alias: str) -> str:
     return version
 
 
+def register_if_better(
+    model_uri: str, name: str, alias: str, run_id: str, metric: str
+) -> tuple[str, bool]:
+    """Register ``model_uri`` (logged by run ``run_id``) as a version of ``name``, and point
+    ``alias`` at it unless the version holding the alias was judged on the same dataset
+    (``dataset.digest`` tag) with a better ``metric``: (version, whether the alias moved).
+    A holder judged on other data cannot be compared; the newer model takes the alias."""
+    client = mlflow.MlflowClient()
+    version = str(mlflow.register_model(model_uri, name).version)
+    holder = alias_version(name, alias)
+    moved = True
+    if holder is not None:
+        mine = client.get_run(run_id).data
+        theirs = client.get_run(client.get_model_version(name, holder).run_id).data
+        if theirs.tags.get("dataset.digest") == mine.tags.get("dataset.digest"):
+            moved = mine.metrics.get(metric, float("-inf")) >= theirs.metrics.get(
+                metric, float("-inf")
+            )
+    if moved:
+        set_alias(name, alias, version)
+    return version, moved
+
+
 def load_deployable(model_uri: str, variant: str | None = None) -> tuple[object, str, str]:
     """The deployable model's parts (role model, qualifier, catalog), a description of it and
     the local directory it was downloaded to. ``variant``: the role model's inference

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from buying_groups import tracking
+from buying_groups import registry, tracking
 from buying_groups.cli.common import console, print_frame
 from buying_groups.cli.train_qualifier import load_tables, role_predictor
 from buying_groups.config import catalog_from, hydra_entry
@@ -88,7 +88,18 @@ def train_and_log(cfg: DictConfig) -> dict[str, float]:
             f"risk {row['risk']:.2f}: " + "; ".join(row["reasons"])
         )
     console.print(f"model {info.model_uri}; MLflow run {active.info.run_id}")
+    if cfg.registry.name:
+        register(cfg.registry, info.model_uri, active.info.run_id)
     return metrics
+
+
+def register(reg: DictConfig, model_uri: str, run_id: str) -> None:
+    """A registry version of the model; the alias moves only to one at least as good on the
+    same data."""
+    metric = "backtest/renewal_risk_pr_auc"
+    version, moved = registry.register_if_better(model_uri, reg.name, reg.alias, run_id, metric)
+    state = f"is @{reg.alias}" if moved else f"registered; @{reg.alias} kept (better {metric})"
+    console.print(f"registry: {reg.name} v{version} {state}")
 
 
 def print_nrr(revenue: pd.DataFrame) -> None:
