@@ -99,8 +99,25 @@ def test_features_ignore_the_future(tables, roles, catalog, snaps):
     closes_later["won"] = True
     rest = opp.drop(closes_later.index)
     future["opportunities"] = pd.concat([rest, closes_later, new], ignore_index=True)
-    after = group_states(future, roles, catalog, [t])
+    # Contacts created after t (with a member role) are not members at t yet.
+    joined = tables["contacts"].sample(20, random_state=1).copy()
+    joined["contact_id"] = "FC" + joined["contact_id"].astype(str)
+    joined["created_at"] = t + pd.Timedelta(days=2)
+    future["contacts"] = pd.concat([tables["contacts"], joined], ignore_index=True)
+    their_roles = pd.DataFrame(
+        {
+            "contact_id": np.repeat(joined["contact_id"].to_numpy(), len(catalog.names)),
+            "account_id": np.repeat(joined["account_id"].to_numpy(), len(catalog.names)),
+            "product": np.tile(catalog.names, len(joined)),
+            "role": "champion",
+        }
+    )
+    future_roles = pd.concat([roles, their_roles], ignore_index=True)
+    after = group_states(future, future_roles, catalog, [t])
     pd.testing.assert_frame_equal(before, after)
+    # ... and they are, once created (the check can fail).
+    later = group_states(future, future_roles, catalog, [t + pd.Timedelta(days=3)])
+    assert (later["members_champion"] > 0).sum() > (before["members_champion"] > 0).sum()
 
 
 def test_members_and_engagement_match_a_direct_count(groups, roles, tables, snaps):

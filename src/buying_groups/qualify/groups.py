@@ -91,6 +91,7 @@ class _Codes:
     ev_intent: np.ndarray  # bool
     ev_adv: np.ndarray  # advocacy kind index, -1 for none
     contact_account: np.ndarray
+    contact_since: np.ndarray  # int64 ns: when each contact is known (see _known_since)
     member_role: np.ndarray  # (contacts, products) role index, -1 for none
 
 
@@ -128,8 +129,21 @@ def _codes(
         ev_intent=ev["action"].isin(HIGH_INTENT_ACTIONS).to_numpy(),
         ev_adv=pd.Index(ADVOCACY_KINDS).get_indexer(kind.fillna("")),
         contact_account=contact_account,
+        contact_since=_known_since(contacts, ev_contact, ev["timestamp"]),
         member_role=member_role,
     )
+
+
+def _known_since(contacts: pd.DataFrame, ev_contact: np.ndarray, ts: pd.Series) -> np.ndarray:
+    """When each contact is known to the CRM (int64 ns): its ``created_at``; without one, its
+    first activity; without either, always (a snapshot cannot tell, so it counts)."""
+    first = np.full(len(contacts), np.iinfo(np.int64).max)
+    np.minimum.at(first, ev_contact, ts.to_numpy("datetime64[ns]").astype(np.int64))
+    if "created_at" in contacts:
+        created = pd.to_datetime(contacts["created_at"]).to_numpy("datetime64[ns]")
+        stamp = created.astype(np.int64)
+        first = np.where(np.isnat(created), first, stamp)
+    return np.where(first == np.iinfo(np.int64).max, np.iinfo(np.int64).min, first)
 
 
 def _window(c: _Codes, t: pd.Timestamp, days: int) -> slice:
@@ -165,8 +179,10 @@ def _snapshot_state(c: _Codes, t: pd.Timestamp) -> dict[str, np.ndarray]:
     topic_key = c.ev_contact[short][on_topic] * n_p + c.ev_topic[short][on_topic]
     active_topic = (_count(topic_key, n_c * n_p) > 0).reshape(n_c, n_p)
 
-    # Members and engaged members by role.
-    ci, pj = np.nonzero(c.member_role >= 0)
+    # Members and engaged members by role: the contacts known at t (created by then).
+    known = c.contact_since <= t.value
+    out["account_contacts"] = np.repeat(_count(c.contact_account[known], n_a), n_p)
+    ci, pj = np.nonzero((c.member_role >= 0) & known[:, None])
     r = c.member_role[ci, pj].astype(int)
     a = c.contact_account[ci]
     for k, role in enumerate(MEMBER_ROLES):
@@ -290,7 +306,6 @@ def group_states(
     static = {
         "is_customer": np.repeat(accounts["is_customer"].to_numpy(dtype=float), n_p),
         "log_employees": np.repeat(np.log1p(accounts["employees"].to_numpy(dtype=float)), n_p),
-        "account_contacts": np.repeat(_count(c.contact_account, n_a), n_p),
     }
     frames = []
     for t in pd.DatetimeIndex(snapshots):
