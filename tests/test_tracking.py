@@ -3,6 +3,8 @@
 import platform
 from importlib.metadata import version
 
+import pytest
+
 from buying_groups.tracking import requirement_mismatches
 
 
@@ -44,3 +46,43 @@ def test_missing_packages_other_versions_and_python_are_named(tmp_path):
             f"Python (installed: {platform.python_version()}, logged with: 2.7.18)",
         ]
     )
+
+
+@pytest.mark.slow  # logs three models to a registry
+def test_the_registry_alias_moves_only_to_a_model_at_least_as_good(tmp_path):
+    """``register_if_better``: same dataset, worse metric -> registered, alias kept; better or
+    other data -> the alias moves."""
+    import mlflow
+
+    from buying_groups import registry
+
+    class Constant(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input):  # noqa: ANN001, ANN201, ARG002
+            return model_input
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_experiment("alias-test")
+
+    def logged(score: float, digest: str) -> tuple[str, str]:
+        with mlflow.start_run() as run:
+            mlflow.set_tag("dataset.digest", digest)
+            mlflow.log_metric("backtest/pr_auc", score)
+            info = mlflow.pyfunc.log_model(name="m", python_model=Constant())
+        return info.model_uri, run.info.run_id
+
+    first = logged(0.5, "d1")
+    assert registry.register_if_better(first[0], "m", "champion", first[1], "backtest/pr_auc") == (
+        "1",
+        True,
+    )
+    worse = logged(0.4, "d1")
+    assert registry.register_if_better(worse[0], "m", "champion", worse[1], "backtest/pr_auc") == (
+        "2",
+        False,
+    )
+    assert registry.alias_version("m", "champion") == "1"
+    other_data = logged(0.1, "d2")
+    moved = registry.register_if_better(
+        other_data[0], "m", "champion", other_data[1], "backtest/pr_auc"
+    )
+    assert moved == ("3", True) and registry.alias_version("m", "champion") == "3"
