@@ -1,5 +1,6 @@
 """Role-model inference variants on the same demo inputs: speed, latency, agreement with
-fp32 and OOD macro-F1 per head, in one table.
+fp32, OOD macro-F1 per head and persona macro-F1 on the real job titles, in one table; then
+the real titles per language and variant.
 
     python scripts/bench_inference.py [--model-uri models:/buying-group-roles@champion ...]
                                       [--data data/demo] [--n 2000] [--variants ...]
@@ -36,7 +37,9 @@ from omegaconf import OmegaConf
 from buying_groups.config import config_dir
 from buying_groups.data.dataset import load_dataset
 from buying_groups.data.examples import labelled_examples
+from buying_groups.data.real_titles import real_title_eval
 from buying_groups.evaluate import evaluate_predictions
+from buying_groups.models.evaluation import real_title_metrics, real_title_table
 from buying_groups.models.inference import decode, predict_proba
 from buying_groups.models.runtime import VARIANTS, VariantUnavailable, use_variant
 from buying_groups.taxonomy import Catalog
@@ -60,7 +63,7 @@ def main() -> None:
     ood = examples[examples["split"] == "test_ood"].head(args.n).reset_index(drop=True)
     inputs = ood[["job_title", "activity_text"]]
 
-    rows, baseline = {}, None
+    rows, baseline, by_language = {}, None, {}
     for uri in args.model_uri:
         wrapped = mlflow.pyfunc.load_model(uri, model_config={"variant": "fp32"})
         model = wrapped.unwrap_python_model().model
@@ -75,9 +78,10 @@ def main() -> None:
                 measured = bench_model(
                     model, tokenizer, inputs, ood, catalog, args.variants, args.repeats, batch_size
                 )
-                for name, row in measured.items():
+                for name, (row, languages) in measured.items():
                     baseline = baseline or row["contacts/s"]
                     rows[(label, name)] = {"x baseline": row["contacts/s"] / baseline, **row}
+                    by_language[(label, name)] = languages
         cfg.max_length = trained_length
         print(
             f"{uri} ({layers} layers x {trained_length} tokens): recorded default "
@@ -85,13 +89,16 @@ def main() -> None:
         )
     print(f"{len(inputs)} OOD-test contacts, {torch.get_num_threads()} threads")
     print(pd.DataFrame(rows).T.round(3).to_string())
+    print("\nreal job titles, macro-F1 per language (function / seniority)")
+    print(pd.concat(by_language, axis=1).round(3).to_string())
 
 
 def bench_model(  # noqa: ANN001
     model, tokenizer, inputs, ood, catalog, variants, repeats, batch_size=32
-) -> dict[str, dict]:
-    """Speed, latency, memory, agreement with fp32 and OOD macro-F1 of each variant."""
-    rows, reference = {}, None
+) -> dict[str, tuple[dict, pd.DataFrame]]:
+    """Speed, latency, memory, agreement with fp32, OOD and real-title macro-F1 of each
+    variant, and its real-title table per language."""
+    rows, reference, real = {}, None, real_title_eval()
     for name in variants:
         try:
             use_variant(model, tokenizer, name)
@@ -123,7 +130,8 @@ def bench_model(  # noqa: ANN001
         heads = ["function", "seniority", *[f"role_{p}" for p in catalog.names]]
         agree = float(np.mean([(pred[h] == reference[h]).mean() for h in heads]))
         m = evaluate_predictions(ood, pred, catalog.names)
-        rows[name] = {
+        on_real = real_title_metrics(real, decode(model.config, predict(real)))
+        row = {
             "contacts/s": len(inputs) / float(np.median(seconds)),
             "best contacts/s": len(inputs) / min(seconds),
             "p50 ms (1 contact)": 1000 * float(np.percentile(latency, 50)),
@@ -137,6 +145,9 @@ def bench_model(  # noqa: ANN001
                 for h in ("function", "seniority", "role")
             },
         }
+        for h in ("function", "seniority"):
+            row[f"real {h} macro-F1"] = on_real[f"real/{h}_macro_f1"]
+        rows[name] = row, real_title_table(on_real)[["function_macro_f1", "seniority_macro_f1"]]
     return rows
 
 
