@@ -111,3 +111,15 @@ def test_pipeline_on_tiny(tmp_path, tiny_bert_dir):
     assert sorted(scored["contact_id"]) == sorted(contacts["contact_id"])
     groups = pd.read_parquet(tmp_path / "scores" / "groups_scored.parquet")
     assert len(groups) == 3 * contacts["account_id"].nunique()
+
+
+def test_serve_shares_the_cores_among_its_workers():
+    import os
+
+    from buying_groups.cli.serve import threads_per_worker
+
+    cores = len(os.sched_getaffinity(0))
+    assert threads_per_worker(None, 2) == max(1, cores // 2)
+    assert threads_per_worker(None, 1) == cores
+    assert threads_per_worker(None, 10 * cores) == 1  # never none
+    assert threads_per_worker(3, 2) == 3  # as configured
