@@ -367,9 +367,6 @@ def members_at(
     return out
 
 
-SEGMENTS = ("new_logo", "expansion", "installed")
-
-
 def segments(groups: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> np.ndarray:
     """Each group's commercial segment at its snapshot: ``installed`` where the account
     subscribes to the product then, ``expansion`` where it subscribes to another product (a

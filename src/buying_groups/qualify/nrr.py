@@ -41,11 +41,14 @@ def renewal_revenue(scored: pd.DataFrame, subscriptions: pd.DataFrame) -> pd.Dat
     renewals expected (the sum of their risks) and actual; with amounts, the revenue up for
     renewal, expected at risk (risk x amount x the loss share known before the backtest),
     lost, gained at renewal, and the renewals' net revenue retention."""
-    changes = term_changes(subscriptions).drop(columns=["term_end", "outcome"])
+    changes = term_changes(subscriptions)
+    share = loss_share(changes, scored["month"].min())
     frame = scored[["term_id", "month", "score", "label"]].merge(
-        changes, on="term_id", how="left", validate="one_to_one"
+        changes.drop(columns=["term_end", "outcome"]),
+        on="term_id",
+        how="left",
+        validate="one_to_one",
     )
-    share = loss_share(term_changes(subscriptions), scored["month"].min())
     frame["expected_loss"] = frame["score"] * frame["amount"] * share
     table = frame.groupby("month").agg(
         renewals=("term_id", "size"),
