@@ -4,6 +4,7 @@ generated per test session."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -179,3 +180,17 @@ def promoted(trained, tiny_dir):
     run_cli("train_qualifier", tmp, *common, f"hydra.run.dir={tmp / 'q2'}")
     proc = run_cli("promote", tmp, *common, f"hydra.run.dir={tmp / 'promote'}")
     return tmp, uri, common, proc
+
+
+@pytest.fixture(scope="session")
+def renewal_uri(promoted, tiny_dir):
+    """A renewal-risk model logged (not registered: other tests see no renewal champion) on
+    the promoted store, by bg-train-retention with the rules' personas."""
+    tmp, uri, _, _ = promoted
+    proc = run_cli(
+        "train_retention", tmp, "data=tiny", f"data_dir={tiny_dir}", "roles.source=rules",
+        f"tracking.uri={uri}", f"output_dir={tmp / 'ret'}", "registry.name=null",
+        "retention.backtest_months=8", "retention.min_train_positives=3",
+        f"hydra.run.dir={tmp / 'ret-run'}",
+    )  # fmt: skip
+    return re.search(r"model (models:/\S+);", proc.stdout).group(1)

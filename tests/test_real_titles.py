@@ -4,6 +4,7 @@ transliteration; the real-title metrics and the promotion gate they feed."""
 import pandas as pd
 import pytest
 
+from buying_groups.baselines.rules import match_seniority
 from buying_groups.data.real_titles import (
     RESOURCE_DIR,
     TRAINING_LISTS,
@@ -46,6 +47,29 @@ def test_no_training_title_is_an_eval_title():
     dropped = knowledge_examples(["curated"], catalog, case_noise=0.0, exclude=[noisy])
     assert first in set(kept["job_title"]) and first not in set(dropped["job_title"])
     assert len(dropped) == len(kept) - 1
+
+
+def test_bls_seniority_guesses_are_masked_and_lists_can_repeat():
+    """A BLS title's seniority is the rules' keyword parse: kept where a keyword matched, the
+    parser's default ("professional") masked; ``repeat`` copies a list's training titles."""
+    catalog = _catalog()
+    bls = knowledge_examples(["bls"], catalog, case_noise=0.0)
+    guessed = bls["job_title"].map(match_seniority).isna()
+    assert guessed.any() and (~guessed).any()
+    assert bls.loc[guessed, "seniority"].isna().all()
+    assert (
+        bls.loc[~guessed, "seniority"] == bls.loc[~guessed, "job_title"].map(match_seniority)
+    ).all()
+    assert bls["function"].notna().all()  # the function labels stay
+    apprentice = bls[bls["job_title"].str.contains("Apprentice")]
+    assert len(apprentice) and apprentice["seniority"].isna().all()
+
+    once = knowledge_examples(["bls", "curated"], catalog, case_noise=0.0)
+    twice = knowledge_examples(["bls", "curated"], catalog, case_noise=0.0, repeat={"curated": 2})
+    curated_train = (once["vocab"] == "curated") & (once["split"] == "train")
+    assert len(twice) == len(once) + curated_train.sum()
+    assert twice["contact_id"].is_unique
+    assert (twice["split"] == "validation").sum() == (once["split"] == "validation").sum()
 
 
 def test_knowledge_examples_are_title_only_with_masked_roles():

@@ -199,3 +199,29 @@ def test_spark_engine_equals_pandas_engine(promoted, tiny_dir, tmp_path):
         json.loads((tmp_path / e / "summary.json").read_text()) for e in ("pandas", "spark")
     ]
     assert summaries[0]["counts"] == summaries[1]["counts"]
+
+
+def test_bg_score_adds_segments_and_renewal_risk(promoted, renewal_uri, tiny_dir, tmp_path):
+    """With a renewal-risk model: every running term scored, installed groups carry it;
+    without one (renewal_model_uri=null): segments only, and no stale renewals file."""
+    _, uri, _, _ = promoted
+    out = tmp_path / "scores"
+    args = [f"data_dir={tiny_dir}", f"tracking.uri={uri}", f"output_dir={out}"]
+    proc = run_cli("score", tmp_path, *args, f"renewal_model_uri={renewal_uri}")
+    assert "renewals:" in proc.stdout and "segments:" in proc.stdout
+    renewals = pd.read_parquet(out / "renewals_scored.parquet")
+    groups = pd.read_parquet(out / "groups_scored.parquet")
+    installed = groups["segment"] == "installed"
+    assert len(renewals) > 0 and renewals["risk"].between(0, 1).all()
+    assert installed.sum() > 0 and groups.loc[installed, "renewal_risk"].notna().all()
+    assert groups.loc[~installed, "renewal_risk"].isna().all()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["renewal_model"].startswith(renewal_uri) and summary["renewals_scored"] == len(
+        renewals
+    )
+    assert "subscriptions" in summary["counts"]
+
+    run_cli("score", tmp_path, *args, "renewal_model_uri=null", "cache_dir=null")
+    again = pd.read_parquet(out / "groups_scored.parquet")
+    assert not (out / "renewals_scored.parquet").exists() and again["renewal_risk"].isna().all()
+    assert (again["segment"] == groups["segment"]).all()

@@ -1,5 +1,6 @@
 """bg-serve with the promoted tiny champion: good and bad requests, the token, concurrency."""
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -12,14 +13,36 @@ import pytest
 pytestmark = pytest.mark.slow
 
 
-def test_serve_answers_good_and_bad_requests(promoted, monkeypatch):
+@contextlib.contextmanager
+def running(app):
+    """``app`` served by uvicorn on a free local port, in a thread; yields its URL."""
     import socket
     import threading
     import time
+
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(100):
+        if server.started:
+            break
+        time.sleep(0.1)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_serve_answers_good_and_bad_requests(promoted, monkeypatch):
     from concurrent.futures import ThreadPoolExecutor
 
     import requests
-    import uvicorn
 
     from buying_groups.serving.server import Limits, create_app
 
@@ -27,17 +50,8 @@ def test_serve_answers_good_and_bad_requests(promoted, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)  # an earlier test may have pointed this process elsewhere
     app = create_app("models:/buying-groups@champion", Limits(200_000, 50, 60.0, "s3cret"))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        if server.started:
-            break
-        time.sleep(0.1)
+    served = running(app)
+    url = served.__enter__()
     auth = {"Authorization": "Bearer s3cret"}
     event = {
         "timestamp": "2026-03-01T10:00:00",
@@ -151,8 +165,73 @@ def test_serve_answers_good_and_bad_requests(promoted, monkeypatch):
         assert all(a == answers[0] for a in answers)
         assert post(good).status_code == 200  # still serving after all that
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+        served.__exit__(None, None, None)
+
+
+def test_serve_scores_the_renewals_of_the_subscriptions_sent(promoted, renewal_uri, monkeypatch):
+    """Contract 2: a request may send an account's subscription terms; its groups then say
+    their segment, and an owned product its renewal risk and reasons. Without the field the
+    answer is as before (customer fields null)."""
+    import requests
+
+    from buying_groups.serving.server import Limits, create_app
+
+    _, uri, _, _ = promoted
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    app = create_app(
+        "models:/buying-groups@champion",
+        Limits(200_000, 50, 60.0, None),
+        renewal_model_uri=renewal_uri,
+    )
+    events = [
+        {"timestamp": f"2026-0{m}-10T10:00:00", "channel": "product", "action": "used_feature",
+         "topic": "data_platform"}
+        for m in range(1, 6)
+    ]  # fmt: skip
+    term = {"product": "data_platform", "term_start": "2025-09-01", "term_end": "2026-09-01"}
+    rows = [
+        {"account_id": "A1", "contact_id": "C1", "job_title": "Head of Data", "activities": events,
+         "subscriptions": [term]},
+        {"account_id": "A1", "contact_id": "C2", "job_title": "Data Engineer", "activities": [],
+         "subscriptions": [{**term, "seats": 25}]},
+        {"account_id": "B1", "contact_id": "C3", "job_title": "CISO", "activities": []},
+    ]  # fmt: skip
+    with running(app) as url:
+
+        def post(records):
+            body = {"dataframe_records": records}
+            return requests.post(f"{url}/invocations", json=body, timeout=60)
+
+        version = requests.get(f"{url}/version", timeout=5).json()
+        assert version["contract"] == 2 and version["renewal_model"].startswith(renewal_uri)
+        r = post(rows)
+        assert r.status_code == 200, r.text
+        by = {(p["account_id"], p["product"]): p for p in r.json()["predictions"]}
+        owned = by[("A1", "data_platform")]
+        assert owned["segment"] == "installed" and owned["renewal_date"] == "2026-09-01"
+        assert 0 <= owned["renewal_risk"] <= 1 and len(owned["renewal_reasons"]) > 0
+        assert by[("A1", "security_platform")]["segment"] == "expansion"
+        assert by[("B1", "data_platform")]["segment"] == "new_logo"
+        assert by[("B1", "data_platform")]["renewal_risk"] is None
+        # a version-1 request: the same groups, customer fields null
+        old = post([{k: v for k, v in row.items() if k != "subscriptions"} for row in rows])
+        assert old.status_code == 200
+        assert all(
+            p["segment"] is None and p["renewal_risk"] is None for p in old.json()["predictions"]
+        )
+        bad = {
+            "product": {**term, "product": "no_such_product"},
+            "term_end": {**term, "term_end": "2025-01-01"},
+            "seats": {**term, "seats": -1},
+            "extra": {**term, "price": 3},
+        }
+        for field, wrong in bad.items():
+            r = post([{**rows[0], "subscriptions": [wrong]}])
+            assert r.status_code == 400 and "subscriptions[0]" in r.json()["message"], (
+                field,
+                r.text,
+            )
 
 
 def test_bg_serve_workers_answer_as_the_model_does(promoted, tmp_path):

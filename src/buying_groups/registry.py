@@ -5,10 +5,14 @@ artifacts) the only modules outside the pyfuncs and the server that talk to MLfl
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import mlflow
 
 from buying_groups import tracking
+
+if TYPE_CHECKING:
+    from buying_groups.qualify.customers import RenewalModel
 
 
 def load_pyfunc(uri: str, model_config: Mapping | None = None) -> mlflow.pyfunc.PyFuncModel:
@@ -138,3 +142,20 @@ def load_deployable(model_uri: str, variant: str | None = None) -> tuple[object,
     where = f"{model_uri} (version {version})" if version else model_uri
     wrapped = model.unwrap_python_model()
     return wrapped, f"{where}, role model as {wrapped.role_variant}", local_path
+
+
+def load_renewal_model(uri: str) -> RenewalModel:
+    """The fitted renewal-risk model behind ``uri`` with the lead time it was trained with;
+    ``LookupError`` saying why when there is none to load (not registered yet, no such
+    version)."""
+    from buying_groups.qualify.customers import RenewalModel
+
+    try:
+        loaded = load_pyfunc(uri)
+    except (OSError, mlflow.exceptions.MlflowException) as exc:
+        message = getattr(exc, "message", str(exc)).splitlines()[0]
+        raise LookupError(f"no renewal-risk model at {uri} ({message})") from exc
+    version = tracking.model_identity(uri)["version"]
+    lead_days = int((loaded.metadata.metadata or {}).get("lead_days", 30))
+    where = f"{uri} (version {version})" if version else uri
+    return RenewalModel(loaded.unwrap_python_model().model, lead_days, where)

@@ -13,14 +13,17 @@ from pathlib import Path
 import pandas as pd
 
 from buying_groups.batch.cache import AccountCache
+from buying_groups.batch.customers import score_renewals
 from buying_groups.batch.scoring import score_buckets
 from buying_groups.batch.staging import Staged
 from buying_groups.data.io import write_table
 from buying_groups.data.validate import rejected_rows
 from buying_groups.models.inference import PredictionCache, active_cache, caching
+from buying_groups.qualify.customers import RenewalModel, add_customer_fields
 
 TABLES = ("accounts", "contacts", "activities", "opportunities")
 CACHE_FILE = "role-predictions.arrow"
+RENEWALS_FILE = "renewals_scored.parquet"
 
 
 def staging_dir(cache_dir: str | None, out: Path) -> AbstractContextManager:
@@ -39,9 +42,11 @@ def score_staged(
     out: Path,
     cfg,  # noqa: ANN001 (bg-score's config: engine, cache_dir, top_reasons, chunk_size, spark)
     on_contacts: Callable[[int], None] | None = None,
+    renewal: RenewalModel | None = None,
 ) -> dict:
-    """Score every bucket, write the outputs (and the caches); returns the tally and the
-    cache counts of the summary, with seconds per phase."""
+    """Score every bucket, add the customer fields (segments; renewal risk with ``renewal``),
+    write the outputs (and the caches); returns the tally and the cache counts of the
+    summary, with seconds per phase."""
     phases, mark = {}, time.perf_counter()
 
     def lap(name: str) -> None:
@@ -58,11 +63,18 @@ def score_staged(
     if cfg.engine == "pandas" and cache_file is not None and cache_file.exists():
         cache.load(cache_file, digest, len(wrapped.catalog.names))  # another model: none
     hits, misses, accounts = cache.hits, cache.misses, None
+    renewals = None
+    if renewal is not None:  # the customers' running terms: a small share of the rows
+        with caching(cache):
+            renewals = score_renewals(wrapped, staged, renewal, as_of, cfg.top_reasons)
+        lap("renewal risk")
     if cfg.engine == "spark":
         from buying_groups.serving.spark_engine import score_spark
 
         # Writes its own outputs (directories of Parquet parts, committed by Spark).
-        tally = score_spark(wrapped, local_path, staged, as_of, out, cfg.spark, cfg.top_reasons)
+        tally = score_spark(
+            wrapped, local_path, staged, as_of, out, cfg.spark, cfg.top_reasons, renewals
+        )
     else:
         # Accounts whose rows, models, as_of and settings are all unchanged since the last
         # run are not scored again: their contacts and groups come from the cache.
@@ -75,6 +87,9 @@ def score_staged(
                 wrapped, staged, as_of, cfg.top_reasons, cfg.chunk_size, on_contacts, accounts
             )
         lap("score")
+        groups = add_customer_fields(
+            groups, staged.tables["accounts"], staged.subscriptions, as_of, renewals
+        )
         written = (out / "contacts_scored.parquet", out / "groups_scored.parquet")
         write_table(contacts, written[0])  # atomically: a temporary file, then a rename
         write_table(groups, written[1])
@@ -88,7 +103,13 @@ def score_staged(
             "groups": len(groups),
             "qualified": int(groups["qualified"].sum()),
             "stages": groups["stage"].value_counts().to_dict(),
+            "segments": groups["segment"].value_counts().to_dict(),
         }
+    if renewals is not None:
+        write_table(renewals, out / RENEWALS_FILE)
+        tally["renewals"] = len(renewals)
+    else:  # a stale file from an earlier run would mislead
+        (out / RENEWALS_FILE).unlink(missing_ok=True)
     n_accounts = len(staged.tables["accounts"])
     return {
         "seconds": time.perf_counter() - started,
@@ -110,16 +131,17 @@ def score_staged(
 
 def row_counts(staged: Staged) -> pd.DataFrame:
     """Rows in, kept, rejected and kept with a blanked cell, per table."""
+    tables = [t for t in (*TABLES, "subscriptions") if t in staged.rows_in]
     counts = pd.DataFrame(
         {
             "rows in": staged.rows_in,
             "scored / kept": staged.kept,
-            "rejected": {t: rejected_rows(staged.rejects, t) for t in TABLES},
+            "rejected": {t: rejected_rows(staged.rejects, t) for t in tables},
             "kept, a cell blanked": {
-                t: rejected_rows(staged.rejects, t, "blanked") for t in TABLES
+                t: rejected_rows(staged.rejects, t, "blanked") for t in tables
             },
         }
-    )
+    ).reindex(tables)
     counts.index.name = "table"
     return counts
 
@@ -140,8 +162,10 @@ def summary(
     phases: dict,
     result: dict,
     staged: Staged,
+    renewal_note: str | None = None,
 ) -> dict:
-    """What ``summary.json`` holds."""
+    """What ``summary.json`` holds; ``renewal_note`` says which renewal-risk model scored
+    the renewals, or why none did."""
     tally = result["tally"]
     return {
         "model": where,
@@ -155,6 +179,9 @@ def summary(
         "contacts_scored": tally["contacts"],
         "groups_scored": tally["groups"],
         "qualified_groups": tally["qualified"],
+        "segments": tally["segments"],
+        "renewals_scored": tally.get("renewals"),
+        "renewal_model": renewal_note,
         "counts": row_counts(staged).to_dict(orient="index"),
         # present in an export or not, scoring never reads it: say so rather than omit it
         "not_read": {"opportunity_contact_roles": "training labels (labels=crm) only"},

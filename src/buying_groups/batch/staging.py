@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from buying_groups import __version__
 from buying_groups.batch.cache import activity_sums
 from buying_groups.data.io import atomic_write, find_table, read_json, write_json, write_table
-from buying_groups.data.schema import SCHEMA
+from buying_groups.data.schema import OPTIONAL_TABLES, SCHEMA
 from buying_groups.data.source import is_native, read_export
 from buying_groups.data.validate import (
     DataValidationError,
@@ -59,6 +59,9 @@ class Staged:
     rejects: pd.DataFrame
     reusable: bool = False  # a later run with the same inputs reuses this staging
     mapped: dict[str, int] = field(default_factory=dict)  # rows each mapping rule took
+    # the export's optional subscriptions table (validated; None without one): read by the
+    # customer fields after the buckets are scored (batch.customers), not per bucket
+    subscriptions: pd.DataFrame | None = None
 
     @property
     def activities_dir(self) -> Path:
@@ -143,7 +146,7 @@ def stage_tables(
         data_dir = workdir / "export"
         for name, df in raw.items():
             write_table(df.astype(object).where(df.notna(), None), data_dir / f"{name}.parquet")
-    small = load_tables(data_dir, catalog, on_bad_rows, SMALL_TABLES)
+    small = load_tables(data_dir, catalog, on_bad_rows, (*SMALL_TABLES, *OPTIONAL_TABLES))
     problems = list(small.problems)
     if problems:  # unusable tables, or bad rows under on_bad_rows=error
         raise DataValidationError(problems)
@@ -198,7 +201,7 @@ def stage_tables(
     rank = rejects_df["table"].map({t: i for i, t in enumerate(SCHEMA)})
     rejects_df = rejects_df.iloc[np.lexsort((rejects_df["row"], rank))].reset_index(drop=True)
     counts_in = {**small.rows_in, "activities": rows_in}
-    counts_kept = {name: len(tables[name]) for name in SMALL_TABLES} | {"activities": kept}
+    counts_kept = {name: len(df) for name, df in small.tables.items()} | {"activities": kept}
     return Staged(
         directory=workdir,
         tables=tables,
@@ -209,6 +212,7 @@ def stage_tables(
         rejects=rejects_df,
         reusable=bool(key) and manifest.exists(),
         mapped=source_counts | small.mapped | mapped,
+        subscriptions=small.tables.get("subscriptions"),
     )
 
 

@@ -207,6 +207,12 @@ def report(cfg: DictConfig, result: dict) -> None:
             f"scored: {s['contacts_scored']:,} contacts, {s['groups_scored']:,} groups "
             f"({s['qualified_groups']} qualified) in {cfg.scores_dir}/"
         )
+        if isinstance(s.get("segments"), dict):
+            lines.append(
+                "  by segment: " + ", ".join(f"{k} {v:,}" for k, v in s["segments"].items())
+                + (f"; {s['renewals_scored']:,} running renewals scored for risk"
+                   if s.get("renewals_scored") is not None else "")
+            )  # fmt: skip
     if "seconds" in result:
         t = result["seconds"]
         lines.append(

@@ -59,19 +59,36 @@ def run(cfg: DictConfig) -> dict:
         as_of = as_of_arg or staged.as_of
         if as_of is None:
             raise SystemExit("no valid activities to date the scoring: pass as_of=<date>")
+        renewal, renewal_note = renewal_model(cfg, staged)
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task(
                 "scoring contacts and groups", total=len(staged.tables["contacts"])
             )
             result = job.score_staged(
                 wrapped, local_path, staged, as_of, out, cfg,
-                on_contacts=lambda n: progress.advance(task, n),
+                on_contacts=lambda n: progress.advance(task, n), renewal=renewal,
             )  # fmt: skip
     job.write_rejects(staged, out / "rejects.csv")
-    summary = job.summary(wrapped, where, cfg.engine, as_of, phases, result, staged)
+    summary = job.summary(wrapped, where, cfg.engine, as_of, phases, result, staged, renewal_note)
     write_json(summary, out / "summary.json")
     report(cfg, summary, result, staged, out)
     return summary
+
+
+def renewal_model(cfg: DictConfig, staged) -> tuple[object | None, str | None]:  # noqa: ANN001
+    """The renewal-risk model for an export with subscriptions (pandas engine), and a note
+    for the summary: which model, or why none."""
+    if staged.subscriptions is None:
+        return None, "not needed: the export has no subscriptions table"
+    if not cfg.renewal_model_uri or cfg.engine != "pandas":
+        return None, "off (renewal_model_uri=null)" if cfg.engine == "pandas" else "pandas only"
+    try:
+        renewal = registry.load_renewal_model(cfg.renewal_model_uri)
+    except LookupError as exc:  # not trained yet: score the rest, say so
+        console.print(f"[yellow]renewal risk not scored: {exc}[/]")
+        return None, str(exc)
+    console.print(f"renewal-risk model: {renewal.where}")
+    return renewal, renewal.where
 
 
 def report(cfg: DictConfig, summary: dict, result: dict, staged, out: Path) -> None:  # noqa: ANN001
@@ -96,6 +113,10 @@ def report(cfg: DictConfig, summary: dict, result: dict, staged, out: Path) -> N
         f"groups scored in {result['seconds']:.0f}s ({cfg.engine}); {tally['qualified']} "
         "qualified; stages: " + ", ".join(f"{k} {v}" for k, v in tally["stages"].items())
     )
+    if "segments" in tally:
+        console.print("segments: " + ", ".join(f"{k} {v}" for k, v in tally["segments"].items()))
+    if tally.get("renewals") is not None:
+        console.print(f"renewals: {tally['renewals']:,} running terms scored ({job.RENEWALS_FILE})")
     rejected = len(staged.rejects)
     console.print(
         f"wrote {out / 'contacts_scored.parquet'}, {out / 'groups_scored.parquet'}"

@@ -45,6 +45,7 @@ def run(cfg: DictConfig) -> None:
             cfg.host,
             cfg.port,
             cfg.workers,
+            cfg.renewal_model_uri,
         )
     except VariantUnavailable as exc:
         raise SystemExit(str(exc)) from exc

@@ -42,7 +42,9 @@ def load_examples(cfg: DictConfig, catalog: Catalog) -> tuple[pd.DataFrame, dict
     """Labelled contacts with their split and the title lists' contacts; role labels
     thinned to ``role_label_fraction``."""
     examples = load_labelled_examples(cfg, catalog, "training")
-    knowledge = knowledge_examples(cfg.title_lists, catalog, cfg.seed)
+    knowledge = knowledge_examples(
+        cfg.title_lists, catalog, cfg.seed, repeat=cfg.get("title_list_repeat")
+    )
     examples = pd.concat([examples, knowledge], ignore_index=True)
     if cfg.role_label_fraction < 1.0:
         rng = np.random.default_rng(cfg.seed)

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from buying_groups.baselines.rules import match_seniority
 from buying_groups.data.splits import unit_hash
 from buying_groups.taxonomy import FUNCTIONS, SENIORITIES, Catalog
 
@@ -77,6 +78,7 @@ def knowledge_examples(
     case_noise: float = 0.15,
     exclude: Iterable[str] | None = None,
     validation_share: float = 0.15,
+    repeat: dict[str, int] | None = None,
 ) -> pd.DataFrame:
     """Title-only contacts from the named training lists, shaped like labelled examples
     (``title_kind`` ``knowledge``; roles unknown; no advocacy, as there is no activity).
@@ -84,7 +86,13 @@ def knowledge_examples(
     ``validation``, the rest ``train``: real-style titles to choose on, never trained on.
     Titles equal (``title_key``) to an ``exclude`` title (default: the evaluation set's) are
     dropped. A seeded ``case_noise`` share of the titles is added again in ALL CAPS or lower
-    case, as CRM exports hold them (each copy in its title's split)."""
+    case, as CRM exports hold them (each copy in its title's split). ``repeat`` names a
+    list's training copies (e.g. ``{"curated": 2}``: its training titles twice).
+
+    A BLS title's seniority is a distant label from the rules' keyword parser; where no
+    keyword matched, the parser's default (``professional``) is a guess, not a label, so it
+    is masked (``None``): trained on, it taught every model the parser's blind spots
+    ("Harnessmaker Apprentice" -> professional)."""
     sources = list(sources)
     unknown = [s for s in sources if s not in TRAINING_LISTS]
     if unknown:
@@ -120,7 +128,15 @@ def knowledge_examples(
             "split": np.where(held_for_validation, "validation", "train"),
         }
     )
+    guessed = (out["vocab"] == "bls") & out["job_title"].map(match_seniority).isna()
+    out["seniority"] = out["seniority"].where(~guessed, None)
     for product in catalog.names:
         out[f"advocacy_{product}"] = 0
         out[f"role_{product}"] = None
-    return out
+    copies = [
+        train.assign(contact_id=train["contact_id"] + f"-{k}")
+        for name, times in (repeat or {}).items()
+        for train in [out[(out["vocab"] == name) & (out["split"] == "train")]]
+        for k in range(1, int(times))
+    ]
+    return pd.concat([out, *copies], ignore_index=True) if copies else out

@@ -19,20 +19,31 @@ from buying_groups.data.dates import parse_date
 from buying_groups.data.io import file_digest
 from buying_groups.data.validate import empty_table
 from buying_groups.models.runtime import prediction_key
+from buying_groups.qualify.customers import GROUP_FIELDS, add_customer_fields, renewal_risk
 from buying_groups.scoring import score_groups
 from buying_groups.taxonomy import Catalog
 
 REQUIRED = ("account_id", "contact_id", "job_title", "activities")
+OPTIONAL = ("as_of", "subscriptions")
 EVENT_FIELDS = ("timestamp", "channel", "action", "asset", "topic")
+TERM_FIELDS = ("product", "term_start", "term_end", "seats", "amount")
+# The request and answer contract (docs/serving.md): 2 added the optional ``subscriptions``
+# field and the answer's ``segment`` and ``renewal_*`` fields; version 1 callers are unchanged.
+CONTRACT = 2
 MAX_TITLE_CHARS = 256  # the role model cuts titles here anyway
 
 
 def input_schema() -> mlflow.types.Schema:
-    """One row per contact; ``activities`` is an array of event objects; ``as_of`` optional."""
+    """One row per contact; ``activities`` is an array of event objects; ``as_of`` and the
+    account's ``subscriptions`` (an array of terms) optional."""
     from mlflow.types.schema import Array, ColSpec, Object, Property, Schema
 
     event = Object(
         [Property(f, "string", required=f in ("timestamp", "action")) for f in EVENT_FIELDS]
+    )
+    term = Object(
+        [Property(f, "string") for f in TERM_FIELDS[:3]]
+        + [Property(f, "double", required=False) for f in TERM_FIELDS[3:]]
     )
     return Schema(
         [
@@ -41,6 +52,7 @@ def input_schema() -> mlflow.types.Schema:
             ColSpec("string", "job_title"),
             ColSpec(Array(event), "activities"),
             ColSpec("string", "as_of", required=False),
+            ColSpec(Array(term), "subscriptions", required=False),
         ]
     )
 
@@ -59,24 +71,79 @@ def _fail(row: int, field: str, problem: str) -> None:
     raise ValueError(f"row {row}, field '{field}': {problem}")
 
 
-def request_tables(frame: pd.DataFrame) -> tuple[dict[str, pd.DataFrame], pd.Timestamp]:
+def _terms(i: int, rec: dict, products: tuple[str, ...] | None) -> list[dict]:
+    """Row ``i``'s ``subscriptions``: one record per term, each field checked."""
+    terms = rec.get("subscriptions")
+    if _missing(terms):
+        return []
+    if not isinstance(terms, list | tuple | np.ndarray):
+        _fail(i, "subscriptions", "must be a list of subscription terms")
+    out = []
+    for j, term in enumerate(terms):
+        where = f"subscriptions[{j}]"
+        if not isinstance(term, dict):
+            _fail(i, where, "must be an object")
+        unknown = sorted(set(term) - set(TERM_FIELDS))
+        if unknown:
+            _fail(i, where, f"unknown field(s): {', '.join(short_name(k) for k in unknown[:5])}")
+        product = term.get("product")
+        if not isinstance(product, str) or (products is not None and product not in products):
+            _fail(i, f"{where}.product", "must be a product of the catalog")
+        dates = {}
+        for f in ("term_start", "term_end"):
+            if not isinstance(term.get(f), str):
+                _fail(i, f"{where}.{f}", "required, a date string such as 2026-01-31")
+            dates[f] = parse_date(term[f], f"row {i}, field '{where}.{f}'")
+        if dates["term_end"] <= dates["term_start"]:
+            _fail(i, f"{where}.term_end", "must be after term_start")
+        numbers = {}
+        for f in ("seats", "amount"):
+            v = term.get(f)
+            if v is not None and (
+                isinstance(v, bool) or not isinstance(v, int | float) or not v >= 0
+            ):
+                _fail(i, f"{where}.{f}", "must be a number >= 0")
+            numbers[f] = np.nan if v is None else float(v)
+        out.append({"account_id": rec["account_id"], "product": product, **dates, **numbers})
+    return out
+
+
+def _subscriptions(terms: list[dict]) -> pd.DataFrame:
+    """The request's terms as a subscriptions table (a term repeated on several rows of its
+    account counts once; outcomes are not known to a request)."""
+    cols = ["account_id", "product", "term_start", "term_end", "seats", "amount"]
+    subs = pd.DataFrame(terms, columns=cols).drop_duplicates(cols[:4], ignore_index=True)
+    subs.insert(0, "term_id", [f"t{k}" for k in range(len(subs))])
+    subs.insert(1, "subscription_id", subs["term_id"])
+    subs["outcome"] = None
+    return subs.astype({"term_start": "datetime64[ns]", "term_end": "datetime64[ns]"})
+
+
+def request_tables(
+    frame: pd.DataFrame, products: tuple[str, ...] | None = None
+) -> tuple[dict[str, pd.DataFrame], pd.Timestamp]:
     """The request's contacts and events as the tables the scorer reads, and the as-of date.
 
-    Errors name the row and field and never echo the input. Accounts' size and customer
-    status and opportunity history are unknown to a request: they enter as missing/none.
+    Errors name the row and field and never echo the input. Accounts' size and opportunity
+    history are unknown to a request: they enter as missing/none. Customer status comes
+    from the optional ``subscriptions`` field (the terms of an account's products, on any
+    of its rows): with the field, ``tables["subscriptions"]`` holds them (an account given
+    none owns nothing); without it, there is no such table and the status is unknown.
+    ``products``: the catalog's, which a term must name.
     """
     if len(frame) == 0:
         raise ValueError("the request has no rows: send at least one contact")
     missing = [c for c in REQUIRED if c not in frame.columns]
     if missing:
         raise ValueError(f"missing field(s): {', '.join(missing)}")
-    extra = sorted(set(frame.columns) - set(REQUIRED) - {"as_of"})
+    extra = sorted(set(frame.columns) - set(REQUIRED) - set(OPTIONAL))
     if extra:
         names = ", ".join(short_name(c) for c in extra[:5])
         raise ValueError(f"unknown field(s): {names}" + (" ..." if len(extra) > 5 else ""))
-    contacts, events = [], []
+    contacts, events, terms = [], [], []
     for i, row in enumerate(frame.itertuples(index=False)):
         rec = row._asdict()
+        terms += _terms(i, rec, products)
         for f in ("account_id", "contact_id"):
             v = rec[f]
             if not isinstance(v, str) or not v.strip():
@@ -145,20 +212,34 @@ def request_tables(frame: pd.DataFrame) -> tuple[dict[str, pd.DataFrame], pd.Tim
         "activities": activities,
         "opportunities": opportunities,
     }
+    if "subscriptions" in frame.columns:
+        tables["subscriptions"] = _subscriptions(terms)
     return tables, pd.Timestamp(as_of)
 
 
 def groups_to_records(groups: pd.DataFrame) -> pd.DataFrame:
-    """JSON-friendly output: dates as ISO strings, lists as plain lists."""
+    """JSON-friendly output: dates as ISO strings, lists as plain lists, missing as null."""
     out = groups.copy()
     out["as_of"] = out["as_of"].astype(str)
     for col in ("members", "reasons_for", "reasons_against", "missing_roles", "engage_next"):
         out[col] = out[col].map(list)
-    return out
+    for col in GROUP_FIELDS:
+        if col not in out:  # customer status unknown (no subscriptions field)
+            out[col] = None
+    out["renewal_date"] = [None if pd.isna(d) else str(d.date()) for d in out["renewal_date"]]
+    out["renewal_risk"] = [None if pd.isna(r) else float(r) for r in out["renewal_risk"]]
+    out["renewal_reasons"] = [None if r is None else list(r) for r in out["renewal_reasons"]]
+    return out.astype({c: object for c in GROUP_FIELDS})
 
 
 class BuyingGroupsPyfunc(mlflow.pyfunc.PythonModel):
     """Artifacts: ``role_model`` and ``qualifier`` (logged MLflow models), ``catalog``."""
+
+    contract = CONTRACT
+    # A fitted renewal-risk model (qualify.customers.RenewalModel) that whoever serves this
+    # model may attach (bg-serve's renewal_model_uri): then the renewals of the terms a
+    # request sends are scored too. None: segments only.
+    renewal = None
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         self.role_model_path = context.artifacts["role_model"]  # a logged pyfunc (spark_udf)
@@ -204,8 +285,16 @@ class BuyingGroupsPyfunc(mlflow.pyfunc.PythonModel):
         if not isinstance(model_input, pd.DataFrame):
             model_input = pd.DataFrame(model_input)
         try:
-            tables, as_of = request_tables(model_input)
+            tables, as_of = request_tables(model_input, self.catalog.names)
         except ValueError as exc:
             raise mlflow.exceptions.MlflowException.invalid_parameter_value(str(exc)) from exc
         groups = score_groups(self.predict_roles, self.qualifier, tables, self.catalog, as_of)
+        subs = tables.get("subscriptions")
+        if subs is not None:
+            renewals = None
+            if self.renewal is not None:
+                renewals = renewal_risk(
+                    self.predict_roles, self.catalog, tables, subs, self.renewal, as_of
+                )
+            groups = add_customer_fields(groups, tables["accounts"], subs, as_of, renewals)
         return groups_to_records(groups)

@@ -28,7 +28,7 @@ import pandas as pd
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from buying_groups import __version__, tracking
+from buying_groups import __version__, registry, tracking
 from buying_groups.models.inference import PredictionCache, caching
 from buying_groups.serving.buying_groups_pyfunc import short_name
 
@@ -111,6 +111,18 @@ _EVENT = {
         "topic": {"type": "string", "example": "security_platform"},
     },
 }
+_TERM = {
+    "type": "object",
+    "required": ["product", "term_start", "term_end"],
+    "additionalProperties": False,
+    "properties": {
+        "product": {"type": "string", "example": "data_platform"},
+        "term_start": {"type": "string", "format": "date", "example": "2025-09-01"},
+        "term_end": {"type": "string", "format": "date", "example": "2026-09-01"},
+        "seats": {"type": "number", "minimum": 0},
+        "amount": {"type": "number", "minimum": 0},
+    },
+}
 _CONTACT = {
     "type": "object",
     "required": ["account_id", "contact_id", "job_title", "activities"],
@@ -121,6 +133,8 @@ _CONTACT = {
         "job_title": {"type": ["string", "null"], "maxLength": 256},
         "activities": {"type": "array", "items": _EVENT},
         "as_of": {"type": "string", "format": "date", "example": "2026-06-01"},
+        # contract 2: the account's subscription terms (on any of its rows)
+        "subscriptions": {"type": "array", "items": _TERM},
     },
 }
 _ERROR = {
@@ -169,7 +183,8 @@ INVOCATIONS_OPENAPI = {
     "responses": {
         "200": {
             "description": "one row per account x product: score, qualified, stage, members, "
-            "reasons, missing roles, whom to engage next (docs/serving.md)",
+            "reasons, missing roles, whom to engage next; segment and renewal risk when the "
+            "request sends subscriptions (docs/serving.md)",
             "content": {
                 "application/json": {
                     "schema": {
@@ -284,11 +299,14 @@ def create_app(
     model_config: dict | None = None,
     prediction_cache: int = 100_000,
     identity: dict | None = None,
+    renewal_model_uri: str | None = None,
 ) -> FastAPI:
     """The FastAPI app serving ``model_uri`` (loaded once, here, with ``model_config``,
     e.g. ``{"variant": "onnx"}``). The role model's answers for up to ``prediction_cache``
     distinct titles are kept in memory (titles repeat across accounts; 0: none).
-    ``identity``: what ``/version`` says, when the caller resolved it already."""
+    ``identity``: what ``/version`` says, when the caller resolved it already.
+    ``renewal_model_uri``: a renewal-risk model that scores the renewals of the
+    subscription terms a request sends (none there, or None: segments only)."""
     from mlflow.pyfunc import scoring_server
 
     model = tracking.load_model(mlflow.artifacts.download_artifacts(model_uri), model_config)
@@ -299,8 +317,16 @@ def create_app(
     app = scoring_server.init(model)  # /ping, /health and its timeout middleware
     app.state.variant = getattr(python_model, "role_variant", "fp32")
     # MLflow's /version answers MLflow's own version; a caller wants the model's.
+    renewal = None
+    if renewal_model_uri and hasattr(python_model, "renewal"):
+        try:
+            renewal = python_model.renewal = registry.load_renewal_model(renewal_model_uri)
+        except LookupError as exc:
+            log.warning("%s: renewals are not scored", exc)
     identity = {
         **(identity or tracking.model_identity(model_uri)),
+        "contract": getattr(python_model, "contract", 1),
+        "renewal_model": renewal.where if renewal is not None else None,
         "role_variant": app.state.variant,
         "package": __version__,
         "mlflow": mlflow.__version__,
@@ -397,6 +423,7 @@ def serve(
     host: str,
     port: int,
     workers: int = 1,
+    renewal_model_uri: str | None = None,
 ) -> None:
     """Run the server; ``workers`` > 1 starts that many processes on one socket, each with
     its own copy of the model (requests are CPU-bound Python: threads would share one GIL).
@@ -410,6 +437,7 @@ def serve(
     identity = tracking.model_identity(model_uri)
     if identity["alias"]:
         model_uri = f"models:/{identity['name']}/{identity['version']}"
+    renewal_model_uri = _pinned(renewal_model_uri)
     if workers > 1:  # fetched once; a wrong variant stops here, not in every worker
         model_uri = mlflow.artifacts.download_artifacts(model_uri)
         if (model_config or {}).get("variant"):
@@ -422,6 +450,7 @@ def serve(
         "threads": threads,
         "identity": identity,
         "tracking_uri": mlflow.get_tracking_uri(),
+        "renewal_model_uri": renewal_model_uri,
     }
     if workers <= 1:
         plain_strings()
@@ -440,6 +469,19 @@ def serve(
         workers=workers,
         log_level="info",
     )
+
+
+def _pinned(uri: str | None) -> str | None:
+    """A renewal-risk model's alias resolved to its version (every worker loads the same);
+    None, with a warning, when there is none to serve."""
+    if not uri:
+        return None
+    try:
+        ident = tracking.model_identity(uri)
+    except mlflow.exceptions.MlflowException as exc:
+        log.warning("no renewal-risk model at %s (%s): renewals are not scored", uri, exc.message)
+        return None
+    return f"models:/{ident['name']}/{ident['version']}" if ident["alias"] else uri
 
 
 def plain_strings() -> None:
@@ -464,6 +506,7 @@ def app_from_settings(settings: dict) -> FastAPI:
         settings["model_config"],
         settings["prediction_cache"],
         settings["identity"],
+        settings.get("renewal_model_uri"),
     )
 
 

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from buying_groups.batch.staging import SMALL_TABLES, Staged
 from buying_groups.data.schema import SCHEMA
+from buying_groups.qualify.customers import GROUP_FIELDS, add_customer_fields
 
 _MODELS: dict[str, object] = {}  # per Python worker: the buying-groups model, loaded once
 
@@ -86,6 +87,15 @@ GROUP_TYPES = {
     "engage_next": "array<struct<role:string, contact_id:string, probability:double>>",
 }
 
+KEY_TYPES = {"account_id": "string", "product": "string"}
+CUSTOMER_TYPES = {
+    "segment": "string",
+    "renewal_date": "timestamp",
+    "renewal_risk": "double",
+    "renewal_reasons": "array<string>",
+}
+assert tuple(CUSTOMER_TYPES) == GROUP_FIELDS
+
 
 def _unpack(rows: pd.DataFrame, columns: dict[str, list[str]]) -> dict[str, pd.DataFrame]:
     """One bucket's rows of the stacked tables -> the tables, with their own columns."""
@@ -106,9 +116,13 @@ def score_spark(
     out: Path,
     cfg: DictConfig,
     top_reasons: int = 3,
+    renewals: pd.DataFrame | None = None,
 ) -> dict:
     """Score ``staged`` on Spark; write ``contacts_scored.parquet`` and
-    ``groups_scored.parquet`` (directories of parts) under ``out``; return counts."""
+    ``groups_scored.parquet`` (directories of parts) under ``out``; return counts. The
+    customer fields (segment, and the renewal fields from ``renewals``) are computed here,
+    on the driver, and joined: Python workers import ``buying_groups`` from the model's
+    logged code, which may predate them."""
     require_pyspark()
     import mlflow
 
@@ -179,6 +193,17 @@ def score_spark(
             "_pred", roles(F.col("job_title"), F.col("activity_text"))
         ).select(*INPUT_TYPES, *[F.col(f"_pred.{c}").alias(c) for c in role_types])
         groups = stacked.groupBy("bucket").applyInPandas(group_rows, _spark_schema(GROUP_TYPES))
+        pairs = pd.MultiIndex.from_product(
+            [staged.tables["accounts"]["account_id"], catalog.names],
+            names=["account_id", "product"],
+        ).to_frame(index=False)
+        fields = add_customer_fields(
+            pairs, staged.tables["accounts"], staged.subscriptions, as_of, renewals
+        )
+        fields = spark.createDataFrame(fields, _spark_schema(KEY_TYPES | CUSTOMER_TYPES))
+        groups = groups.join(fields, ["account_id", "product"], "left").select(
+            *GROUP_TYPES, *CUSTOMER_TYPES
+        )
 
         # Sorted within each part only: a global orderBy samples its input first, which would
         # run the whole scoring twice.
@@ -186,7 +211,9 @@ def score_spark(
         _write(groups.sortWithinPartitions("account_id", "product"), out / "groups_scored.parquet")
         written = spark.read.parquet(str(out / "groups_scored.parquet"))
         stages = {r["stage"]: r["count"] for r in written.groupBy("stage").count().collect()}
+        segments = {r["segment"]: r["count"] for r in written.groupBy("segment").count().collect()}
         return {
+            "segments": dict(sorted(segments.items(), key=lambda kv: -kv[1])),
             "contacts": spark.read.parquet(str(out / "contacts_scored.parquet")).count(),
             "groups": written.count(),
             "qualified": written.where(F.col("qualified")).count(),
