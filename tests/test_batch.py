@@ -69,11 +69,13 @@ def test_error_policy_reports_rows_across_chunks(dirty_dir, catalog, tmp_path):
 
 
 def test_account_digests_see_every_row_of_an_account_and_nothing_else(tiny_dir, catalog):
-    """A changed activity changes only its account's digest; row order does not matter;
+    """A changed activity or subscription term changes only its account's digest; row
+    order does not matter;
     the salt (models, as_of, settings) changes every digest."""
     from buying_groups.batch.cache import account_digests, activity_sums
 
-    tables = load_tables(tiny_dir, catalog).tables
+    names = ("accounts", "contacts", "activities", "opportunities", "subscriptions")
+    tables = load_tables(tiny_dir, catalog, tables=names).tables
     before = account_digests(tables, "model A")
     assert before.index.is_unique and len(before) == len(tables["accounts"])
     assert before.nunique() == len(before) and before.dtype == np.uint64
@@ -87,6 +89,12 @@ def test_account_digests_see_every_row_of_an_account_and_nothing_else(tiny_dir, 
     after = account_digests({**tables, "activities": acts}, "model A")
     changed = before.index[(after != before).to_numpy()]
     assert list(changed) == [owner["account_id"]]
+
+    # a renewed subscription term (what else a customer owns enters its groups' state)
+    subs = tables["subscriptions"].copy()
+    subs.loc[subs.index[0], "seats"] = subs["seats"].iloc[0] + 1
+    after = account_digests({**tables, "subscriptions": subs}, "model A")
+    assert list(before.index[(after != before).to_numpy()]) == [subs["account_id"].iloc[0]]
 
     dropped = {**tables, "activities": tables["activities"].iloc[1:]}
     assert (account_digests(dropped, "model A") != before).sum() == 1

@@ -113,11 +113,42 @@ def test_features_ignore_the_future(tables, roles, catalog, snaps):
         }
     )
     future_roles = pd.concat([roles, their_roles], ignore_index=True)
+    # Subscription terms that start after t: not owned at t.
+    subs = tables["subscriptions"]
+    starts = subs.sample(10, random_state=2).copy()
+    starts["term_id"] = "FT" + starts["term_id"].astype(str)
+    starts["term_start"] = t + pd.Timedelta(days=1)
+    starts["term_end"] = t + pd.Timedelta(days=366)
+    future["subscriptions"] = pd.concat([subs, starts], ignore_index=True)
     after = group_states(future, future_roles, catalog, [t])
     pd.testing.assert_frame_equal(before, after)
     # ... and they are, once created (the check can fail).
     later = group_states(future, future_roles, catalog, [t + pd.Timedelta(days=3)])
     assert (later["members_champion"] > 0).sum() > (before["members_champion"] > 0).sum()
+
+
+def test_customer_features_count_the_other_products_running_at_the_snapshot(
+    groups, tables, roles, catalog, snaps
+):
+    """Only a customer has them: the other products it runs a term of at the snapshot, and
+    their users and sponsors; every other group (and an export without subscriptions) has
+    zeros."""
+    from buying_groups.qualify.groups import CUSTOMER_FEATURES
+
+    t = snaps[len(snaps) // 2]
+    at_t = groups[groups["snapshot"] == t].set_index(["account_id", "product"])
+    subs = tables["subscriptions"]
+    run = subs[(subs["term_start"] <= t) & (t < subs["term_end"])]
+    owned = run.groupby("account_id")["product"].apply(set)
+    expected = [len(owned.get(a, set()) - {p}) for a, p in at_t.index]
+    assert (at_t["owned_other_products"].to_numpy() == expected).all()
+    assert (at_t["owned_other_products"] > 0).any()
+    none = at_t["owned_other_products"] == 0
+    assert (at_t.loc[none, list(CUSTOMER_FEATURES)] == 0).all().all()
+    assert at_t.loc[~none, "owned_users_90d"].gt(0).any()
+    without = {k: v for k, v in tables.items() if k != "subscriptions"}
+    bare = group_states(without, roles, catalog, [t])
+    assert (bare[list(CUSTOMER_FEATURES)] == 0).all().all()
 
 
 def test_members_and_engagement_match_a_direct_count(groups, roles, tables, snaps):

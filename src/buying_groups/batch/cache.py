@@ -53,7 +53,8 @@ def account_digests(
     contact_rows: np.ndarray | None = None,
 ) -> pd.Series:
     """A 64-bit digest per account of every input row its outputs depend
-    on (its account row, contacts, their activities, its opportunities) and of ``salt``
+    on (its account row, contacts, their activities, its opportunities and subscriptions) and
+    of ``salt``
     (models, ``as_of``, settings). Row order does not matter: rows hash as a multiset.
     ``per_contact``: the activities' ``activity_sums``, if known (then ``tables`` needs no
     activities); ``contact_rows``: the contacts' ``_row_hashes``, if known."""
@@ -65,7 +66,8 @@ def account_digests(
     if per_contact is None:
         per_contact = activity_sums(tables["activities"])
     columns: dict[str, np.ndarray] = {}
-    for name in ("accounts", "contacts", "activities", "opportunities"):
+    names = ("accounts", "contacts", "activities", "opportunities", "subscriptions")
+    for name in (n for n in names if n in tables or n == "activities"):
         # Sums of the row hashes and of their squares (modulo 2**64): a multiset hash, so
         # row order does not matter but every row, and how often it occurs, does.
         if name == "activities":  # summed per contact already: add them up per account

@@ -51,7 +51,8 @@ class Staged:
     """Validated tables, activities partitioned by account bucket under ``directory``."""
 
     directory: Path
-    tables: dict[str, pd.DataFrame]  # accounts, contacts, opportunities, each with ``bucket``
+    # accounts, contacts, opportunities (and subscriptions, if any), each with ``bucket``
+    tables: dict[str, pd.DataFrame]
     n_buckets: int
     as_of: pd.Timestamp | None  # the newest valid activity
     rows_in: dict[str, int]
@@ -68,7 +69,7 @@ class Staged:
         return self.directory / "activities"
 
     def bucket(self, k: int, activities: bool = True) -> dict[str, pd.DataFrame]:
-        """The four tables (three without ``activities``) restricted to bucket ``k``'s
+        """The tables (``activities`` too, unless told not to) restricted to bucket ``k``'s
         accounts."""
         out = {
             name: df[df["bucket"] == k].drop(columns="bucket").reset_index(drop=True)
@@ -154,12 +155,18 @@ def stage_tables(
     if path is None:
         raise DataValidationError([file_not_found("activities", "activities", data_dir)])
 
-    tables = {name: small.tables.get(name) for name in SMALL_TABLES}
+    # the small tables, and the optional subscriptions when the export has them: a group's
+    # state reads its own account's terms (what else it owns), so they travel per bucket
+    tables = {
+        name: small.tables[name]
+        for name in (*SMALL_TABLES, *OPTIONAL_TABLES)
+        if name in small.tables
+    }
     accounts = tables["accounts"].sort_values("account_id", kind="stable")
     bucket_of = pd.Series(
         np.arange(len(accounts)) // accounts_per_bucket, index=accounts["account_id"].to_numpy()
     )
-    for name in SMALL_TABLES:
+    for name in tables:
         tables[name] = tables[name].assign(bucket=tables[name]["account_id"].map(bucket_of))
     contact_bucket = pd.Series(
         tables["contacts"]["bucket"].to_numpy(), index=tables["contacts"]["contact_id"].to_numpy()
@@ -195,8 +202,11 @@ def stage_tables(
     if rows_in == 0:
         empty = Problem("activities", "the table is empty (no rows)")
         raise DataValidationError([*problems, empty])
-    for name in SMALL_TABLES:  # the Spark engine reads these from the staging directory
-        tables[name].to_parquet(workdir / f"{name}.parquet", index=False, **SPARK_READABLE)
+    for name in (*SMALL_TABLES, *OPTIONAL_TABLES):  # the Spark engine reads them from here
+        if name in tables:
+            tables[name].to_parquet(workdir / f"{name}.parquet", index=False, **SPARK_READABLE)
+        else:  # an earlier staging's file would be read as this export's
+            (workdir / f"{name}.parquet").unlink(missing_ok=True)
     rejects_df = pd.concat([r for r in rejects if len(r)] or [small.rejects], ignore_index=True)
     rank = rejects_df["table"].map({t: i for i, t in enumerate(SCHEMA)})
     rejects_df = rejects_df.iloc[np.lexsort((rejects_df["row"], rank))].reset_index(drop=True)

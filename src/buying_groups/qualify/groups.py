@@ -244,6 +244,62 @@ def _snapshot_state(c: _Codes, t: pd.Timestamp) -> dict[str, np.ndarray]:
     return {k: v.reshape(n_a, n_p) if v.ndim == 1 else v for k, v in out.items()}
 
 
+# What only customers have (zeros for other accounts, and without a subscriptions table).
+CUSTOMER_FEATURES = (
+    "owned_other_products",
+    "owned_users_90d",
+    "owned_usage_trend",
+    "owned_sponsors_90d",
+)
+SPONSOR_ROLES = (MEMBER_ROLES.index("decision_maker"), MEMBER_ROLES.index("champion"))
+
+
+def _customer_state(
+    c: _Codes, subscriptions: pd.DataFrame | None, t: pd.Timestamp
+) -> dict[str, np.ndarray]:
+    """For each (account, product) at ``t``, what the account's *other* running products
+    say about an expansion to this one: how many it runs, their users (distinct contacts
+    with product-channel events, 90 days), their usage trend (events in 90 days against the
+    90 before, log ratio) and sponsors (contacts known at ``t``, active in 90 days, whose
+    role for one of them is decision maker or champion)."""
+    n_a, n_p, n_c = len(c.accounts), len(c.products), len(c.contacts)
+    out = {k: np.zeros((n_a, n_p)) for k in CUSTOMER_FEATURES}
+    if subscriptions is None or len(subscriptions) == 0:
+        return out
+    run = subscriptions[(subscriptions["term_start"] <= t) & (t < subscriptions["term_end"])]
+    ai = c.accounts.get_indexer(run["account_id"])
+    pj = pd.Index(c.products).get_indexer(run["product"])
+    owned = np.zeros((n_a, n_p))
+    owned[ai[(ai >= 0) & (pj >= 0)], pj[(ai >= 0) & (pj >= 0)]] = 1.0
+
+    def others(per_product: np.ndarray) -> np.ndarray:  # sum over the owned products q != p
+        x = per_product * owned
+        return x.sum(1, keepdims=True) - x
+
+    long_ = _window(c, t, LONG_DAYS)
+    before = slice(_window(c, t - pd.Timedelta(days=LONG_DAYS), LONG_DAYS).start, long_.start)
+
+    def topic_events(w: slice) -> np.ndarray:
+        on = c.ev_topic[w] >= 0
+        return _count(c.ev_account[w][on] * n_p + c.ev_topic[w][on], n_a * n_p).reshape(n_a, n_p)
+
+    use = (c.ev_channel[long_] == CHANNELS.index("product")) & (c.ev_topic[long_] >= 0)
+    pairs = np.unique(c.ev_contact[long_][use] * n_p + c.ev_topic[long_][use])
+    users = _count(c.contact_account[pairs // n_p] * n_p + pairs % n_p, n_a * n_p)
+    active = (_count(c.ev_contact[long_], n_c) > 0) & (c.contact_since <= t.value)
+    sponsor = np.isin(c.member_role, SPONSOR_ROLES) & active[:, None]
+    ci, qj = np.nonzero(sponsor)
+    sponsors = _count(c.contact_account[ci] * n_p + qj, n_a * n_p).reshape(n_a, n_p)
+    out["owned_other_products"] = others(np.ones((n_a, n_p)))
+    out["owned_users_90d"] = others(users.reshape(n_a, n_p))
+    recent, prior = others(topic_events(long_)), others(topic_events(before))
+    out["owned_usage_trend"] = np.where(
+        out["owned_other_products"] > 0, np.log((recent + 1) / (prior + 1)), 0.0
+    )
+    out["owned_sponsors_90d"] = others(sponsors)
+    return out
+
+
 def _opportunity_state(
     opportunities: pd.DataFrame, keys: pd.DataFrame, t: pd.Timestamp
 ) -> pd.DataFrame:
@@ -309,7 +365,7 @@ def group_states(
     }
     frames = []
     for t in pd.DatetimeIndex(snapshots):
-        state = _snapshot_state(c, t)
+        state = _snapshot_state(c, t) | _customer_state(c, tables.get("subscriptions"), t)
         frame = pd.DataFrame(
             {
                 "snapshot": t,

@@ -196,6 +196,18 @@ def describe_feature(feature: str, value: float) -> str:
         "member_advocates_90d": lambda: f"{n} group member{'s' if n != 1 else ''} advocating",
         "days_since_topic_event": lambda: f"last product interaction {n} days ago",
         "is_customer": lambda: "already a customer" if n else "not a customer yet",
+        "owned_other_products": lambda: (
+            f"runs {n} other product{'s' if n != 1 else ''} of ours" if n else "owns none of ours"
+        ),
+        "owned_users_90d": lambda: f"{n} people used its other products in 90 days",
+        "owned_usage_trend": lambda: (
+            f"use of its other products {'up' if v > 0 else 'down'} {abs(np.expm1(v)):.0%} "
+            "on the 90 days before"
+        ),
+        "owned_sponsors_90d": lambda: (
+            f"{n} sponsor{'s' if n != 1 else ''} (decision maker, champion) of its other "
+            "products active in 90 days"
+        ),
         "log_employees": lambda: _employees(v),
         "account_contacts": lambda: f"{n} contacts known at the account",
         "past_opportunities": lambda: (

@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from buying_groups.batch.staging import SMALL_TABLES, Staged
+from buying_groups.batch.staging import Staged
 from buying_groups.data.schema import SCHEMA
 from buying_groups.qualify.customers import GROUP_FIELDS, add_customer_fields
 
@@ -138,7 +138,7 @@ def score_spark(
         spark.conf.set("spark.sql.shuffle.partitions", str(max(1, staged.n_buckets)))
     try:
         read = spark.read.parquet
-        tables = {n: read(str(staged.directory / f"{n}.parquet")) for n in SMALL_TABLES}
+        tables = {n: read(str(staged.directory / f"{n}.parquet")) for n in staged.tables}
         tables["activities"] = read(str(staged.activities_dir))
         columns = {name: [c for c in SCHEMA[name] if c in tables[name].columns] for name in tables}
         stacked = None
