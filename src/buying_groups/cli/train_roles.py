@@ -193,7 +193,7 @@ def report_title_expert(model, fit_metrics: dict) -> None:  # noqa: ANN001
     if "title_expert_choice" in fit_metrics:
         choice = pd.DataFrame.from_dict(fit_metrics["title_expert_choice"], orient="index")
         w = model.config.title_expert_weights
-        print_frame(choice, f"title expert: validation macro-F1 by pooling weight (chosen {w})")
+        print_frame(choice, f"title expert on validation titles, by pooling weight (chosen {w})")
         tracking.log_table(choice, "reports/title_expert.json")
 
 

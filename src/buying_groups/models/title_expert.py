@@ -5,8 +5,8 @@ The transformer reads word pieces of an English vocabulary; titles in other lang
 scripts, compounds ("Einkaufsleiterin") and shop-floor jargon reach it as fragments. A
 linear model on character n-grams of the title reads exactly those. The role model keeps
 both and combines them log-linearly per head, ``p ~ p_transformer^(1-w) * p_expert^w``,
-with ``w`` chosen on hand-labelled validation titles (``choose_weight``; 0 turns the
-expert off). Contacts without a title keep the
+with ``w`` chosen on hand-labelled validation titles by log-loss (``choose_weight``; 0
+turns the expert off). Contacts without a title keep the
 transformer's persona: the expert knows nothing about activity.
 """
 
@@ -94,18 +94,27 @@ def choose_weight(
     labels: dict[str, list[str]],
     has_title: np.ndarray,
 ) -> tuple[dict[str, float], pd.DataFrame]:
-    """Per head, the pooling weight with the best macro-F1 on ``truth`` (validation contacts;
-    ties: the smaller weight), and the score of every weight tried."""
+    """Per head, the pooling weight with the lowest log-loss on ``truth`` (validation
+    contacts; ties: the smaller weight), and the macro-F1 and log-loss of every weight tried.
+
+    Log-loss, not macro-F1: on a few hundred validation titles macro-F1 moves in steps
+    (a rare class's F1 jumps with one title) and its curve over the weights is flat, so its
+    best weight was noise; log-loss, a proper score, weighs every title's probability and
+    varies smoothly (docs/benchmarks.md, 2026-12-05)."""
     rows = {}
     for w in WEIGHTS:
         scores = {}
         for head in HEADS:
             proba = pool(net[head], expert[head], w, has_title)
-            pred = np.asarray(labels[head], dtype=object)[proba.argmax(-1)]
             known = truth[head].notna().to_numpy()
+            index = {label: i for i, label in enumerate(labels[head])}
+            y = truth[head][known].map(index).to_numpy(dtype=int)
+            p_true = proba[known][np.arange(len(y)), y]
+            pred = np.asarray(labels[head], dtype=object)[proba.argmax(-1)]
             scores[f"{head}_macro_f1"] = head_metrics(truth[head][known], pred[known])["macro_f1"]
+            scores[f"{head}_log_loss"] = float(-np.log(np.clip(p_true, 1e-9, 1.0)).mean())
         rows[w] = scores
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "expert weight"
-    best = {head: float(table[f"{head}_macro_f1"].idxmax()) for head in HEADS}
+    best = {head: float(table[f"{head}_log_loss"].idxmin()) for head in HEADS}
     return best, table
