@@ -1,6 +1,7 @@
 """The bundled real-title evaluation set, the training title lists and what keeps them apart;
 transliteration; the real-title metrics and the promotion gate they feed."""
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -199,3 +200,37 @@ def test_choose_weight_prefers_the_expert_where_it_is_right():
         assert table[f"{head}_log_loss"][weights[head]] == table[f"{head}_log_loss"].min()
     # a transformer that is right already keeps most of its say on seniority
     assert weights["seniority"] < weights["function"]
+
+
+def test_bootstrap_macro_f1_matches_head_metrics_and_gaps_say_what_is_noise():
+    from buying_groups.evaluate import head_metrics
+    from buying_groups.models.evaluation import _macro_f1, real_title_gaps
+
+    rng = np.random.default_rng(0)
+    n = 400
+    truth = pd.DataFrame(
+        {
+            "job_title": [f"title {i}" for i in range(n)],
+            "language": np.where(np.arange(n) < 360, "en", "xx"),  # xx: under 50 titles
+            "function": rng.choice(["sales", "marketing", "it", "legal"], n),
+            "seniority": rng.choice(["manager", "director", "entry"], n),
+        }
+    )
+    noisy = truth[["function", "seniority"]].copy()
+    noisy.loc[rng.random(n) < 0.3, "function"] = "finance"  # a class the truth lacks
+    ones = np.ones((1, n))
+    for head in ("function", "seniority"):
+        t, p = truth[head].to_numpy(), noisy[head].to_numpy()
+        assert _macro_f1(ones, t, p)[0] == pytest.approx(head_metrics(t, p)["macro_f1"])
+
+    better = truth[["function", "seniority"]].copy()
+    gaps = real_title_gaps(truth, {"transformer": better, "noisy": noisy, "same": better})
+    assert set(gaps["language"]) == {"all", "en"}  # no figures for a language under 50 titles
+    row = gaps.set_index(["head", "language", "other"])
+    for lang in ("all", "en"):
+        mask = (truth["language"] == lang).to_numpy() if lang != "all" else np.ones(n, bool)
+        f1 = head_metrics(truth["function"][mask], noisy["function"][mask])["macro_f1"]
+        better_by = row.loc[("function", lang, "noisy")]
+        assert better_by["gap"] == pytest.approx(1.0 - f1)
+        assert 0 < better_by["low"] <= better_by["gap"] <= better_by["high"]  # a real gap
+        assert (row.loc[("function", lang, "same"), ["gap", "low", "high"]] == 0).all()

@@ -568,3 +568,25 @@ def test_the_frozen_layer_cache_stands_aside_when_it_cannot_help(tiny_bert_dir, 
     assert not cache_frozen(model, tok, [ds], {**on, "cache_frozen_max_gb": 0})  # over budget
     assert not cache_frozen(model, tok, [ds], {**on, "cache_frozen_layers": False})
     assert ds.frozen is None
+
+
+def test_model_layers_cuts_the_pretrained_encoder_and_round_trips(tiny_bert_dir, frame, tmp_path):
+    full = RoleModel.from_encoder(str(tiny_bert_dir), PRODUCTS)
+    cut = RoleModel.from_encoder(str(tiny_bert_dir), PRODUCTS, layers=1)
+    assert len(cut.encoder.encoder.layer) == cut.config.encoder["num_hidden_layers"] == 1
+    # the kept layer is the pretrained first layer, not a fresh one
+    torch.testing.assert_close(
+        cut.encoder.encoder.layer[0].output.dense.weight,
+        full.encoder.encoder.layer[0].output.dense.weight,
+    )
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_bert_dir))
+    cut.save(tmp_path, tok)
+    loaded, _ = RoleModel.load(tmp_path)
+    assert len(loaded.encoder.encoder.layer) == 1
+    a, b = predict_proba(cut.eval(), tok, frame), predict_proba(loaded, tok, frame)
+    for head in a:
+        np.testing.assert_allclose(a[head], b[head], atol=1e-6)
+    with pytest.raises(ValueError, match="model.layers must be 1..2"):
+        RoleModel.from_encoder(str(tiny_bert_dir), PRODUCTS, layers=3)

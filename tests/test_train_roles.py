@@ -78,6 +78,14 @@ def test_three_comparable_runs(trained):
     assert "plots/confusion_test_ood_role.png" in arts
     assert client.list_artifacts(t["run_id"], "config")
     assert "role model vs baselines" in proc.stdout
+    # every real title's prediction, and the gaps to both baselines with their intervals
+    reports = {a.path for a in client.list_artifacts(t["run_id"], "reports")}
+    assert {"reports/real_title_predictions.json", "reports/real_title_gaps.json"} <= reports
+    logged = mlflow.artifacts.load_dict(f"runs:/{t['run_id']}/reports/real_title_gaps.json")
+    gaps = pd.DataFrame(logged["data"], columns=logged["columns"])
+    assert set(gaps["other"]) == {"rules", "tfidf_logreg"}
+    assert (gaps["low"] <= gaps["high"]).all()
+    assert "minus each baseline's" in proc.stdout
     # the inference variant loaders will use: measured, chosen, recorded with the model
     assert "inference variants on" in proc.stdout
     assert pd.notna(t["metrics.variant/fp32/contacts_per_s"])

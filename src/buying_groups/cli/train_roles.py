@@ -31,7 +31,12 @@ from buying_groups.data.examples import role_model_splits
 from buying_groups.data.real_titles import knowledge_examples, real_title_eval
 from buying_groups.data.validate import DataValidationError
 from buying_groups.models.distill import INPUT_COLUMNS, distillation, transfer_inputs
-from buying_groups.models.evaluation import evaluate_predictor, pick_variant, real_title_table
+from buying_groups.models.evaluation import (
+    evaluate_predictor,
+    pick_variant,
+    real_title_gaps,
+    real_title_table,
+)
 from buying_groups.models.inference import caching, decode, predict_proba
 from buying_groups.models.train import train_role_model
 from buying_groups.serving.role_pyfunc import role_outputs
@@ -92,20 +97,25 @@ def train_and_log(cfg: DictConfig) -> dict:
     experiment_id = tracking.setup(cfg.tracking)
     parent, trial = sweep_context(experiment_id)
     context = {"cfg": cfg, "dataset_name": manifest["name"], "dataset_digest": manifest["digest"]}
-    tags = {"bg.kind": "role_model", "bg.model": "transformer"}
-    with tracking.run("transformer", tags, parent_run_id=parent) as active:
-        tracking.log_context(**context, dataset_frame=train[INPUT_COLUMNS])
-        data = (train, validation, evaluation, real)
-        results = {"transformer": fit_and_log(cfg, catalog, manifest, *data)}
-    for name in cfg.baselines:
+    results, real_pred = {}, {}
+    for name in cfg.baselines:  # first: the transformer's run then holds the comparison
         with tracking.run(name, {"bg.kind": "role_model", "bg.model": name}, parent_run_id=parent):
             tracking.log_context(**context)
             baseline = RulesBaseline(catalog) if name == "rules" else TfidfBaseline(catalog)
             if name == "tfidf_logreg":
                 baseline.fit(train)
             evaluated = evaluate_predictor(baseline.predict, evaluation, catalog, real=real)
-            results[name] = log_evaluation(evaluated)
-    report(results, real)
+            results[name], real_pred[name] = log_evaluation(evaluated)
+    tags = {"bg.kind": "role_model", "bg.model": "transformer"}
+    with tracking.run("transformer", tags, parent_run_id=parent) as active:
+        tracking.log_context(**context, dataset_frame=train[INPUT_COLUMNS])
+        data = (train, validation, evaluation, real)
+        mine, real_pred["transformer"] = fit_and_log(cfg, catalog, manifest, *data)
+        results = {"transformer": mine, **results}
+        gaps = real_title_gaps(real, real_pred) if real is not None else None
+        if gaps is not None:
+            tracking.log_table(gaps, "reports/real_title_gaps.json")
+    report(results, real, gaps)
     console.print(
         f"trained in {results['transformer']['train_seconds']:.0f}s; MLflow run "
         f"{active.info.run_id} in {tracking.default_tracking_hint()}"
@@ -118,13 +128,17 @@ def train_and_log(cfg: DictConfig) -> dict:
     return {**results, "objective": float(objective)}
 
 
-def log_evaluation(evaluated: tuple[dict, dict, dict]) -> dict[str, float]:
-    """Log ``evaluate_predictor``'s metrics, reports and figures in the active run."""
+def log_evaluation(evaluated: tuple[dict, dict, dict]) -> tuple[dict[str, float], pd.DataFrame]:
+    """Log ``evaluate_predictor``'s metrics, reports and figures in the active run; the
+    metrics and the real titles' predictions (``None`` without real titles)."""
     metrics, reports, figures = evaluated
+    real_pred = reports.pop("real/predictions", None)
     tracking.log_metrics(metrics)
     tracking.log_json(reports, "reports/classification_reports.json")
     tracking.log_figures(figures)
-    return metrics
+    if real_pred is not None:
+        tracking.log_table(real_pred, "reports/real_title_predictions.json")
+    return metrics, real_pred
 
 
 def fit_and_log(
@@ -135,9 +149,10 @@ def fit_and_log(
     validation: pd.DataFrame,
     evaluation: pd.DataFrame,
     real: pd.DataFrame | None,
-) -> dict[str, float]:
+) -> tuple[dict[str, float], pd.DataFrame | None]:
     """Fine-tune (or distil) the transformer, evaluate it, choose its inference variant,
-    save it and log it as a pyfunc, in the active run; its metrics."""
+    save it and log it as a pyfunc, in the active run; its metrics and its real-title
+    predictions."""
     start, soft, fit_rows = None, None, train
     if cfg.distill.teacher:
         try:
@@ -162,17 +177,26 @@ def fit_and_log(
     model.weights_digest = f"unsaved-{uuid.uuid4().hex}"
     with caching():
         set_variant(cfg, model, tokenizer, validation, catalog)
-        metrics = log_evaluation(evaluate_predictor(predict, evaluation, catalog, real=real))
+        metrics, real_pred = log_evaluation(
+            evaluate_predictor(predict, evaluation, catalog, real=real)
+        )
     del model.weights_digest
     metrics |= {
         "train_seconds": train_seconds,
         "train_examples_per_second": len(fit_rows) * float(cfg.trainer.epochs) / train_seconds,
     }
     tracking.log_metrics(metrics)
+    save_and_log_model(cfg, model, tokenizer, evaluation[INPUT_COLUMNS], manifest, catalog)
+    return metrics, real_pred
+
+
+def save_and_log_model(cfg: DictConfig, model, tokenizer, inputs, manifest, catalog) -> None:  # noqa: ANN001
+    """Save the role model under the run's output directory and, unless
+    ``tracking.log_model=false``, log it as a pyfunc with an input example."""
     model_dir = Path(cfg.output_dir) / "role_model"
     model.save(model_dir, tokenizer)
     if cfg.tracking.log_model:
-        example = evaluation[INPUT_COLUMNS].head(5).reset_index(drop=True)
+        example = inputs.head(5).reset_index(drop=True)
         info = tracking.log_role_pyfunc(
             model_dir,
             example,
@@ -185,7 +209,6 @@ def fit_and_log(
             },
         )
         console.print(f"model: {info.model_uri}")
-    return metrics
 
 
 def report_title_expert(model, fit_metrics: dict) -> None:  # noqa: ANN001
@@ -209,8 +232,9 @@ def set_variant(cfg: DictConfig, model, tokenizer, validation, catalog: Catalog)
     tracking.set_tags({"bg.inference_variant": variant})
 
 
-def report(results: dict[str, dict], real: pd.DataFrame | None) -> None:
-    """Every model's metrics per split, and on the real titles."""
+def report(results: dict[str, dict], real: pd.DataFrame | None, gaps: pd.DataFrame | None) -> None:
+    """Every model's metrics per split, on the real titles, and the transformer's real-title
+    gaps to each baseline with their bootstrap intervals."""
     rows = {}
     for name, m in results.items():
         for split in ("validation", "test", "test_ood", "crm_test"):
@@ -224,6 +248,15 @@ def report(results: dict[str, dict], real: pd.DataFrame | None) -> None:
         print_frame(
             pd.concat({name: real_title_table(m) for name, m in results.items()}),
             f"real job titles ({len(real):,}, never trained on; docs/data.md)",
+        )
+    if gaps is not None and len(gaps):
+        cell = gaps.apply(lambda r: f"{r.gap:+.3f} ({r.low:+.3f}..{r.high:+.3f})", axis=1)
+        wide = gaps.assign(cell=cell).pivot(index="language", columns=["other", "head"])["cell"]
+        wide.columns = [f"{head} vs {other}" for other, head in wide.columns]
+        print_frame(
+            wide.loc[["all", *sorted(i for i in wide.index if i != "all")]],
+            "real titles: transformer macro-F1 minus each baseline's (90% bootstrap interval; "
+            "one holding 0 is within noise)",
         )
 
 

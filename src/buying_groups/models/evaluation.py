@@ -36,7 +36,8 @@ def evaluate_predictor(
     Metrics: ``<split>/<head>_accuracy|macro_f1`` for each split and
     ``lang_<language>/...`` per language over the evaluation splits; with ``real`` (the
     real-title set, ``data.real_titles.real_title_eval``) also ``real/<head>_...`` and
-    ``real/<language>/<head>_...`` for the persona heads (``real_title_metrics``).
+    ``real/<language>/<head>_...`` for the persona heads (``real_title_metrics``), and the
+    reports hold every real title's prediction (``real/predictions``, a frame).
     """
     frame = examples[examples["split"].isin(splits)]
     pred = predict(frame)
@@ -44,12 +45,21 @@ def evaluate_predictor(
     metrics = evaluate_predictions(frame, pred, catalog.names, groups=splits)
     by_lang = evaluate_predictions(frame, pred, catalog.names, group_col="language")
     metrics.update({f"lang_{k}": v for k, v in by_lang.items()})
-    reports: dict[str, dict] = {}
+    reports: dict[str, dict | pd.DataFrame] = {}
     figs: dict[str, object] = {}
     heads = {"function": FUNCTIONS, "seniority": SENIORITIES, "role": ROLES}
     if real is not None:
         real_pred = predict(real)
         metrics.update(real_title_metrics(real, real_pred))
+        # every title's prediction beside its label: errors to browse, gaps to bootstrap
+        reports["real/predictions"] = pd.DataFrame(
+            {
+                "title": real["job_title"].to_numpy(),
+                "language": real["language"].to_numpy(),
+                **{f"{h}_true": real[h].to_numpy() for h in ("function", "seniority")},
+                **{h: real_pred[h].to_numpy() for h in ("function", "seniority")},
+            }
+        )
         for head in ("function", "seniority"):
             reports[f"real/{head}"] = classification_report(
                 real[head], real_pred[head], output_dict=True, zero_division=0
@@ -177,3 +187,56 @@ def pick_variant(
     if "bf16" in candidates:  # the fp32 ONNX graph never beat native bf16 (benchmarks.md)
         candidates.remove("onnx")
     return choose_variant(model, tokenizer, sample, head_f1, float(icfg["tolerance"]), candidates)
+
+
+def real_title_gaps(
+    truth: pd.DataFrame,
+    predictions: Mapping[str, pd.DataFrame],
+    model: str = "transformer",
+    n_boot: int = 1000,
+    level: float = 0.9,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """``model``'s real-title macro-F1 minus every other model's, per persona head, over all
+    titles and per language (``MIN_LANGUAGE_TITLES`` or more), with a paired bootstrap
+    interval: the titles are resampled with replacement, the same draw for both models, and
+    the gap recomputed ``n_boot`` times. A gap whose interval holds 0 is one this set cannot
+    tell from noise (a language has about 100 titles; one title of a rare class moves its
+    macro-F1 by several points). Columns: head, language, other, gap, low, high."""
+    rng = np.random.default_rng(seed)
+    counts = truth["language"].value_counts()
+    groups = {"all": np.ones(len(truth), dtype=bool)}
+    for lang in sorted(counts[counts >= MIN_LANGUAGE_TITLES].index):
+        groups[lang] = (truth["language"] == lang).to_numpy()
+    rows = []
+    for lang, mask in groups.items():
+        m = int(mask.sum())
+        draws = rng.integers(0, m, (n_boot, m))
+        weights = np.zeros((n_boot, m))
+        np.add.at(weights, (np.arange(n_boot)[:, None], draws), 1.0)
+        for head in ("function", "seniority"):
+            t = truth[head].to_numpy().astype(str)[mask]
+            mine = np.asarray(predictions[model][head]).astype(str)[mask]
+            for other, pred in predictions.items():
+                if other == model:
+                    continue
+                theirs = np.asarray(pred[head]).astype(str)[mask]
+                boot = _macro_f1(weights, t, mine) - _macro_f1(weights, t, theirs)
+                gap = head_metrics(t, mine)["macro_f1"] - head_metrics(t, theirs)["macro_f1"]
+                low, high = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
+                rows.append((head, lang, other, gap, float(low), float(high)))
+    return pd.DataFrame(rows, columns=["head", "language", "other", "gap", "low", "high"])
+
+
+def _macro_f1(weights: np.ndarray, truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Macro-F1 (over the classes present in the truth, as ``head_metrics``) of every
+    bootstrap draw at once: ``weights`` holds each draw's count of every title."""
+    classes = np.unique(truth)
+    is_true = (truth[:, None] == classes).astype(float)
+    is_pred = (pred[:, None] == classes).astype(float)
+    support, predicted = weights @ is_true, weights @ is_pred
+    hits = weights @ (is_true * is_pred)
+    denom = support + predicted
+    f1 = np.divide(2 * hits, denom, out=np.zeros_like(hits), where=denom > 0)
+    present = support > 0
+    return (f1 * present).sum(1) / np.maximum(present.sum(1), 1)

@@ -47,6 +47,22 @@ def default_encoder_path() -> str:
 RUNTIME_ATTRS = ("weights_digest", "runner", "variant", "_onnx_dir", "title_expert")
 
 
+def keep_layers(encoder: nn.Module, layers: int, knob: str) -> None:
+    """Cut a BERT-like encoder (``encoder.encoder.layer``) to ``layers`` layers, evenly
+    spaced with the first and last kept, as DistilBERT initialises its student."""
+    stack = getattr(getattr(encoder, "encoder", None), "layer", None)
+    if not isinstance(stack, nn.ModuleList):
+        raise ValueError(
+            f"{knob} needs a BERT-like encoder (encoder.encoder.layer); "
+            f"{type(encoder).__name__} has none"
+        )
+    if not 1 <= layers <= len(stack):
+        raise ValueError(f"{knob} must be 1..{len(stack)}, got {layers}")
+    keep = sorted({round(i) for i in np.linspace(0, len(stack) - 1, layers)})
+    encoder.encoder.layer = nn.ModuleList(stack[i] for i in keep)
+    encoder.config.num_hidden_layers = len(keep)
+
+
 class RoleModel(nn.Module):
     """Encoder + mean pooling + function, seniority and product-conditioned role heads."""
 
@@ -142,10 +158,16 @@ class RoleModel(nn.Module):
         return self._run(layers, hidden, self._mask(hidden, attention_mask))
 
     @classmethod
-    def from_encoder(cls, name_or_path: str | None, products: list[str], **kwargs) -> RoleModel:
-        """A fresh model on a pretrained encoder (HF id or local directory)."""
+    def from_encoder(
+        cls, name_or_path: str | None, products: list[str], layers: int | None = None, **kwargs
+    ) -> RoleModel:
+        """A fresh model on a pretrained encoder (HF id or local directory); ``layers`` keeps
+        only that many of its layers (evenly spaced, first and last kept): a cheaper model
+        trained directly rather than distilled."""
         path = name_or_path or default_encoder_path()
         encoder = AutoModel.from_pretrained(path)
+        if layers:
+            keep_layers(encoder, layers, "model.layers")
         config = RoleModelConfig(
             products=list(products),
             encoder=encoder.config.to_dict(),
@@ -257,24 +279,13 @@ class RoleModel(nn.Module):
         as DistilBERT does) and optionally a shorter input: a faster model to distil into.
         ``freeze_embeddings`` keeps the token embeddings fixed while it trains: with two
         layers, updating the 11.7M embedding weights is most of the cost of a step."""
-        stack = getattr(getattr(self.encoder, "encoder", None), "layer", None)
-        if not isinstance(stack, nn.ModuleList):
-            raise ValueError(
-                "distillation needs a BERT-like encoder (encoder.encoder.layer); "
-                f"{type(self.encoder).__name__} has none"
-            )
-        if not 1 <= layers <= len(stack):
-            raise ValueError(f"distill.layers must be 1..{len(stack)}, got {layers}")
-        keep = sorted({round(i) for i in np.linspace(0, len(stack) - 1, layers)})
         # runtime state (ONNX sessions, temp dirs) is not copied: the student gets its own
         runtime = {k: self.__dict__.pop(k) for k in RUNTIME_ATTRS if k in self.__dict__}
         try:
             student = copy.deepcopy(self)
         finally:
             self.__dict__.update(runtime)
-        copied = student.encoder.encoder
-        copied.layer = nn.ModuleList(copied.layer[i] for i in keep)
-        student.encoder.config.num_hidden_layers = len(keep)
+        keep_layers(student.encoder, layers, "distill.layers")
         student.config = replace(
             self.config,
             encoder=student.encoder.config.to_dict(),

@@ -303,6 +303,7 @@ def train_role_model(
         model = RoleModel.from_encoder(
             model_cfg.get("name_or_path"),
             products,
+            layers=model_cfg.get("layers"),
             max_length=int(model_cfg["max_length"]),
             product_embedding_dim=int(model_cfg["product_embedding_dim"]),
             dropout=float(model_cfg["dropout"]),
@@ -354,7 +355,7 @@ def attach_title_expert(
     validation: pd.DataFrame,
 ) -> pd.DataFrame:
     """Fit the character n-gram title expert on the training titles and set its pooling
-    weight per persona head to the one with the best macro-F1 on validation titles: the
+    weight per persona head to the one with the lowest log-loss on validation titles: the
     hand-labelled list's held-out share where it has 100 or more (the closest to real CRM
     titles; the BLS titles' labels are distant), else every title list's, else every titled
     validation contact. Returns the score of every weight tried (empty, and no expert, with
