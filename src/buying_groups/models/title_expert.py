@@ -17,6 +17,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
@@ -43,16 +44,22 @@ class TitleExpert:
         self.C = C
         self.models: dict[str, Pipeline] = {}
 
-    def fit(self, titles: pd.Series, targets: pd.DataFrame) -> TitleExpert:
-        """Fit on non-empty titles with a known label per head."""
+    def fit(self, titles: pd.Series, targets: pd.DataFrame, n_jobs: int = -1) -> TitleExpert:
+        """Fit on non-empty titles with a known label per head, the heads in ``n_jobs``
+        processes (-1: one per core; L-BFGS runs on one core)."""
         titles = titles.fillna("").astype(str)
-        for head in HEADS:
-            known = (titles.str.strip() != "") & targets[head].notna()
-            pipe = Pipeline(
-                [("features", _features()), ("clf", LogisticRegression(C=self.C, max_iter=500))]
-            )
-            self.models[head] = pipe.fit(titles[known].tolist(), targets[head][known])
+        known = {h: (titles.str.strip() != "") & targets[h].notna() for h in HEADS}
+        fitted = Parallel(n_jobs=n_jobs)(
+            delayed(self._pipeline().fit)(titles[known[h]].tolist(), targets[h][known[h]])
+            for h in HEADS
+        )
+        self.models = dict(zip(HEADS, fitted, strict=True))
         return self
+
+    def _pipeline(self) -> Pipeline:
+        return Pipeline(
+            [("features", _features()), ("clf", LogisticRegression(C=self.C, max_iter=500))]
+        )
 
     def predict_proba(self, titles: list[str]) -> dict[str, np.ndarray]:
         """Probabilities per head in the role model's label order (unseen labels get 0)."""
