@@ -234,3 +234,22 @@ def test_bootstrap_macro_f1_matches_head_metrics_and_gaps_say_what_is_noise():
         assert better_by["gap"] == pytest.approx(1.0 - f1)
         assert 0 < better_by["low"] <= better_by["gap"] <= better_by["high"]  # a real gap
         assert (row.loc[("function", lang, "same"), ["gap", "low", "high"]] == 0).all()
+
+
+def test_the_title_expert_fits_the_same_in_parallel_as_in_one_process():
+    from buying_groups.models.title_expert import TitleExpert
+
+    titles = pd.Series(
+        ["Sales Manager", "Head of Marketing", "IT Director", "CFO", "Sales Rep"] * 8
+    )
+    targets = pd.DataFrame(
+        {
+            "function": ["sales", "marketing", "information_technology", "finance", "sales"] * 8,
+            "seniority": ["manager", "director", "director", "executive", "professional"] * 8,
+        }
+    )
+    labels = {h: sorted(targets[h].unique()) for h in targets}
+    one = TitleExpert(labels).fit(titles, targets, n_jobs=1).predict_proba(["Sales Director"])
+    two = TitleExpert(labels).fit(titles, targets, n_jobs=2).predict_proba(["Sales Director"])
+    for head in one:
+        np.testing.assert_allclose(one[head], two[head])

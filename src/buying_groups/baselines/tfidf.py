@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.compose import ColumnTransformer
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
@@ -69,7 +69,7 @@ class TfidfBaseline:
         x = self._inputs(train)
         targets = ["function", "seniority", *[f"role_{p}" for p in self.catalog.names]]
         known = {t: train[t].notna().to_numpy() for t in targets}
-        fitted = Parallel(n_jobs=n_jobs)(
+        fitted = Parallel(n_jobs=min(len(targets), effective_n_jobs(n_jobs)))(
             delayed(self._pipeline().fit)(x[known[t]], train[t][known[t]]) for t in targets
         )
         self.models = dict(zip(targets, fitted, strict=True))

@@ -17,7 +17,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
@@ -49,7 +49,7 @@ class TitleExpert:
         processes (-1: one per core; L-BFGS runs on one core)."""
         titles = titles.fillna("").astype(str)
         known = {h: (titles.str.strip() != "") & targets[h].notna() for h in HEADS}
-        fitted = Parallel(n_jobs=n_jobs)(
+        fitted = Parallel(n_jobs=min(len(HEADS), effective_n_jobs(n_jobs)))(
             delayed(self._pipeline().fit)(titles[known[h]].tolist(), targets[h][known[h]])
             for h in HEADS
         )
