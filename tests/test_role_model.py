@@ -590,3 +590,8 @@ def test_model_layers_cuts_the_pretrained_encoder_and_round_trips(tiny_bert_dir,
         np.testing.assert_allclose(a[head], b[head], atol=1e-6)
     with pytest.raises(ValueError, match="model.layers must be 1..2"):
         RoleModel.from_encoder(str(tiny_bert_dir), PRODUCTS, layers=3)
+
+
+def test_model_layers_refuses_to_freeze_every_kept_layer(tiny_bert_dir):
+    with pytest.raises(ValueError, match="freeze_layers=1 would fix every one"):
+        RoleModel.from_encoder(str(tiny_bert_dir), PRODUCTS, layers=1, freeze_layers=1)

@@ -42,6 +42,11 @@ def _features() -> ColumnTransformer:
     )
 
 
+# Each worker holds its own copy of the training frame and its TF-IDF matrices: at most
+# this many at once, so memory does not grow with the host's core count.
+MAX_JOBS = 4
+
+
 class TfidfBaseline:
     """Fit on labelled contacts, predict ``function``, ``seniority``, ``role_<product>``."""
 
@@ -69,7 +74,7 @@ class TfidfBaseline:
         x = self._inputs(train)
         targets = ["function", "seniority", *[f"role_{p}" for p in self.catalog.names]]
         known = {t: train[t].notna().to_numpy() for t in targets}
-        fitted = Parallel(n_jobs=min(len(targets), effective_n_jobs(n_jobs)))(
+        fitted = Parallel(n_jobs=min(len(targets), effective_n_jobs(n_jobs), MAX_JOBS))(
             delayed(self._pipeline().fit)(x[known[t]], train[t][known[t]]) for t in targets
         )
         self.models = dict(zip(targets, fitted, strict=True))

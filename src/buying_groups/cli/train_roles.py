@@ -128,7 +128,9 @@ def train_and_log(cfg: DictConfig) -> dict:
     return {**results, "objective": float(objective)}
 
 
-def log_evaluation(evaluated: tuple[dict, dict, dict]) -> tuple[dict[str, float], pd.DataFrame]:
+def log_evaluation(
+    evaluated: tuple[dict, dict, dict],
+) -> tuple[dict[str, float], pd.DataFrame | None]:
     """Log ``evaluate_predictor``'s metrics, reports and figures in the active run; the
     metrics and the real titles' predictions (``None`` without real titles)."""
     metrics, reports, figures = evaluated

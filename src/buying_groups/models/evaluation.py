@@ -211,6 +211,8 @@ def real_title_gaps(
     rows = []
     for lang, mask in groups.items():
         m = int(mask.sum())
+        if m == 0:
+            continue
         draws = rng.integers(0, m, (n_boot, m))
         weights = np.zeros((n_boot, m))
         np.add.at(weights, (np.arange(n_boot)[:, None], draws), 1.0)

@@ -167,6 +167,13 @@ class RoleModel(nn.Module):
         path = name_or_path or default_encoder_path()
         encoder = AutoModel.from_pretrained(path)
         if layers:
+            frozen = int(kwargs.get("freeze_layers") or 0)
+            if frozen >= layers:
+                raise ValueError(
+                    f"model.freeze_layers={frozen} would fix every one of the "
+                    f"model.layers={layers} kept layers: set it below {layers} "
+                    f"(e.g. model.layers=3 model.freeze_layers=1)"
+                )
             keep_layers(encoder, layers, "model.layers")
         config = RoleModelConfig(
             products=list(products),

@@ -113,8 +113,8 @@ def choose_weight(
         scores = {}
         for head in HEADS:
             proba = pool(net[head], expert[head], w, has_title)
-            known = truth[head].notna().to_numpy()
             index = {label: i for i, label in enumerate(labels[head])}
+            known = truth[head].isin(list(index)).to_numpy()  # a label the model has
             y = truth[head][known].map(index).to_numpy(dtype=int)
             p_true = proba[known][np.arange(len(y)), y]
             pred = np.asarray(labels[head], dtype=object)[proba.argmax(-1)]
@@ -123,5 +123,11 @@ def choose_weight(
         rows[w] = scores
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "expert weight"
-    best = {head: float(table[f"{head}_log_loss"].idxmin()) for head in HEADS}
+    # no labelled title for a head: its weight stays 0 (the transformer alone)
+    best = {
+        head: float(table[f"{head}_log_loss"].idxmin())
+        if table[f"{head}_log_loss"].notna().any()
+        else 0.0
+        for head in HEADS
+    }
     return best, table
