@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.compose import ColumnTransformer
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
 from buying_groups.models.inference import clean_inputs
+from buying_groups.parallel import fit_each
 from buying_groups.taxonomy import Catalog
 
 
@@ -42,11 +42,6 @@ def _features() -> ColumnTransformer:
     )
 
 
-# Each worker holds its own copy of the training frame and its TF-IDF matrices: at most
-# this many at once, so memory does not grow with the host's core count.
-MAX_JOBS = 4
-
-
 class TfidfBaseline:
     """Fit on labelled contacts, predict ``function``, ``seniority``, ``role_<product>``."""
 
@@ -69,13 +64,12 @@ class TfidfBaseline:
         return pd.DataFrame({"job_title": titles, "activity_text": texts})
 
     def fit(self, train: pd.DataFrame, n_jobs: int = -1) -> TfidfBaseline:
-        """One pipeline per head, fitted in ``n_jobs`` processes (-1: one per core): scikit-
-        learn's L-BFGS runs on one core, so on 2 cores the fit takes half the time."""
+        """One pipeline per head, fitted in ``n_jobs`` processes (``parallel.fit_each``)."""
         x = self._inputs(train)
         targets = ["function", "seniority", *[f"role_{p}" for p in self.catalog.names]]
         known = {t: train[t].notna().to_numpy() for t in targets}
-        fitted = Parallel(n_jobs=min(len(targets), effective_n_jobs(n_jobs), MAX_JOBS))(
-            delayed(self._pipeline().fit)(x[known[t]], train[t][known[t]]) for t in targets
+        fitted = fit_each(
+            self._pipeline, ((x[known[t]], train[t][known[t]]) for t in targets), n_jobs
         )
         self.models = dict(zip(targets, fitted, strict=True))
         return self

@@ -17,12 +17,12 @@ from pathlib import Path
 import joblib
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
 from buying_groups.evaluate import head_metrics
+from buying_groups.parallel import fit_each
 
 EXPERT_NAME = "title_expert.joblib"
 HEADS = ("function", "seniority")
@@ -46,12 +46,13 @@ class TitleExpert:
 
     def fit(self, titles: pd.Series, targets: pd.DataFrame, n_jobs: int = -1) -> TitleExpert:
         """Fit on non-empty titles with a known label per head, the heads in ``n_jobs``
-        processes (-1: one per core; L-BFGS runs on one core)."""
+        processes (``parallel.fit_each``)."""
         titles = titles.fillna("").astype(str)
         known = {h: (titles.str.strip() != "") & targets[h].notna() for h in HEADS}
-        fitted = Parallel(n_jobs=min(len(HEADS), effective_n_jobs(n_jobs)))(
-            delayed(self._pipeline().fit)(titles[known[h]].tolist(), targets[h][known[h]])
-            for h in HEADS
+        fitted = fit_each(
+            self._pipeline,
+            ((titles[known[h]].tolist(), targets[h][known[h]]) for h in HEADS),
+            n_jobs,
         )
         self.models = dict(zip(HEADS, fitted, strict=True))
         return self

@@ -254,6 +254,11 @@ CUSTOMER_FEATURES = (
 SPONSOR_ROLES = (MEMBER_ROLES.index("decision_maker"), MEMBER_ROLES.index("champion"))
 
 
+def _running_at(terms: pd.DataFrame, t: pd.Timestamp | pd.Series) -> pd.Series:
+    """Which subscription terms run at ``t`` (one time, or one per row): started, not ended."""
+    return (terms["term_start"] <= t) & (t < terms["term_end"])
+
+
 def _customer_state(
     c: _Codes, subscriptions: pd.DataFrame | None, t: pd.Timestamp
 ) -> dict[str, np.ndarray]:
@@ -266,7 +271,7 @@ def _customer_state(
     out = {k: np.zeros((n_a, n_p)) for k in CUSTOMER_FEATURES}
     if subscriptions is None or len(subscriptions) == 0:
         return out
-    run = subscriptions[(subscriptions["term_start"] <= t) & (t < subscriptions["term_end"])]
+    run = subscriptions[_running_at(subscriptions, t)]
     ai = c.accounts.get_indexer(run["account_id"])
     pj = pd.Index(c.products).get_indexer(run["product"])
     owned = np.zeros((n_a, n_p))
@@ -440,9 +445,7 @@ def segments(groups: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> np.ndarra
     keys = groups[KEYS].reset_index(drop=True)
     terms = subs[["account_id", "product", "term_start", "term_end"]]
     running = keys.reset_index().merge(terms, on="account_id")
-    running = running[
-        (running["term_start"] <= running["snapshot"]) & (running["snapshot"] < running["term_end"])
-    ]
+    running = running[_running_at(running, running["snapshot"])]
     customer = np.zeros(len(keys), dtype=bool)
     customer[running["index"].to_numpy()] = True
     owns = np.zeros(len(keys), dtype=bool)
