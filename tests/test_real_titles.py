@@ -253,3 +253,130 @@ def test_the_title_expert_fits_the_same_in_parallel_as_in_one_process():
     two = TitleExpert(labels).fit(titles, targets, n_jobs=2).predict_proba(["Sales Director"])
     for head in one:
         np.testing.assert_allclose(one[head], two[head])
+
+
+def test_pooling_with_one_weight_per_row_equals_pooling_each_row_alone():
+    from buying_groups.models.title_expert import pool
+
+    rng = np.random.default_rng(0)
+    net, expert = rng.dirichlet(np.ones(4), 6), rng.dirichlet(np.ones(4), 6)
+    has_title = np.array([True, True, False, True, True, True])
+    w = np.array([0.0, 0.35, 0.8, 1.0, 0.5, 0.2])
+    rows = pool(net, expert, w, has_title)
+    for i in range(6):
+        alone = pool(net[i : i + 1], expert[i : i + 1], float(w[i]), has_title[i : i + 1])
+        np.testing.assert_allclose(rows[i], alone[0], atol=1e-5)
+    np.testing.assert_allclose(
+        pool(net, expert, np.full(6, 0.5), has_title), pool(net, expert, 0.5, has_title), rtol=1e-6
+    )
+
+
+def _two_language_validation(n_de: int, n_en: int) -> tuple[dict, dict, pd.DataFrame, dict]:
+    """Validation where the transformer is right on English titles and wrong on German ones,
+    and the expert is right on German ones and unsure on English ones."""
+    labels = {"function": ["sales", "finance"], "seniority": ["entry", "manager"]}
+    n = n_de + n_en
+    y = np.arange(n) % 2
+    right, wrong = np.eye(2)[y] * 0.9 + 0.05, np.eye(2)[1 - y] * 0.9 + 0.05
+    german = np.arange(n) < n_de
+    net_p = np.where(german[:, None], wrong, right)
+    expert_p = np.where(german[:, None], right, np.full((n, 2), 0.5))
+    truth = pd.DataFrame(
+        {"function": np.array(labels["function"])[y], "seniority": np.array(labels["seniority"])[y]}
+    )
+    net = {"function": net_p, "seniority": net_p}
+    expert = {"function": expert_p, "seniority": expert_p}
+    return net, expert, truth, {"labels": labels, "language": np.where(german, "de", "en")}
+
+
+def test_each_language_gets_the_weight_its_titles_support_pulled_to_the_common_one():
+    from buying_groups.models.title_expert import choose_language_weights, choose_weight
+
+    net, expert, truth, extra = _two_language_validation(n_de=300, n_en=300)
+    per = choose_language_weights(net, expert, truth, extra["labels"], extra["language"])
+    for head in ("function", "seniority"):
+        # German titles: the expert is right and the transformer wrong, so the expert leads
+        assert per[head]["de"] > per[head]["en"]
+    common, _ = choose_weight(net, expert, truth, extra["labels"], np.ones(len(truth), bool))
+    assert per["function"]["en"] < common["function"] < per["function"]["de"]
+    own = choose_language_weights(net, expert, truth, extra["labels"], extra["language"], 0)
+    assert own["function"] == {"de": 1.0, "en": 0.0}  # without the prior: each its own
+
+    # a language with a handful of titles keeps (near) the all-language weight
+    net, expert, truth, extra = _two_language_validation(n_de=4, n_en=300)
+    per = choose_language_weights(net, expert, truth, extra["labels"], extra["language"])
+    common, _ = choose_weight(net, expert, truth, extra["labels"], np.ones(len(truth), bool))
+    assert common["function"] == 0.0 and per["function"]["de"] <= 0.35
+    loose = choose_language_weights(net, expert, truth, extra["labels"], extra["language"], 0)
+    assert loose["function"]["de"] > per["function"]["de"]  # without the prior: its own
+
+
+def test_the_title_expert_tells_the_language_and_mixes_the_weights_by_it():
+    from buying_groups.models.title_expert import TitleExpert
+
+    german = [
+        "Leiter Vertrieb",
+        "Vertriebsleiterin",
+        "Geschäftsführer",
+        "Buchhalterin",
+        "Leiterin Finanzen",
+        "Einkaufsleiter",
+        "Kaufmännischer Leiter",
+        "Vertriebsmitarbeiter",
+    ]
+    english = [
+        "Sales Manager",
+        "Head of Sales",
+        "Chief Executive Officer",
+        "Accountant",
+        "Finance Director",
+        "Purchasing Manager",
+        "Sales Representative",
+        "Controller",
+    ]
+    titles = pd.Series((german + english) * 3)
+    function = [
+        "sales",
+        "sales",
+        "executive",
+        "finance",
+        "finance",
+        "operations",
+        "finance",
+        "sales",
+    ]
+    seniority = [
+        "manager",
+        "manager",
+        "executive",
+        "professional",
+        "director",
+        "manager",
+        "director",
+        "professional",
+    ]
+    targets = pd.DataFrame({"function": function * 6, "seniority": seniority * 6})
+    languages = pd.Series((["de"] * 8 + ["en"] * 8) * 3)
+    labels = {h: sorted(targets[h].unique()) for h in targets}
+    expert = TitleExpert(labels)
+    import buying_groups.models.title_expert as te
+
+    old, te.MIN_LANGUAGE_TITLES = te.MIN_LANGUAGE_TITLES, 5
+    try:
+        expert.fit(titles, targets, languages=languages)
+    finally:
+        te.MIN_LANGUAGE_TITLES = old
+    proba, langs = expert.language_proba(["Vertriebsleiter Deutschland", "Head of Finance"])
+    assert langs == ["de", "en"] and proba[0].argmax() == 0 and proba[1].argmax() == 1
+    w = expert.weights(
+        ["Vertriebsleiter Deutschland", "Head of Finance"],
+        {"function": 0.5, "seniority": 0.5},
+        {"function": {"de": 1.0, "en": 0.0}},
+    )
+    assert w["function"][0] > 0.5 > w["function"][1]  # by the title's language
+    assert (w["seniority"] == 0.5).all()  # no per-language weights: the head's own
+    # without languages there is no classifier, and every title gets the head's weight
+    plain = TitleExpert(labels).fit(titles, targets)
+    assert plain.language_proba(["Leiter Vertrieb"]) is None
+    w = plain.weights(["Leiter Vertrieb"], {"function": 0.65}, {"function": {"de": 1.0}})
+    assert w["function"].tolist() == [0.65] and w["seniority"].tolist() == [0.0]

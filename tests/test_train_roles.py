@@ -91,6 +91,11 @@ def test_three_comparable_runs(trained):
     assert pd.notna(t["metrics.variant/fp32/contacts_per_s"])
     config = json.loads((trained[0] / "run" / "role_model" / "role_model.json").read_text())
     assert config["inference_variant"] == t["tags.bg.inference_variant"] in VARIANTS
+    # the title expert's weight per language (curated titles in 9 languages), saved and logged
+    assert "reports/title_expert_languages.json" in reports
+    per = config["title_expert_language_weights"]
+    assert set(per) == {"function", "seniority"} and {"en", "pl", "ru"} <= set(per["function"])
+    assert "title expert weight per language" in proc.stdout
 
 
 @pytest.mark.slow

@@ -220,6 +220,11 @@ def report_title_expert(model, fit_metrics: dict) -> None:  # noqa: ANN001
         w = model.config.title_expert_weights
         print_frame(choice, f"title expert on validation titles, by pooling weight (chosen {w})")
         tracking.log_table(choice, "reports/title_expert.json")
+    by_language = model.config.title_expert_language_weights
+    if by_language:
+        table = pd.DataFrame(by_language).rename_axis("language")
+        print_frame(table, "title expert weight per language (validation log-loss, prior 100)")
+        tracking.log_table(table, "reports/title_expert_languages.json")
 
 
 def set_variant(cfg: DictConfig, model, tokenizer, validation, catalog: Catalog) -> None:  # noqa: ANN001

@@ -58,6 +58,9 @@ class RoleModelConfig:
     title_expert_weights: dict[str, float] = field(default_factory=dict)  # per persona head,
     # the weight of the character n-gram title expert (models/title_expert.py); none or 0:
     # the transformer alone
+    title_expert_language_weights: dict[str, dict[str, float]] = field(default_factory=dict)
+    # per persona head and language, the expert's weight for titles of that language (none:
+    # the head's weight above for every title; models saved before it have none)
 
     @property
     def id2label(self) -> dict[str, dict[int, str]]:
@@ -306,13 +309,17 @@ def predict_proba(
         batch = tokenizer.pad({k: [enc[k][j] for j in rows] for k in enc}, return_tensors="np")
         f[idx], s[idx], r[idx] = (softmax(x) for x in model.runner(dict(batch)))
     expert = getattr(model, "title_expert", None)
-    if expert is not None and any(w > 0 for w in cfg.title_expert_weights.values()):
+    by_language = cfg.title_expert_language_weights
+    if expert is not None and (
+        any(w > 0 for w in cfg.title_expert_weights.values())
+        or any(w > 0 for per in by_language.values() for w in per.values())
+    ):
         titles_todo = [uniques[i][0] for i in todo]
         has_title = np.array([bool(t.strip()) for t in titles_todo])
         guess = expert.predict_proba(titles_todo)
-        weights = cfg.title_expert_weights
-        f[todo] = pool(f[todo], guess["function"], weights.get("function", 0.0), has_title)
-        s[todo] = pool(s[todo], guess["seniority"], weights.get("seniority", 0.0), has_title)
+        weights = expert.weights(titles_todo, cfg.title_expert_weights, by_language)
+        f[todo] = pool(f[todo], guess["function"], weights["function"], has_title)
+        s[todo] = pool(s[todo], guess["seniority"], weights["seniority"], has_title)
     if cache is not None:
         entries.add([keys[i] for i in todo], (f[todo], s[todo], r[todo]))
     return {"function": f[codes], "seniority": s[codes], "role": r[codes]}

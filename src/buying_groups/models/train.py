@@ -344,6 +344,7 @@ def train_role_model(
         weights = attach_title_expert(model, tokenizer, train, validation)
         if len(weights):
             metrics["title_expert_weights"] = dict(model.config.title_expert_weights)
+            metrics["title_expert_language_weights"] = model.config.title_expert_language_weights
             metrics["title_expert_choice"] = weights.round(4).to_dict(orient="index")
     return model, tokenizer, metrics
 
@@ -358,13 +359,20 @@ def attach_title_expert(
     weight per persona head to the one with the lowest log-loss on validation titles: the
     hand-labelled list's held-out share where it has 100 or more (the closest to real CRM
     titles; the BLS titles' labels are distant), else every title list's, else every titled
-    validation contact. Returns the score of every weight tried (empty, and no expert, with
-    fewer than ``MIN_EXPERT_TITLES`` titled training contacts or one class in a head)."""
-    from buying_groups.models.title_expert import TitleExpert, choose_weight
+    validation contact. Where training titles carry a ``language``, each language gets its
+    own weight too (``title_expert.choose_language_weights``). Returns the score of every
+    weight tried (empty, and no expert, with fewer than ``MIN_EXPERT_TITLES`` titled
+    training contacts or one class in a head)."""
+    from buying_groups.models.title_expert import (
+        TitleExpert,
+        choose_language_weights,
+        choose_weight,
+    )
 
     cfg = model.config
     labels = {"function": cfg.functions, "seniority": cfg.seniorities}
     cfg.title_expert_weights = {}  # the transformer's own persona, to pool against
+    cfg.title_expert_language_weights = {}
     model.title_expert = None
     titled = train[train["job_title"].fillna("").astype(str).str.strip() != ""]
     if len(titled) < MIN_EXPERT_TITLES or any(titled[h].nunique() < 2 for h in labels):
@@ -377,9 +385,19 @@ def attach_title_expert(
                 choose_on = choose_on[choose_on["vocab"].isin(vocab)]
                 break
     net = predict_proba(model, tokenizer, choose_on)
-    expert = TitleExpert(labels).fit(train["job_title"], train[["function", "seniority"]])
-    guess = expert.predict_proba(choose_on["job_title"].astype(str).tolist())
+    languages = train["language"] if "language" in train.columns else None
+    expert = TitleExpert(labels).fit(
+        train["job_title"], train[["function", "seniority"]], languages=languages
+    )
+    choose_titles = choose_on["job_title"].astype(str).tolist()
+    guess = expert.predict_proba(choose_titles)
     has_title = np.ones(len(choose_on), dtype=bool)
     weights, table = choose_weight(net, guess, choose_on, labels, has_title)
     model.title_expert, cfg.title_expert_weights = expert, weights
+    found = expert.language_proba(choose_titles)
+    if found is not None:  # a weight per language, as the expert tells a title's language
+        language = np.asarray(found[1], dtype=object)[found[0].argmax(1)]
+        cfg.title_expert_language_weights = choose_language_weights(
+            net, guess, choose_on, labels, language
+        )
     return table
