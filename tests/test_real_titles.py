@@ -374,7 +374,16 @@ def test_the_title_expert_tells_the_language_and_mixes_the_weights_by_it():
         {"function": {"de": 1.0, "en": 0.0}},
     )
     assert w["function"][0] > 0.5 > w["function"][1]  # by the title's language
+    np.testing.assert_allclose(w["function"], proba[:, 0])  # averaged under its probabilities
     assert (w["seniority"] == 0.5).all()  # no per-language weights: the head's own
+    # an empty language is an unknown one, not a language of its own
+    blank = TitleExpert(labels)
+    te.MIN_LANGUAGE_TITLES = 5
+    try:
+        blank.fit(titles, targets, languages=languages.where(languages == "de", " "))
+    finally:
+        te.MIN_LANGUAGE_TITLES = old
+    assert blank.language_proba(["Leiter Vertrieb"]) is None  # one known language: none
     # without languages there is no classifier, and every title gets the head's weight
     plain = TitleExpert(labels).fit(titles, targets)
     assert plain.language_proba(["Leiter Vertrieb"]) is None

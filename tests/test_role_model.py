@@ -595,3 +595,59 @@ def test_model_layers_cuts_the_pretrained_encoder_and_round_trips(tiny_bert_dir,
 def test_model_layers_refuses_to_freeze_every_kept_layer(tiny_bert_dir):
     with pytest.raises(ValueError, match="freeze_layers=1 would fix every one"):
         RoleModel.from_encoder(str(tiny_bert_dir), PRODUCTS, layers=1, freeze_layers=1)
+
+
+def test_predict_proba_pools_each_title_by_its_languages_weight(tiny_bert_dir, monkeypatch):
+    """The role model's persona = the transformer's pooled with the title expert's, each
+    title at the weight of its language (averaged under the language probabilities)."""
+    from transformers import AutoTokenizer
+
+    import buying_groups.models.title_expert as te
+    from buying_groups.models.title_expert import TitleExpert, pool
+
+    torch.manual_seed(0)
+    model = RoleModel.from_encoder(str(tiny_bert_dir), PRODUCTS, max_length=32).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    cfg = model.config
+    german = [
+        "Leiter Einkauf",
+        "Einkaufsleiterin",
+        "Vertriebsleiter",
+        "Buchhalterin",
+        "Leiterin Vertrieb",
+        "Geschäftsführer",
+    ]
+    english = [
+        "Purchasing Manager",
+        "Buyer",
+        "Sales Manager",
+        "Accountant",
+        "Head of Sales",
+        "Managing Director",
+    ]
+    function = ["procurement", "procurement", "sales", "finance", "sales", "executive"]
+    seniority = ["director", "director", "director", "professional", "director", "executive"]
+    monkeypatch.setattr(te, "MIN_LANGUAGE_TITLES", 5)
+    expert = TitleExpert({"function": cfg.functions, "seniority": cfg.seniorities}).fit(
+        pd.Series((german + english) * 3),
+        pd.DataFrame({"function": function * 6, "seniority": seniority * 6}),
+        languages=pd.Series((["de"] * 6 + ["en"] * 6) * 3),
+    )
+    frame = pd.DataFrame(
+        {"job_title": ["Leiterin Einkauf", "Head of Purchasing", ""], "activity_text": ""}
+    )
+    model.title_expert = expert
+    net = predict_proba(model, tok, frame)  # no weights: the transformer alone
+    cfg.title_expert_weights = {"function": 0.0, "seniority": 0.0}
+    cfg.title_expert_language_weights = {"function": {"de": 1.0, "en": 0.0}}
+    out = predict_proba(model, tok, frame)
+    titles = frame["job_title"].tolist()
+    w = expert.weights(titles, cfg.title_expert_weights, cfg.title_expert_language_weights)
+    assert w["function"][0] > 0.5 > w["function"][1]  # German leans on the expert
+    has_title = np.array([True, True, False])
+    guess = expert.predict_proba(titles)["function"]
+    expected = pool(net["function"], guess, w["function"], has_title)
+    np.testing.assert_allclose(out["function"], expected, atol=1e-5)
+    assert not np.allclose(out["function"][0], net["function"][0], atol=1e-3)
+    np.testing.assert_allclose(out["function"][2], net["function"][2], atol=1e-5)  # no title
+    np.testing.assert_allclose(out["seniority"], net["seniority"], atol=1e-5)  # no weights

@@ -79,8 +79,10 @@ class TitleExpert:
         self.models = dict(zip(HEADS, fitted, strict=True))
         self.language = None
         if languages is not None:
-            known = pd.DataFrame({"title": titles, "language": languages.to_numpy()})
-            known = known[(known["title"].str.strip() != "") & known["language"].notna()]
+            language = pd.Series(languages.to_numpy(), index=titles.index, dtype=object)
+            language = language.where(language.notna(), "").astype(str).str.strip()
+            known = pd.DataFrame({"title": titles, "language": language})  # "": unknown
+            known = known[(known["title"].str.strip() != "") & (known["language"] != "")]
             known = known.drop_duplicates("title")
             counts = known["language"].value_counts()
             known = known[known["language"].isin(counts[counts >= MIN_LANGUAGE_TITLES].index)]
@@ -221,8 +223,12 @@ def choose_language_weights(
 ) -> dict[str, dict[str, float]]:
     """Per head and per language (``language``: each validation title's, as the expert
     tells it), the weight minimising ``n * log-loss of the language's n titles + prior *
-    log-loss of all titles``: a language with few titles stays near the all-language
-    choice, one with many follows its own titles. Every row of ``truth`` has a title."""
+    log-loss of all titles`` (its own titles among them): a language with few titles stays
+    near the all-language choice, one with many follows its own titles. Every row of
+    ``truth`` has a title. Titles are grouped by their most likely language here, while a
+    prediction averages the weights under the language probabilities: on the previous
+    model's real titles the average did better than the most likely language's weight
+    (docs/benchmarks.md, 2026-12-05, third session)."""
     out: dict[str, dict[str, float]] = {}
     truth = truth.reset_index(drop=True)
     titled = np.ones(len(truth), dtype=bool)
