@@ -26,7 +26,6 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import onnx
-import onnxruntime as ort
 from omegaconf import OmegaConf
 from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -35,16 +34,8 @@ from buying_groups.config import config_dir
 from buying_groups.data.dataset import load_dataset
 from buying_groups.data.examples import labelled_examples
 from buying_groups.models.inference import clean_inputs, encode_pairs
-from buying_groups.models.runtime import export_onnx, scoring_threads
+from buying_groups.models.runtime import export_onnx, onnx_session, scoring_threads
 from buying_groups.taxonomy import Catalog
-
-
-def session(path: Path, profile: bool = False) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = scoring_threads()
-    options.inter_op_num_threads = 1
-    options.enable_profiling = profile
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def batches(tokenizer, config, frame, size: int = 32) -> list[dict]:  # noqa: ANN001
@@ -79,7 +70,7 @@ def matmul_ceiling(hidden: int, ffn: int, rows: int) -> float:
             quantize_dynamic(  # as the model's own export: per-channel int8 weights
                 f"{d}/f.onnx", f"{d}/q.onnx", weight_type=QuantType.QInt8, per_channel=True
             )
-            s, x = session(Path(f"{d}/q.onnx")), rng.standard_normal((rows, k)).astype("f4")
+            s, x = onnx_session(Path(f"{d}/q.onnx")), rng.standard_normal((rows, k)).astype("f4")
             for _ in range(3):
                 s.run(None, {"x": x})
             started = time.perf_counter()
@@ -110,7 +101,7 @@ def main() -> None:
     lengths = np.concatenate([f["attention_mask"].sum(1) for f in feeds])
     tokens = float(np.median(lengths))  # the median input's tokens
 
-    profiled = session(graph, profile=True)
+    profiled = onnx_session(graph, profile=True)
     for f in feeds[:2]:
         profiled.run(None, f)  # warm-up
     started = time.perf_counter()

@@ -292,22 +292,26 @@ def _two_language_validation(n_de: int, n_en: int) -> tuple[dict, dict, pd.DataF
 def test_each_language_gets_the_weight_its_titles_support_pulled_to_the_common_one():
     from buying_groups.models.title_expert import choose_language_weights, choose_weight
 
+    def choose(net, expert, truth, extra, prior=100):  # noqa: ANN001, ANN202
+        titled = np.ones(len(truth), bool)
+        common, table = choose_weight(net, expert, truth, extra["labels"], titled)
+        args = (net, expert, truth, extra["labels"], extra["language"], table, prior)
+        return common, choose_language_weights(*args)
+
     net, expert, truth, extra = _two_language_validation(n_de=300, n_en=300)
-    per = choose_language_weights(net, expert, truth, extra["labels"], extra["language"])
+    common, per = choose(net, expert, truth, extra)
     for head in ("function", "seniority"):
         # German titles: the expert is right and the transformer wrong, so the expert leads
         assert per[head]["de"] > per[head]["en"]
-    common, _ = choose_weight(net, expert, truth, extra["labels"], np.ones(len(truth), bool))
     assert per["function"]["en"] < common["function"] < per["function"]["de"]
-    own = choose_language_weights(net, expert, truth, extra["labels"], extra["language"], 0)
+    _, own = choose(net, expert, truth, extra, prior=0)
     assert own["function"] == {"de": 1.0, "en": 0.0}  # without the prior: each its own
 
     # a language with a handful of titles keeps (near) the all-language weight
     net, expert, truth, extra = _two_language_validation(n_de=4, n_en=300)
-    per = choose_language_weights(net, expert, truth, extra["labels"], extra["language"])
-    common, _ = choose_weight(net, expert, truth, extra["labels"], np.ones(len(truth), bool))
+    common, per = choose(net, expert, truth, extra)
     assert common["function"] == 0.0 and per["function"]["de"] <= 0.35
-    loose = choose_language_weights(net, expert, truth, extra["labels"], extra["language"], 0)
+    _, loose = choose(net, expert, truth, extra, prior=0)
     assert loose["function"]["de"] > per["function"]["de"]  # without the prior: its own
 
 

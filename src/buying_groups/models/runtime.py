@@ -275,16 +275,21 @@ def scoring_threads() -> int:
     return int(os.environ.get("OMP_NUM_THREADS") or len(os.sched_getaffinity(0)))
 
 
-def _onnx_runner(model, tokenizer, int8: bool) -> Runner:  # noqa: ANN001
+def onnx_session(path: Path, profile: bool = False):  # noqa: ANN201  (an ort.InferenceSession)
+    """An ONNX Runtime CPU session of the graph at ``path`` as scoring runs it (``profile``:
+    with ONNX Runtime's profiler on, for scripts/profile_onnx.py)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     # One scoring thread's worth of cores, as for PyTorch: no oversubscription under a server.
     options.intra_op_num_threads = scoring_threads()
     options.inter_op_num_threads = 1
-    session = ort.InferenceSession(
-        str(export_onnx(model, tokenizer, int8)), options, providers=["CPUExecutionProvider"]
-    )
+    options.enable_profiling = profile
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _onnx_runner(model, tokenizer, int8: bool) -> Runner:  # noqa: ANN001
+    session = onnx_session(export_onnx(model, tokenizer, int8))
 
     def run_onnx(batch: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
         feeds = {k: batch[k].astype(np.int64) for k in INPUT_NAMES if k in batch}

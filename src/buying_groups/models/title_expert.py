@@ -81,13 +81,13 @@ class TitleExpert:
         if languages is not None:
             language = pd.Series(languages.to_numpy(), index=titles.index, dtype=object)
             language = language.where(language.notna(), "").astype(str).str.strip()
-            known = pd.DataFrame({"title": titles, "language": language})  # "": unknown
-            known = known[(known["title"].str.strip() != "") & (known["language"] != "")]
-            known = known.drop_duplicates("title")
-            counts = known["language"].value_counts()
-            known = known[known["language"].isin(counts[counts >= MIN_LANGUAGE_TITLES].index)]
-            if known["language"].nunique() >= 2:
-                self.language = _language_pipeline().fit(known["title"], known["language"])
+            told = pd.DataFrame({"title": titles, "language": language})  # "": unknown
+            told = told[(told["title"].str.strip() != "") & (told["language"] != "")]
+            told = told.drop_duplicates("title")
+            counts = told["language"].value_counts()
+            told = told[told["language"].isin(counts[counts >= MIN_LANGUAGE_TITLES].index)]
+            if told["language"].nunique() >= 2:
+                self.language = _language_pipeline().fit(told["title"], told["language"])
         return self
 
     def language_proba(self, titles: list[str]) -> tuple[np.ndarray, list[str]] | None:
@@ -219,26 +219,25 @@ def choose_language_weights(
     truth: pd.DataFrame,
     labels: dict[str, list[str]],
     language: np.ndarray,
+    overall: pd.DataFrame,
     prior: float = LANGUAGE_PRIOR,
 ) -> dict[str, dict[str, float]]:
     """Per head and per language (``language``: each validation title's, as the expert
     tells it), the weight minimising ``n * log-loss of the language's n titles + prior *
-    log-loss of all titles`` (its own titles among them): a language with few titles stays
-    near the all-language choice, one with many follows its own titles. Every row of
-    ``truth`` has a title. Titles are grouped by their most likely language here, while a
-    prediction averages the weights under the language probabilities: on the previous
-    model's real titles the average did better than the most likely language's weight
-    (docs/benchmarks.md, 2026-12-05, third session)."""
+    log-loss of all titles`` (its own titles among them; ``overall``: ``choose_weight``'s
+    table on the same titles): a language with few titles stays near the all-language
+    choice, one with many follows its own titles. Every row of ``truth`` has a title.
+    Titles are grouped by their most likely language here, while a prediction averages the
+    weights under the language probabilities: on the previous model's real titles the
+    average did better than the most likely language's weight (docs/benchmarks.md,
+    2026-12-05, third session)."""
     out: dict[str, dict[str, float]] = {}
     truth = truth.reset_index(drop=True)
     titled = np.ones(len(truth), dtype=bool)
     for head in HEADS:
-        if not truth[head].isin(labels[head]).any():
+        common = overall[f"{head}_log_loss"]
+        if common.isna().all():  # no labelled title: no weight to choose
             continue
-        overall = {
-            w: _log_loss(pool(net[head], expert[head], w, titled), truth[head], labels[head])
-            for w in WEIGHTS
-        }
         per = {}
         for lang in sorted(set(language)):
             rows = np.flatnonzero(language == lang)
@@ -248,7 +247,7 @@ def choose_language_weights(
             for w in WEIGHTS:
                 proba = pool(net[head][rows], expert[head][rows], w, titled[rows])
                 own = _log_loss(proba, y, labels[head])
-                score[w] = (n * (own if n else 0.0) + prior * overall[w]) / (n + prior)
+                score[w] = (n * (own if n else 0.0) + prior * common[w]) / (n + prior)
             per[str(lang)] = float(min(score, key=score.get))  # ties: the smaller weight
         out[head] = per
     return out

@@ -398,6 +398,6 @@ def attach_title_expert(
     if found is not None:  # a weight per language, as the expert tells a title's language
         language = np.asarray(found[1], dtype=object)[found[0].argmax(1)]
         cfg.title_expert_language_weights = choose_language_weights(
-            net, guess, choose_on, labels, language
+            net, guess, choose_on, labels, language, table
         )
     return table
