@@ -184,7 +184,8 @@ def test_choose_weight_prefers_the_expert_where_it_is_right():
             "seniority": ["manager", "entry", "manager", "entry"] * 5,
         }
     )
-    expert = TitleExpert(labels).fit(titles, truth)
+    # a strongly regularised expert: right, but less sure than the transformer below
+    expert = TitleExpert(labels, C=1.0).fit(titles, truth)
     guess = expert.predict_proba(titles.tolist())
     # a transformer that has every function backwards and every seniority right
     net = {

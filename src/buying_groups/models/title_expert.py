@@ -46,13 +46,27 @@ def _features() -> TfidfVectorizer:
     # Keyword-lexicon hits of the title (baselines.rules) as two extra input features were
     # tried: on the hand-labelled validation titles they cost 9 points of function macro-F1
     # and gained nothing on seniority (docs/benchmarks.md), so the expert reads characters.
-    return TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True)
+    # Accents are dropped: CRM exports often lose them ("Directeur General", "Gerente de
+    # Operacoes"), and "é" and "e" then share every n-gram; word n-grams
+    # beside the characters helped seniority a little and cost function more (2026-12-05,
+    # fourth session).
+    return TfidfVectorizer(
+        analyzer="char_wb",
+        ngram_range=(2, 5),
+        min_df=2,
+        sublinear_tf=True,
+        strip_accents="unicode",
+    )
 
 
 class TitleExpert:
     """One character n-gram logistic regression per persona head, over the model's labels."""
 
-    def __init__(self, labels: dict[str, list[str]], C: float = 5.0) -> None:  # noqa: N803
+    # C = 20 (weak regularisation): a title's rare n-grams ("-leiterin", "ds.") are what
+    # tell it apart. Against C = 5, on the hand-labelled titles (4-fold cross-validation of
+    # the training share) the expert's log-loss fell by 15% on both heads, with the accents
+    # dropped too (docs/benchmarks.md, 2026-12-05, fourth session).
+    def __init__(self, labels: dict[str, list[str]], C: float = 20.0) -> None:  # noqa: N803
         self.labels = labels  # head -> the role model's label order
         self.C = C
         self.models: dict[str, Pipeline] = {}
