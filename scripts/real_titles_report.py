@@ -7,6 +7,11 @@ inference variant; the rules baseline needs nothing; TF-IDF is fitted on the tra
 of ``--data-dir`` plus the title lists, as ``bg-train-roles`` fits it. One table: accuracy
 and macro-F1 of function and seniority, overall and for each language with 50+ titles;
 ``--out`` also writes it as CSV. The set is evaluation only (docs/data.md).
+
+``--parts`` also scores each model's two readers apart, its title expert alone and its
+transformer alone (no pooling), and prints the model's macro-F1 minus each with the paired
+bootstrap interval of ``bg-train-roles``' gap table: what pooling adds, per language.
+``--variant`` runs every model as that inference variant instead of its recorded one.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from hydra import compose, initialize_config_dir
 
@@ -23,9 +29,26 @@ from buying_groups.cli.train_roles import load_examples
 from buying_groups.config import catalog_from, config_dir
 from buying_groups.data.real_titles import real_title_eval
 from buying_groups.models.distill import load_role_model
-from buying_groups.models.evaluation import real_title_metrics, real_title_table
+from buying_groups.models.evaluation import real_title_gaps, real_title_metrics, real_title_table
 from buying_groups.models.inference import decode, predict_proba
 from buying_groups.models.runtime import use_variant
+
+
+def parts(model, tokenizer, real: pd.DataFrame) -> dict[str, pd.DataFrame]:  # noqa: ANN001
+    """The model's title expert alone (argmax of its own probabilities) and its transformer
+    alone (the expert detached while it predicts)."""
+    expert, cfg = model.title_expert, model.config
+    guess = expert.predict_proba(real["job_title"].astype(str).tolist())
+    alone = {
+        head: np.asarray(labels, dtype=object)[guess[head].argmax(1)]
+        for head, labels in (("function", cfg.functions), ("seniority", cfg.seniorities))
+    }
+    model.title_expert = None
+    try:
+        net = decode(cfg, predict_proba(model, tokenizer, real))
+    finally:
+        model.title_expert = expert
+    return {"expert alone": pd.DataFrame(alone), "transformer alone": net}
 
 
 def main() -> None:
@@ -33,6 +56,8 @@ def main() -> None:
     ap.add_argument("--model-uri", nargs="*", default=["models:/buying-group-roles@champion"])
     ap.add_argument("--data-dir", default="data/demo", help="TF-IDF's training data")
     ap.add_argument("--out", type=Path, default=None, help="also write the table as CSV")
+    ap.add_argument("--parts", action="store_true", help="also the expert and transformer alone")
+    ap.add_argument("--variant", default=None, help="e.g. fp32 (default: each model's own)")
     args = ap.parse_args()
 
     with initialize_config_dir(config_dir=config_dir(), version_base=None):
@@ -46,16 +71,24 @@ def main() -> None:
         .fit(examples[examples["split"] == "train"])
         .predict(real),
     }
+    gaps = []
     for uri in args.model_uri:
         model, tokenizer = load_role_model(uri)
-        use_variant(model, tokenizer, model.config.inference_variant)
+        use_variant(model, tokenizer, args.variant or model.config.inference_variant)
         preds[uri] = decode(model.config, predict_proba(model, tokenizer, real))
+        if args.parts and getattr(model, "title_expert", None) is not None:
+            mine = {uri: preds[uri], **parts(model, tokenizer, real)}
+            gaps.append(real_title_gaps(real, mine, model=uri).assign(model=uri))
+            preds.update({f"{uri} {name}": p for name, p in list(mine.items())[1:]})
     table = pd.concat({n: real_title_table(real_title_metrics(real, p)) for n, p in preds.items()})
     counts = real["language"].value_counts()
     table.insert(0, "titles", [counts.sum() if k == "all" else counts[k] for _, k in table.index])
     print(f"{len(real):,} real job titles (never trained on)")
     with pd.option_context("display.width", 200):
         print(table.round(3).to_string())
+        for gap in gaps:
+            print("\nmacro-F1 minus each part alone (90% paired bootstrap interval)")
+            print(gap.drop(columns="model").round(3).to_string(index=False))
     if args.out is not None:
         table.to_csv(args.out)
 
