@@ -71,6 +71,25 @@ def test_missing_labels_are_masked_not_invented(model_and_tokenizer, frame):
     assert torch.allclose(masked["loss"], expect)
 
 
+def test_teacher_forcing_only_where_a_title_could_tell_the_persona(model_and_tokenizer, frame):
+    model, tok = model_and_tokenizer
+    ds = RoleDataset(frame, tok, model)
+    assert ds.titled.tolist() == [True, False, True, False]  # "" and None have no title
+    batch = Collator(tok)([ds[i] for i in range(len(frame))])
+    assert batch["titled"].tolist() == [True, False, True, False]
+    forcing = model.config.teacher_forcing
+    model.config.teacher_forcing = 1.0  # force every row that may be forced
+    try:
+        probs = torch.full((4, len(FUNCTIONS)), 1.0 / len(FUNCTIONS))
+        forced = model._force(probs, batch["function_labels"], batch["titled"])
+    finally:
+        model.config.teacher_forcing = forcing
+    one_hot = torch.nn.functional.one_hot(batch["function_labels"][0], len(FUNCTIONS)).float()
+    assert torch.equal(forced[0], one_hot)  # a title: the true persona
+    assert torch.equal(forced[1], probs[1])  # labelled but no title: its own guess stays
+    assert torch.equal(forced[3], probs[3])  # no label: nothing to force
+
+
 def test_save_load_roundtrip_keeps_labels_and_predictions(model_and_tokenizer, frame, tmp_path):
     model, tok = model_and_tokenizer
     model.save(tmp_path, tok)

@@ -196,6 +196,7 @@ class RoleModel(nn.Module):
         role_soft: torch.Tensor | None = None,
         advocacy_labels: torch.Tensor | None = None,
         frozen_states: torch.Tensor | None = None,
+        titled: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         if frozen_states is not None:
             # Training with cached frozen layers: only the layers above them run here.
@@ -217,8 +218,10 @@ class RoleModel(nn.Module):
         if self.training and function_labels is not None and self.config.teacher_forcing > 0:
             # Teacher forcing: the role head learns persona x product -> role from clean
             # personas instead of waiting for the persona heads to become accurate.
-            f_in = self._force(f_in, function_labels)
-            s_in = self._force(s_in, seniority_labels)
+            # Only contacts with a title: without one, the persona fed at inference is a guess
+            # from activity, and forcing the truth there taught the head to trust that guess.
+            f_in = self._force(f_in, function_labels, titled)
+            s_in = self._force(s_in, seniority_labels, titled)
         contact = torch.cat([pooled, f_in, s_in], dim=-1)
         n_products = self.product_embedding.num_embeddings
         products = self.product_embedding.weight.unsqueeze(0).expand(pooled.size(0), -1, -1)
@@ -273,8 +276,12 @@ class RoleModel(nn.Module):
             out["loss"] = loss
         return out
 
-    def _force(self, probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def _force(
+        self, probs: torch.Tensor, labels: torch.Tensor, allowed: torch.Tensor | None = None
+    ) -> torch.Tensor:
         known = labels != IGNORE
+        if allowed is not None:  # (batch,) rows that may be forced
+            known = known & allowed.view(-1, *([1] * (labels.dim() - 1)))
         use = known & (torch.rand(labels.shape, device=labels.device) < self.config.teacher_forcing)
         one_hot = nn.functional.one_hot(labels.clamp(min=0), probs.size(-1)).to(probs.dtype)
         return torch.where(use.unsqueeze(-1), one_hot, probs)

@@ -51,7 +51,11 @@ class RoleDataset(torch.utils.data.Dataset):
         frozen: list[np.ndarray] | None = None,
     ) -> None:
         cfg = model.config
-        self.enc = encode_pairs(tokenizer, cfg, *clean_inputs(frame))
+        titles, texts = clean_inputs(frame)
+        self.enc = encode_pairs(tokenizer, cfg, titles, texts)
+        # Teacher forcing feeds a contact's true persona to the role head only where the title
+        # could tell it: a contact without one gets the model's own guess at inference.
+        self.titled = np.array([bool(t.strip()) for t in titles], dtype=bool)
         self.frozen = frozen  # cached outputs of the frozen layers, one (tokens, hidden) each
         ids = cfg.label2id
         n = len(frame)
@@ -89,6 +93,7 @@ class RoleDataset(torch.utils.data.Dataset):
         item["seniority_labels"] = int(self.seniority[i])
         item["role_labels"] = self.role[i].tolist()
         item["advocacy_labels"] = self.advocacy[i].tolist()
+        item["titled"] = bool(self.titled[i])
         for head, v in self.soft.items():
             item[f"{head}_soft"] = v[i]
         if self.frozen is not None:
@@ -107,6 +112,8 @@ class Collator:
         batch = dict(self.tokenizer.pad(tokens, return_tensors="pt"))
         for key in ("function_labels", "seniority_labels", "role_labels", "advocacy_labels"):
             batch[key] = torch.tensor([f[key] for f in features], dtype=torch.long)
+        if "titled" in features[0]:
+            batch["titled"] = torch.tensor([f["titled"] for f in features], dtype=torch.bool)
         for key in ("function_soft", "seniority_soft", "role_soft"):
             if key in features[0]:
                 batch[key] = torch.from_numpy(np.stack([f[key] for f in features]))
