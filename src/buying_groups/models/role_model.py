@@ -219,7 +219,7 @@ class RoleModel(nn.Module):
             # Teacher forcing: the role head learns persona x product -> role from clean
             # personas instead of waiting for the persona heads to become accurate.
             # Only contacts with a title: without one, the persona fed at inference is a guess
-            # from activity, and forcing the truth there taught the head to trust that guess.
+            # from activity, and forcing the truth there teaches the head to trust that guess.
             f_in = self._force(f_in, function_labels, titled)
             s_in = self._force(s_in, seniority_labels, titled)
         contact = torch.cat([pooled, f_in, s_in], dim=-1)
