@@ -30,7 +30,7 @@ from buying_groups.config import catalog_from, config_dir
 from buying_groups.data.real_titles import real_title_eval
 from buying_groups.models.distill import load_role_model
 from buying_groups.models.evaluation import real_title_gaps, real_title_metrics, real_title_table
-from buying_groups.models.inference import decode, predict_proba
+from buying_groups.models.inference import clean_inputs, decode, predict_proba
 from buying_groups.models.runtime import use_variant
 
 
@@ -38,7 +38,7 @@ def parts(model, tokenizer, real: pd.DataFrame) -> dict[str, pd.DataFrame]:  # n
     """The model's title expert alone (argmax of its own probabilities) and its transformer
     alone (the expert detached while it predicts)."""
     expert, cfg = model.title_expert, model.config
-    guess = expert.predict_proba(real["job_title"].astype(str).tolist())
+    guess = expert.predict_proba(clean_inputs(real)[0])  # the titles predict_proba pools on
     alone = {
         head: np.asarray(labels, dtype=object)[guess[head].argmax(1)]
         for head, labels in (("function", cfg.functions), ("seniority", cfg.seniorities))
