@@ -96,6 +96,9 @@ def test_three_comparable_runs(trained):
     per = config["title_expert_language_weights"]
     assert set(per) == {"function", "seniority"} and {"en", "pl", "ru"} <= set(per["function"])
     assert "title expert weight per language" in proc.stdout
+    # role decision offsets: chosen on validation where it holds enough roles, saved with
+    # the model (an empty list: the head's own argmax)
+    assert len(config["role_bias"]) in (0, len(config["roles"]))
 
 
 @pytest.mark.slow

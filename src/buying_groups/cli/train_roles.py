@@ -30,6 +30,7 @@ from buying_groups.data.dataset import dataset_manifest
 from buying_groups.data.examples import role_model_splits
 from buying_groups.data.real_titles import knowledge_examples, real_title_eval
 from buying_groups.data.validate import DataValidationError
+from buying_groups.models.calibration import choose_role_bias
 from buying_groups.models.distill import INPUT_COLUMNS, distillation, transfer_inputs
 from buying_groups.models.evaluation import (
     evaluate_predictor,
@@ -178,12 +179,13 @@ def fit_and_log(
     # across both, keyed by this unsaved model and the variant running it (no mixing).
     model.weights_digest = f"unsaved-{uuid.uuid4().hex}"
     with caching():
+        calibration = calibrate_roles(cfg, model, tokenizer, validation)
         set_variant(cfg, model, tokenizer, validation, catalog)
         metrics, real_pred = log_evaluation(
             evaluate_predictor(predict, evaluation, catalog, real=real)
         )
     del model.weights_digest
-    metrics |= {
+    metrics |= calibration | {
         "train_seconds": train_seconds,
         "train_examples_per_second": len(fit_rows) * float(cfg.trainer.epochs) / train_seconds,
     }
@@ -225,6 +227,22 @@ def report_title_expert(model, fit_metrics: dict) -> None:  # noqa: ANN001
         table = pd.DataFrame(by_language).rename_axis("language")
         print_frame(table, "title expert weight per language (validation log-loss, prior 100)")
         tracking.log_table(table, "reports/title_expert_languages.json")
+
+
+def calibrate_roles(cfg: DictConfig, model, tokenizer, validation) -> dict[str, float]:  # noqa: ANN001
+    """Role decision offsets chosen on validation (``model.role_bias``); their metrics."""
+    if not cfg.model.get("role_bias", True):
+        return {}
+    with console.status("choosing role decision offsets on validation"):
+        scores = choose_role_bias(model, tokenizer, validation)
+    if scores:
+        bias = dict(zip(model.config.roles, model.config.role_bias, strict=False))
+        console.print(
+            f"role decision offsets {({r: b for r, b in bias.items() if b}) or 'none'}: validation "
+            f"role macro-F1 {scores['role_macro_f1_before']:.3f} -> "
+            f"{scores['role_macro_f1_after']:.3f}"
+        )
+    return {f"calibration/{k}": v for k, v in scores.items()}
 
 
 def set_variant(cfg: DictConfig, model, tokenizer, validation, catalog: Catalog) -> None:  # noqa: ANN001

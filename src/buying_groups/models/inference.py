@@ -61,6 +61,8 @@ class RoleModelConfig:
     title_expert_language_weights: dict[str, dict[str, float]] = field(default_factory=dict)
     # per persona head and language, the expert's weight for titles of that language (none:
     # the head's weight above for every title; models saved before it have none)
+    role_bias: list[float] = field(default_factory=list)  # per role, a log-probability offset
+    # chosen on validation macro-F1 (models/calibration.py); none: the head's own argmax
 
     @property
     def id2label(self) -> dict[str, dict[int, str]]:
@@ -299,7 +301,7 @@ def predict_proba(
         cache.hits += int(hit.sum())
         cache.misses += len(todo)
     if len(todo) == 0:
-        return {"function": f[codes], "seniority": s[codes], "role": r[codes]}
+        return {"function": f[codes], "seniority": s[codes], "role": shift(r[codes], cfg.role_bias)}
     enc = encode_pairs(tokenizer, cfg, [uniques[i][0] for i in todo], [uniques[i][1] for i in todo])
     order = todo[np.argsort([len(ids) for ids in enc["input_ids"]], kind="stable")]
     pos = {u: j for j, u in enumerate(todo)}  # unique index -> row of enc
@@ -322,7 +324,15 @@ def predict_proba(
         s[todo] = pool(s[todo], guess["seniority"], weights["seniority"], has_title)
     if cache is not None:
         entries.add([keys[i] for i in todo], (f[todo], s[todo], r[todo]))
-    return {"function": f[codes], "seniority": s[codes], "role": r[codes]}
+    return {"function": f[codes], "seniority": s[codes], "role": shift(r[codes], cfg.role_bias)}
+
+
+def shift(proba: np.ndarray, offsets: list[float]) -> np.ndarray:
+    """Probabilities over the last axis moved by per-class log offsets (none: unchanged).
+    Applied after the cache, which holds the head's own outputs."""
+    if not offsets:
+        return proba
+    return softmax(np.log(np.clip(proba, 1e-12, None)) + np.asarray(offsets, dtype=np.float32))
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -1,0 +1,120 @@
+"""Role decision offsets (models/calibration.py): pure logic on made-up probabilities, and
+their use by ``predict_proba`` on a tiny random model."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from buying_groups.models.calibration import (
+    MIN_LABELS,
+    bagged_offsets,
+    choose_role_bias,
+    fit_offsets,
+    macro_f1,
+)
+from buying_groups.models.inference import decode, predict_proba, shift
+
+
+def test_macro_f1_matches_sklearn_over_the_classes_present():
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 200)  # class 3 never true: left out, as evaluate does
+    pred = rng.integers(0, 4, 200)
+    expect = f1_score(y, pred, labels=[0, 1, 2], average="macro", zero_division=0)
+    assert macro_f1(y, pred, 4) == pytest.approx(expect)
+
+
+def over_called(n: int = 3000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Log-probabilities of a 3-class head that over-calls rare class 1 by exp(2) (as heavy
+    class weights make a head do), and the truth: 80% class 0, 10% each of 1 and 2."""
+    rng = np.random.default_rng(seed)
+    y = rng.choice(3, n, p=[0.8, 0.1, 0.1])
+    logits = rng.normal(0, 1.0, (n, 3))
+    logits[np.arange(n), y] += 2.5
+    logits[:, 1] += 2.0
+    return logits - np.log(np.exp(logits).sum(1, keepdims=True)), y
+
+
+def test_offsets_undo_a_head_that_over_calls_a_rare_class():
+    log_proba, y = over_called()
+    offsets = fit_offsets(log_proba, y, reference=0)
+    assert offsets[0] == 0  # the reference stays put
+    assert offsets[1] < -1.0  # class 1 is called less
+    before = macro_f1(y, log_proba.argmax(1), 3)
+    after = macro_f1(y, (log_proba + offsets).argmax(1), 3)
+    assert after > before + 0.05
+    fresh_lp, fresh_y = over_called(seed=1)  # and it holds on data it did not see
+    assert macro_f1(fresh_y, (fresh_lp + offsets).argmax(1), 3) > macro_f1(
+        fresh_y, fresh_lp.argmax(1), 3
+    )
+
+
+def test_a_calibrated_head_keeps_offsets_near_zero():
+    rng = np.random.default_rng(2)
+    y = rng.choice(3, 3000, p=[0.6, 0.2, 0.2])
+    logits = rng.normal(0, 1.0, (3000, 3))
+    logits[np.arange(3000), y] += 4.0  # separable: the argmax is already right
+    log_proba = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    offsets = bagged_offsets(log_proba[:, None, :], y[:, None], reference=0, resamples=5)
+    assert np.abs(offsets).max() < 0.5
+
+
+def test_bagging_ignores_unknown_roles():
+    log_proba, y = over_called(600)
+    y2 = np.stack([y, np.full_like(y, -1)], 1)  # a second product with no known roles
+    lp2 = np.stack([log_proba, log_proba], 1)
+    offsets = bagged_offsets(lp2, y2, reference=0, resamples=3)
+    assert offsets.shape == (3,) and offsets[1] < 0
+
+
+def test_shift_moves_probabilities_and_keeps_them_distributions():
+    p = np.array([[[0.5, 0.3, 0.2]]], dtype=np.float32)
+    assert shift(p, []) is p  # no offsets: untouched
+    q = shift(p, [0.0, np.log(2.0), 0.0])
+    np.testing.assert_allclose(q.sum(-1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(q[0, 0], np.array([0.5, 0.6, 0.2]) / 1.3, rtol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_bert_dir):
+    import torch
+    from transformers import AutoTokenizer
+
+    from buying_groups.models.role_model import RoleModel
+
+    torch.manual_seed(0)
+    model = RoleModel.from_encoder(str(tiny_bert_dir), ["crm", "erp"], max_length=16)
+    return model.eval(), AutoTokenizer.from_pretrained(tiny_bert_dir)
+
+
+def test_predict_proba_applies_the_models_offsets(tiny):
+    model, tok = tiny
+    frame = pd.DataFrame({"job_title": ["CFO", ""], "activity_text": ["", "visited /pricing"]})
+    plain = predict_proba(model, tok, frame)
+    gatekeeper = model.config.roles.index("gatekeeper")
+    model.config.role_bias = [0.0] * len(model.config.roles)
+    model.config.role_bias[gatekeeper] = 50.0  # overwhelming: every pair becomes gatekeeper
+    try:
+        moved = predict_proba(model, tok, frame)
+        roles = decode(model.config, moved)
+    finally:
+        model.config.role_bias = []
+    np.testing.assert_allclose(moved["function"], plain["function"])  # personas untouched
+    assert (roles[["role_crm", "role_erp"]] == "gatekeeper").all().all()
+    np.testing.assert_allclose(predict_proba(model, tok, frame)["role"], plain["role"])
+
+
+def test_choose_role_bias_needs_enough_known_roles(tiny):
+    model, tok = tiny
+    n = MIN_LABELS // 2 - 1  # two products: just under MIN_LABELS known pairs
+    frame = pd.DataFrame(
+        {
+            "job_title": ["CFO"] * n,
+            "activity_text": ["visited /pricing"] * n,
+            "role_crm": ["none"] * n,
+            "role_erp": ["decision_maker"] * n,
+        }
+    )
+    assert choose_role_bias(model, tok, frame) == {}
+    assert model.config.role_bias == []
