@@ -118,3 +118,35 @@ def test_choose_role_bias_needs_enough_known_roles(tiny):
     )
     assert choose_role_bias(model, tok, frame) == {}
     assert model.config.role_bias == []
+
+
+def test_variant_speeds_are_timed_on_the_model_not_on_cached_answers(tiny, monkeypatch):
+    """The offsets' validation pass fills the run's prediction cache; the variant choice
+    that follows must still run (and time) the model, or fp32 looks thousands of times faster
+    than it is and wins."""
+    from buying_groups.models import evaluation
+    from buying_groups.models.inference import caching
+
+    model, tok = tiny
+    frame = pd.DataFrame({"job_title": ["CFO", "Einkauf"], "activity_text": ["", "demo (crm)"]})
+    rows_run = []
+    real = evaluation.use_variant
+
+    def counting(m, t, variant):  # noqa: ANN001
+        real(m, t, variant)
+        inner = m.runner
+        m.runner = lambda batch: (rows_run.append(len(batch["input_ids"])), inner(batch))[1]
+
+    monkeypatch.setattr(evaluation, "use_variant", counting)
+    model.weights_digest = "test-digest"
+    try:
+        with caching() as outer:
+            predict_proba(model, tok, frame)  # as calibration does first
+            evaluation.choose_variant(model, tok, frame, lambda p: {"role": 1.0}, variants=["fp32"])
+            assert sum(rows_run) == 2 * len(frame)  # warm-up and the timed pass: both ran
+            hits = outer.hits
+            predict_proba(model, tok, frame)  # and later passes still use the cache
+            assert outer.hits == hits + len(frame)
+    finally:
+        del model.weights_digest
+        real(model, tok, "fp32")

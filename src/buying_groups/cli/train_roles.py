@@ -179,8 +179,8 @@ def fit_and_log(
     # across both, keyed by this unsaved model and the variant running it (no mixing).
     model.weights_digest = f"unsaved-{uuid.uuid4().hex}"
     with caching():
-        calibration = calibrate_roles(cfg, model, tokenizer, validation)
         set_variant(cfg, model, tokenizer, validation, catalog)
+        calibration = calibrate_roles(cfg, model, tokenizer, validation)  # its fp32 pass reused
         metrics, real_pred = log_evaluation(
             evaluate_predictor(predict, evaluation, catalog, real=real)
         )

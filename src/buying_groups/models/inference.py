@@ -244,6 +244,7 @@ _CACHE: list[PredictionCache] = []  # the active cache, if any (see ``caching``)
 
 
 def active_cache() -> PredictionCache | None:
+    """The cache ``predict_proba`` uses now (the innermost ``caching()``), if any."""
     return _CACHE[-1] if _CACHE else None
 
 
