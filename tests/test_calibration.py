@@ -150,3 +150,54 @@ def test_variant_speeds_are_timed_on_the_model_not_on_cached_answers(tiny, monke
     finally:
         del model.weights_digest
         real(model, tok, "fp32")
+
+
+def test_validation_is_scored_without_the_offsets_chosen_on_it(tiny):
+    from buying_groups.models.calibration import raw_role_metrics
+
+    model, tok = tiny
+    frame = pd.DataFrame(
+        {
+            "job_title": ["CFO", ""],
+            "activity_text": ["", "visited /pricing"],
+            "split": "validation",
+            "function": ["finance", "marketing"],
+            "seniority": ["executive", "professional"],
+            "role_crm": ["decision_maker", "none"],
+            "role_erp": ["none", "none"],
+        }
+    )
+    plain = raw_role_metrics(model, tok, frame, ["crm", "erp"])
+    gatekeeper = model.config.roles.index("gatekeeper")
+    model.config.role_bias = [0.0] * len(model.config.roles)
+    model.config.role_bias[gatekeeper] = 50.0  # with it, every pair is a (wrong) gatekeeper
+    try:
+        assert raw_role_metrics(model, tok, frame, ["crm", "erp"]) == plain
+        assert model.config.role_bias[gatekeeper] == 50.0  # restored
+        assert set(plain) == {"validation/role_accuracy", "validation/role_macro_f1"}
+        # a distilled student has its own head: it does not inherit the offsets
+        assert model.student(1).config.role_bias == []
+    finally:
+        model.config.role_bias = []
+
+
+def test_cache_merge_adds_what_is_missing_and_leaves_bounded_caches_alone():
+    from buying_groups.models.inference import PredictionCache, _Entries
+
+    def table(keys, value):
+        n = len(keys)
+        heads = (np.full((n, 2), value), np.full((n, 3), value), np.full((n, 1, 4), value))
+        return _Entries(list(keys), tuple(h.astype(np.float32) for h in heads))
+
+    outer, own = PredictionCache(), PredictionCache()
+    outer.tables["m"] = table([b"a"], 1.0)
+    own.tables["m"] = table([b"a", b"b"], 2.0)
+    own.tables["n"] = table([b"c"], 3.0)
+    outer.merge(own)
+    assert outer.tables["m"].find([b"a", b"b"]).tolist() == [0, 1]
+    assert outer.tables["m"].heads[0][0, 0] == 1.0  # an entry it had is kept
+    assert outer.tables["m"].heads[0][1, 0] == 2.0 and outer.tables["n"].find([b"c"]) == [0]
+    assert outer.used == {b"a", b"b", b"c"}
+    bounded = PredictionCache(limit=10)
+    bounded.merge(own)
+    assert bounded.tables == {}

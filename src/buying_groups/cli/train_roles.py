@@ -30,7 +30,7 @@ from buying_groups.data.dataset import dataset_manifest
 from buying_groups.data.examples import role_model_splits
 from buying_groups.data.real_titles import knowledge_examples, real_title_eval
 from buying_groups.data.validate import DataValidationError
-from buying_groups.models.calibration import choose_role_bias
+from buying_groups.models.calibration import MIN_LABELS, choose_role_bias, raw_role_metrics
 from buying_groups.models.distill import INPUT_COLUMNS, distillation, transfer_inputs
 from buying_groups.models.evaluation import (
     evaluate_predictor,
@@ -181,9 +181,10 @@ def fit_and_log(
     with caching():
         set_variant(cfg, model, tokenizer, validation, catalog)
         calibration = calibrate_roles(cfg, model, tokenizer, validation)  # its fp32 pass reused
-        metrics, real_pred = log_evaluation(
-            evaluate_predictor(predict, evaluation, catalog, real=real)
-        )
+        evaluated = evaluate_predictor(predict, evaluation, catalog, real=real)
+        if model.config.role_bias:  # validation chose the offsets: its roles scored without
+            evaluated[0].update(raw_role_metrics(model, tokenizer, validation, catalog.names))
+        metrics, real_pred = log_evaluation(evaluated)
     del model.weights_digest
     metrics |= calibration | {
         "train_seconds": train_seconds,
@@ -231,17 +232,20 @@ def report_title_expert(model, fit_metrics: dict) -> None:  # noqa: ANN001
 
 def calibrate_roles(cfg: DictConfig, model, tokenizer, validation) -> dict[str, float]:  # noqa: ANN001
     """Role decision offsets chosen on validation (``model.role_bias``); their metrics."""
+    model.config.role_bias = []
     if not cfg.model.get("role_bias", True):
         return {}
     with console.status("choosing role decision offsets on validation"):
         scores = choose_role_bias(model, tokenizer, validation)
-    if scores:
-        bias = dict(zip(model.config.roles, model.config.role_bias, strict=False))
-        console.print(
-            f"role decision offsets {({r: b for r, b in bias.items() if b}) or 'none'}: validation "
-            f"role macro-F1 {scores['role_macro_f1_before']:.3f} -> "
-            f"{scores['role_macro_f1_after']:.3f}"
-        )
+    if not scores:
+        console.print(f"role decision offsets: none (under {MIN_LABELS} known validation roles)")
+        return {}
+    bias = dict(zip(model.config.roles, model.config.role_bias, strict=False))
+    console.print(
+        f"role decision offsets {({r: b for r, b in bias.items() if b}) or 'none'}: validation "
+        f"role macro-F1 {scores['role_macro_f1_before']:.3f} -> "
+        f"{scores['role_macro_f1_after']:.3f} (in-sample; validation is reported without them)"
+    )
     return {f"calibration/{k}": v for k, v in scores.items()}
 
 

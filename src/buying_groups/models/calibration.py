@@ -15,7 +15,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from buying_groups.models.inference import predict_proba
+from buying_groups.evaluate import evaluate_predictions
+from buying_groups.models.inference import decode, predict_proba
 
 MIN_LABELS = 300  # known (contact, product) roles in validation below this: no offsets
 GRID = np.round(np.arange(-3.0, 3.0001, 0.1), 1)  # offsets tried per role (log scale)
@@ -90,6 +91,21 @@ def choose_role_bias(model, tokenizer, validation: pd.DataFrame) -> dict[str, fl
     offsets = np.round(bagged_offsets(log_proba, y, reference), 2)
     before = macro_f1(y[known], log_proba[known].argmax(1), len(cfg.roles))
     after = macro_f1(y[known], (log_proba[known] + offsets).argmax(1), len(cfg.roles))
-    if np.any(offsets):
+    if np.any(offsets) and after > before:  # an average of fits need not beat the head
         cfg.role_bias = [float(o) for o in offsets]
+    else:
+        after = before
     return {"role_macro_f1_before": before, "role_macro_f1_after": after}
+
+
+def raw_role_metrics(model, tokenizer, frame: pd.DataFrame, products: list[str]) -> dict:  # noqa: ANN001
+    """``frame``'s role accuracy and macro-F1 from the head's own argmax (offsets off), as
+    ``<split>/role_*`` keys: the split the offsets were chosen on must not be scored with
+    them, or its figures (and a sweep's objective) would be in-sample."""
+    bias, model.config.role_bias = model.config.role_bias, []
+    try:
+        pred = decode(model.config, predict_proba(model, tokenizer, frame))
+    finally:
+        model.config.role_bias = bias
+    metrics = evaluate_predictions(frame.reset_index(drop=True), pred, products)
+    return {k: v for k, v in metrics.items() if "/role_" in k}

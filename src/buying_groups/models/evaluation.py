@@ -152,8 +152,7 @@ def choose_variant(
             pred = decode(model.config, predict_proba(model, tokenizer, frame))
             seconds = time.perf_counter() - started
         if outer is not None:  # later passes (the evaluation) still reuse these answers
-            for key, entries in own.tables.items():
-                outer.tables.setdefault(key, entries)
+            outer.merge(own)
         reference = pred if reference is None else reference
         heads = [c for c in pred.columns if not c.endswith("_proba")]
         agree = float(np.mean([(pred[h] == reference[h]).mean() for h in heads]))

@@ -188,6 +188,18 @@ class PredictionCache:
         # keeps memory bounded; ``used`` is not tracked then: nothing is saved).
         self.limit = limit
 
+    def merge(self, other: PredictionCache) -> None:
+        """Add the entries of ``other`` that this cache lacks (unless this one is bounded)."""
+        if self.limit is not None:
+            return
+        for digest, theirs in other.tables.items():
+            mine = self.tables.setdefault(digest, _Entries())
+            new = [k for k in theirs.row if k not in mine.row]
+            if new:
+                rows = np.fromiter((theirs.row[k] for k in new), dtype=np.int64, count=len(new))
+                mine.add(new, tuple(h[rows] for h in theirs.heads))
+            self.used.update(theirs.row)
+
     @staticmethod
     def key(title: str, text: str) -> bytes:
         return hashlib.blake2b(f"{title}\x1f{text}".encode(), digest_size=16).digest()
