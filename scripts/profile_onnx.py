@@ -34,7 +34,12 @@ from buying_groups.config import config_dir
 from buying_groups.data.dataset import load_dataset
 from buying_groups.data.examples import labelled_examples
 from buying_groups.models.inference import clean_inputs, encode_pairs
-from buying_groups.models.runtime import export_onnx, onnx_session, scoring_threads
+from buying_groups.models.runtime import (
+    export_onnx,
+    onnx_session,
+    scoring_threads,
+    with_priors,
+)
 from buying_groups.taxonomy import Catalog
 
 
@@ -48,7 +53,7 @@ def batches(tokenizer, config, frame, size: int = 32) -> list[dict]:  # noqa: AN
         b = tokenizer.pad({k: [enc[k][j] for j in rows] for k in enc}, return_tensors="np")
         feeds = {k: np.asarray(b[k], dtype=np.int64) for k in b}
         feeds.setdefault("token_type_ids", np.zeros_like(feeds["input_ids"]))
-        out.append(feeds)
+        out.append(with_priors(feeds, config))  # the expert's inputs at weight 0
     return out
 
 

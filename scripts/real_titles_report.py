@@ -80,7 +80,9 @@ def main() -> None:
             mine = {uri: preds[uri], **parts(model, tokenizer, real)}
             gaps.append(real_title_gaps(real, mine, model=uri).assign(model=uri))
             preds.update({f"{uri} {name}": p for name, p in list(mine.items())[1:]})
-    table = pd.concat({n: real_title_table(real_title_metrics(real, p)) for n, p in preds.items()})
+    table = pd.concat(
+        {n: real_title_table(real_title_metrics(real, p, catalog)) for n, p in preds.items()}
+    )
     counts = real["language"].value_counts()
     table.insert(0, "titles", [counts.sum() if k == "all" else counts[k] for _, k in table.index])
     print(f"{len(real):,} real job titles (never trained on)")

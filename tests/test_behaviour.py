@@ -30,8 +30,9 @@ def trained(tiny_dataset, catalog, tmp_path_factory):
         as_of=tiny_dataset.config.end,
         max_events=cfg.data.max_events,
     )
-    # the title lists the real model learns from too (title-only contacts, roles masked)
-    knowledge = knowledge_examples(cfg.title_lists, catalog, cfg.seed)
+    # the title lists the real model learns from too (title-only contacts, their roles the
+    # rules' for their persona)
+    knowledge = knowledge_examples(cfg.title_lists, catalog, cfg.seed, roles=cfg.title_list_roles)
     model, tok, _ = train_role_model(
         pd.concat([ex[ex["split"] == "train"], knowledge], ignore_index=True),
         ex[ex["split"] == "validation"],

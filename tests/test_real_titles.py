@@ -394,3 +394,44 @@ def test_the_title_expert_tells_the_language_and_mixes_the_weights_by_it():
     assert plain.language_proba(["Leiter Vertrieb"]) is None
     w = plain.weights(["Leiter Vertrieb"], {"function": 0.65}, {"function": {"de": 1.0}})
     assert w["function"].tolist() == [0.65] and w["seniority"].tolist() == [0.0]
+
+
+def test_title_list_roles_follow_their_persona_where_the_rules_decide(catalog):
+    """With ``roles``, a title-only contact's roles are the spec's for its persona and no
+    advocacy; an unknown seniority leaves a role unknown unless every seniority agrees."""
+    from buying_groups.data.real_titles import knowledge_examples
+    from buying_groups.taxonomy import assign_roles
+
+    plain = knowledge_examples(["bls", "curated"], catalog, seed=0)
+    assert plain[[f"role_{p}" for p in catalog.names]].isna().all().all()
+    k = knowledge_examples(["bls", "curated"], catalog, seed=0, roles=True)
+    known = k["seniority"].notna()
+    for product in catalog.products:
+        col = k[f"role_{product.name}"]
+        rules = assign_roles(k["function"], k["seniority"], np.zeros(len(k)), product)
+        assert (col[known] == rules[known.to_numpy()]).all()
+        assert set(col[k["function"] == "other"]) == {"none"}  # no seniority matters
+        # a buyer is a gatekeeper, or none at entry level: without a seniority, unknown
+        assert col[~known & (k["function"] == "procurement")].isna().all()
+    assert k["split"].isin(["train", "validation"]).all()
+
+
+def test_real_title_roles_are_scored_against_the_personas_rules(catalog):
+    from buying_groups.taxonomy import assign_roles
+
+    truth = pd.DataFrame(
+        {
+            "function": ["procurement", "marketing", "other"],
+            "seniority": ["director", "vp", "professional"],
+            "language": "en",
+        }
+    )
+    zero = np.zeros(3)
+    right = {f"role_{p.name}": assign_roles(truth.function, truth.seniority, zero, p)
+             for p in catalog.products}  # fmt: skip
+    pred = truth[["function", "seniority"]].assign(**right)
+    m = real_title_metrics(truth, pred, catalog)
+    assert m["real/role_accuracy"] == 1.0 and m["real/role_macro_f1"] == 1.0
+    wrong = pred.assign(**{f"role_{p}": "none" for p in catalog.names})
+    assert real_title_metrics(truth, wrong, catalog)["real/role_accuracy"] < 1.0
+    assert "real/role_accuracy" not in real_title_metrics(truth, pred)  # no catalog: persona only

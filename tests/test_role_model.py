@@ -670,3 +670,55 @@ def test_predict_proba_pools_each_title_by_its_languages_weight(tiny_bert_dir, m
     assert not np.allclose(out["function"][0], net["function"][0], atol=1e-3)
     np.testing.assert_allclose(out["function"][2], net["function"][2], atol=1e-5)  # no title
     np.testing.assert_allclose(out["seniority"], net["seniority"], atol=1e-5)  # no weights
+
+
+def test_the_role_head_reads_the_pooled_persona_in_every_variant(
+    tiny_bert_dir, tmp_path, monkeypatch
+):
+    """A title the expert reads better than the word pieces gets the roles of the pooled
+    persona: pooled inside the model before the role head, the same as fp32 and ONNX."""
+    from transformers import AutoTokenizer
+
+    from buying_groups.models.title_expert import TitleExpert
+
+    monkeypatch.setenv("BG_CACHE_DIR", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    model = RoleModel.from_encoder(str(tiny_bert_dir), PRODUCTS, max_length=32).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    cfg = model.config
+    titles = ["Leiter Einkauf", "Einkaufsleiterin", "Buchhalterin", "Geschäftsführer"] * 3
+    truth = pd.DataFrame(
+        {
+            "function": ["procurement", "procurement", "finance", "executive"] * 3,
+            "seniority": ["director", "director", "professional", "executive"] * 3,
+        }
+    )
+    model.title_expert = TitleExpert({"function": cfg.functions, "seniority": cfg.seniorities})
+    model.title_expert.fit(pd.Series(titles), truth)
+    frame = pd.DataFrame({"job_title": ["Einkaufsleiter", ""], "activity_text": ["", "x"]})
+    net = predict_proba(model, tok, frame)
+    cfg.title_expert_weights = {"function": 0.9, "seniority": 0.9}
+    pooled = predict_proba(model, tok, frame)
+    # the titled contact's roles moved with its persona; the one without a title kept both
+    assert not np.allclose(pooled["role"][0], net["role"][0], atol=1e-3)
+    for head in ("function", "seniority", "role"):
+        np.testing.assert_allclose(pooled[head][1], net[head][1], atol=1e-4)
+    # what the graph's inputs say: the role head fed the pooled persona
+    from buying_groups.models.inference import expert_priors
+
+    batch = tok(frame["job_title"].tolist(), frame["activity_text"].tolist(), padding=True)
+    feeds = {k: torch.tensor(v) for k, v in batch.items()}
+    priors = expert_priors(model, frame["job_title"].tolist())
+    assert priors["prior_weight"][1].tolist() == [0.0, 0.0]  # no title: no pooling
+    with torch.no_grad():
+        out = model(**feeds, **{k: torch.from_numpy(v) for k, v in priors.items()})
+    np.testing.assert_allclose(pooled["role"], out["role_logits"].softmax(-1).numpy(), atol=1e-5)
+    pytest.importorskip("onnxruntime")
+    from buying_groups.models.runtime import use_variant
+
+    model.save(tmp_path / "m", tok)
+    loaded, loaded_tok = RoleModel.load(tmp_path / "m")
+    use_variant(loaded, loaded_tok, "onnx")
+    exported = predict_proba(loaded, loaded_tok, frame)
+    for head in pooled:
+        np.testing.assert_allclose(exported[head], pooled[head], atol=1e-5)

@@ -49,7 +49,11 @@ def load_examples(cfg: DictConfig, catalog: Catalog) -> tuple[pd.DataFrame, dict
     thinned to ``role_label_fraction``."""
     examples = load_labelled_examples(cfg, catalog, "training")
     knowledge = knowledge_examples(
-        cfg.title_lists, catalog, cfg.seed, repeat=cfg.get("title_list_repeat")
+        cfg.title_lists,
+        catalog,
+        cfg.seed,
+        repeat=cfg.get("title_list_repeat"),
+        roles=cfg.get("title_list_roles", True),
     )
     examples = pd.concat([examples, knowledge], ignore_index=True)
     if cfg.role_label_fraction < 1.0:

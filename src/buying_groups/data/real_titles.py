@@ -22,7 +22,7 @@ import pandas as pd
 
 from buying_groups.baselines.rules import match_seniority
 from buying_groups.data.splits import unit_hash
-from buying_groups.taxonomy import FUNCTIONS, SENIORITIES, Catalog
+from buying_groups.taxonomy import FUNCTIONS, SENIORITIES, Catalog, Product, assign_roles
 
 RESOURCE_DIR = Path(__file__).resolve().parent.parent / "resources" / "titles"
 EVAL_FILE = "real_titles_eval.csv"
@@ -71,6 +71,20 @@ def real_title_eval(path: Path | None = None) -> pd.DataFrame:
     return out[keep].reset_index(drop=True)
 
 
+def _persona_roles(frame: pd.DataFrame, product: Product) -> np.ndarray:
+    """The role the spec's rules give each persona for ``product`` with no advocacy; where
+    the seniority is unknown, the role every seniority would give, else unknown (None)."""
+    zero = np.zeros(len(frame))
+    known = frame["seniority"].notna().to_numpy()
+    seniority = frame["seniority"].where(known, SENIORITIES[0])
+    out = assign_roles(frame["function"], seniority, zero, product).astype(object)
+    each = [
+        assign_roles(frame["function"], np.full(len(frame), s), zero, product) for s in SENIORITIES
+    ]
+    same = np.all([e == each[0] for e in each], axis=0)
+    return np.where(known | same, out, None)
+
+
 def knowledge_examples(
     sources: Iterable[str],
     catalog: Catalog,
@@ -79,9 +93,14 @@ def knowledge_examples(
     exclude: Iterable[str] | None = None,
     validation_share: float = 0.15,
     repeat: dict[str, int] | None = None,
+    roles: bool = False,
 ) -> pd.DataFrame:
     """Title-only contacts from the named training lists, shaped like labelled examples
-    (``title_kind`` ``knowledge``; roles unknown; no advocacy, as there is no activity).
+    (``title_kind`` ``knowledge``; no advocacy, as there is no activity). Their roles are
+    unknown, or with ``roles`` the ones the spec's rules give their persona with no
+    advocacy (``taxonomy.assign_roles``, as the generator labels its contacts; unknown where
+    the seniority is): the role head then learns from real titles in every language that
+    roles follow the persona, not the generator's title words.
     A stable ``validation_share`` of the titles (by a hash of the title) is split
     ``validation``, the rest ``train``: real-style titles to choose on, never trained on.
     Titles equal (``title_key``) to an ``exclude`` title (default: the evaluation set's) are
@@ -130,9 +149,9 @@ def knowledge_examples(
     )
     guessed = (out["vocab"] == "bls") & out["job_title"].map(match_seniority).isna()
     out["seniority"] = out["seniority"].where(~guessed, None)
-    for product in catalog.names:
-        out[f"advocacy_{product}"] = 0
-        out[f"role_{product}"] = None
+    for product in catalog.products:
+        out[f"advocacy_{product.name}"] = 0
+        out[f"role_{product.name}"] = _persona_roles(out, product) if roles else None
     copies = [
         train.assign(contact_id=train["contact_id"] + f"-{k}")
         for name, times in (repeat or {}).items()

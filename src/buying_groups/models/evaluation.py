@@ -24,7 +24,7 @@ from buying_groups.models.inference import (
 )
 from buying_groups.models.runtime import available_variants, check_variant, use_variant
 from buying_groups.plots import confusion_matrix_figure
-from buying_groups.taxonomy import FUNCTIONS, ROLES, SENIORITIES, Catalog
+from buying_groups.taxonomy import FUNCTIONS, ROLES, SENIORITIES, Catalog, assign_roles
 
 Predictor = Callable[[pd.DataFrame], pd.DataFrame]
 EVAL_SPLITS = tuple(s for s in ROLE_SPLITS if s != "train")
@@ -57,7 +57,7 @@ def evaluate_predictor(
     heads = {"function": FUNCTIONS, "seniority": SENIORITIES, "role": ROLES}
     if real is not None:
         real_pred = predict(real)
-        metrics.update(real_title_metrics(real, real_pred))
+        metrics.update(real_title_metrics(real, real_pred, catalog))
         # every title's prediction beside its label: errors to browse, gaps to bootstrap
         reports["real/predictions"] = pd.DataFrame(
             {
@@ -102,20 +102,32 @@ def evaluate_predictor(
     return metrics, reports, figs
 
 
-def real_title_metrics(truth: pd.DataFrame, pred: pd.DataFrame) -> dict[str, float]:
+def real_title_metrics(
+    truth: pd.DataFrame, pred: pd.DataFrame, catalog: Catalog | None = None
+) -> dict[str, float]:
     """Persona accuracy and macro-F1 on real titles: ``real/<head>_<metric>`` over all of
     them and ``real/<language>/<head>_<metric>`` for each language with at least
-    ``MIN_LANGUAGE_TITLES`` titles (real titles carry no roles)."""
+    ``MIN_LANGUAGE_TITLES`` titles. With ``catalog`` (and role columns in ``pred``), the
+    ``role`` head too, over every title x product: real titles carry no roles, but with no
+    activity (as they are scored) the spec's rules give each labelled persona one
+    (``taxonomy.assign_roles``), so this measures whether a real title's roles follow its
+    persona."""
     out: dict[str, float] = {}
     groups = {"": np.ones(len(truth), dtype=bool)}
     counts = truth["language"].value_counts()
     for lang in sorted(counts[counts >= MIN_LANGUAGE_TITLES].index):
         groups[f"{lang}/"] = (truth["language"] == lang).to_numpy()
+    heads = {h: (truth[h].to_numpy(), pred[h].to_numpy()) for h in ("function", "seniority")}
+    if catalog is not None and all(f"role_{p}" in pred.columns for p in catalog.names):
+        zero = np.zeros(len(truth))
+        heads["role"] = (
+            np.stack([assign_roles(truth["function"], truth["seniority"], zero, p)
+                      for p in catalog.products], axis=1),
+            np.stack([pred[f"role_{p}"].to_numpy() for p in catalog.names], axis=1),
+        )  # fmt: skip
     for prefix, mask in groups.items():
-        for head in ("function", "seniority"):
-            t = truth[head].to_numpy()[mask]
-            p = pred[head].to_numpy()[mask]
-            for k, v in head_metrics(t, p).items():
+        for head, (t, p) in heads.items():
+            for k, v in head_metrics(t[mask].ravel(), p[mask].ravel()).items():
                 out[f"real/{prefix}{head}_{k}"] = v
     return out
 

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from buying_groups.models.runtime import prediction_key, use_variant
-from buying_groups.models.title_expert import EXPERT_NAME, pool
+from buying_groups.models.title_expert import EXPERT_NAME
 from buying_groups.taxonomy import FUNCTIONS, ROLES, SENIORITIES
 
 MAX_TITLE_CHARS = 256  # longer titles are cut before tokenisation (defined truncation)
@@ -315,29 +315,47 @@ def predict_proba(
         cache.misses += len(todo)
     if len(todo) == 0:
         return {"function": f[codes], "seniority": s[codes], "role": shift(r[codes], cfg.role_bias)}
-    enc = encode_pairs(tokenizer, cfg, [uniques[i][0] for i in todo], [uniques[i][1] for i in todo])
+    titles_todo = [uniques[i][0] for i in todo]
+    priors = expert_priors(model, titles_todo)
+    enc = encode_pairs(tokenizer, cfg, titles_todo, [uniques[i][1] for i in todo])
     order = todo[np.argsort([len(ids) for ids in enc["input_ids"]], kind="stable")]
     pos = {u: j for j, u in enumerate(todo)}  # unique index -> row of enc
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         rows = [pos[i] for i in idx]
         batch = tokenizer.pad({k: [enc[k][j] for j in rows] for k in enc}, return_tensors="np")
-        f[idx], s[idx], r[idx] = (softmax(x) for x in model.runner(dict(batch)))
-    expert = getattr(model, "title_expert", None)
-    by_language = cfg.title_expert_language_weights
-    if expert is not None and (
-        any(w > 0 for w in cfg.title_expert_weights.values())
-        or any(w > 0 for per in by_language.values() for w in per.values())
-    ):
-        titles_todo = [uniques[i][0] for i in todo]
-        has_title = np.array([bool(t.strip()) for t in titles_todo])
-        guess = expert.predict_proba(titles_todo)
-        weights = expert.weights(titles_todo, cfg.title_expert_weights, by_language)
-        f[todo] = pool(f[todo], guess["function"], weights["function"], has_title)
-        s[todo] = pool(s[todo], guess["seniority"], weights["seniority"], has_title)
+        batch = dict(batch) | {k: v[rows] for k, v in priors.items()}
+        f[idx], s[idx], r[idx] = (softmax(x) for x in model.runner(batch))
     if cache is not None:
         entries.add([keys[i] for i in todo], (f[todo], s[todo], r[todo]))
     return {"function": f[codes], "seniority": s[codes], "role": shift(r[codes], cfg.role_bias)}
+
+
+def expert_priors(model, titles: list[str]) -> dict[str, np.ndarray]:  # noqa: ANN001
+    """The title expert's persona of each title and its pooling weight per persona head
+    (0 without a title), as the graph's inputs (``runtime.PRIORS``); none where the model
+    has no expert or pools with weight 0 everywhere (the transformer's persona alone)."""
+    cfg = model.config
+    expert = getattr(model, "title_expert", None)
+    by_language = cfg.title_expert_language_weights
+    if (
+        not titles
+        or expert is None
+        or not (
+            any(w > 0 for w in cfg.title_expert_weights.values())
+            or any(w > 0 for per in by_language.values() for w in per.values())
+        )
+    ):
+        return {}
+    has_title = np.array([bool(t.strip()) for t in titles])
+    guess = expert.predict_proba(titles)
+    weights = expert.weights(titles, cfg.title_expert_weights, by_language)
+    weight = np.stack([weights["function"], weights["seniority"]], axis=1) * has_title[:, None]
+    return {
+        "function_prior": guess["function"].astype(np.float32),
+        "seniority_prior": guess["seniority"].astype(np.float32),
+        "prior_weight": weight.astype(np.float32),
+    }
 
 
 def shift(proba: np.ndarray, offsets: list[float]) -> np.ndarray:

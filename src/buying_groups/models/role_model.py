@@ -197,6 +197,9 @@ class RoleModel(nn.Module):
         advocacy_labels: torch.Tensor | None = None,
         frozen_states: torch.Tensor | None = None,
         titled: torch.Tensor | None = None,
+        function_prior: torch.Tensor | None = None,
+        seniority_prior: torch.Tensor | None = None,
+        prior_weight: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         if frozen_states is not None:
             # Training with cached frozen layers: only the layers above them run here.
@@ -214,6 +217,12 @@ class RoleModel(nn.Module):
         product_view = self.dropout(torch.einsum("bpt,bth->bph", scores.softmax(-1), hidden))
         f_logits = self.function_head(pooled)
         s_logits = self.seniority_head(pooled)
+        if prior_weight is not None:
+            # At prediction, the title expert's persona (computed outside, from characters
+            # of the title) is pooled in here, before the role head reads the persona: a
+            # title the word pieces misread then gets the roles of its pooled persona.
+            f_logits = pool_logits(f_logits, function_prior, prior_weight[:, 0])
+            s_logits = pool_logits(s_logits, seniority_prior, prior_weight[:, 1])
         f_in, s_in = f_logits.softmax(-1), s_logits.softmax(-1)
         if self.training and function_labels is not None and self.config.teacher_forcing > 0:
             # Teacher forcing: the role head learns persona x product -> role from clean
@@ -337,6 +346,16 @@ class RoleModel(nn.Module):
         model.eval()
         model.weights_digest = digest or weights_digest(directory)  # what caches key on
         return model, AutoTokenizer.from_pretrained(directory / TOKENIZER_DIR)
+
+
+def pool_logits(logits: torch.Tensor, prior: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities of ``softmax(logits)^(1-w) * prior^w`` up to a constant, per row
+    weight ``w`` (0: the logits' own distribution): ``title_expert.pool`` inside the graph,
+    computed in float32 (also under bf16 autocast)."""
+    eps = 1e-6  # as title_expert.pool
+    w = weight.float().unsqueeze(-1)
+    logp = torch.log(logits.float().softmax(-1) + eps)
+    return (1 - w) * logp + w * torch.log(prior.float() + eps)
 
 
 def _soft_ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

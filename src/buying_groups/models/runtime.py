@@ -125,7 +125,25 @@ def _runner(model, tokenizer, variant: str) -> Runner:  # noqa: ANN001
 
 # -- ONNX Runtime ------------------------------------------------------------------------------
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
-EXPORT_VERSION = 2  # part of the cache path: graphs exported by older code are not reused
+# The title expert's persona and each row's pooling weight (function, seniority), pooled in
+# the graph before the role head (``RoleModel.forward``); a row with weight 0 keeps the
+# transformer's own persona.
+PRIORS = ("function_prior", "seniority_prior", "prior_weight")
+EXPORT_VERSION = 3  # part of the cache path: graphs exported by older code are not reused
+
+
+def with_priors(batch: dict[str, np.ndarray], config) -> dict[str, np.ndarray]:  # noqa: ANN001
+    """``batch`` with every graph input: where the title expert's inputs are missing (no
+    expert), a uniform persona at weight 0, which leaves the transformer's own."""
+    if all(k in batch for k in PRIORS):
+        return batch
+    n = len(batch["input_ids"])
+    sizes = {"function_prior": len(config.functions), "seniority_prior": len(config.seniorities)}
+    out = dict(batch)
+    for name, size in sizes.items():
+        out[name] = np.full((n, size), 1.0 / size, dtype=np.float32)
+    out["prior_weight"] = np.zeros((n, 2), dtype=np.float32)
+    return out
 
 
 def _heads_module() -> type:
@@ -138,8 +156,9 @@ def _heads_module() -> type:
             super().__init__()
             self.model = model
 
-        def forward(self, input_ids, attention_mask, token_type_ids):  # noqa: ANN001, ANN201
-            out = self.model(input_ids, attention_mask, token_type_ids)
+        def forward(self, input_ids, attention_mask, token_type_ids, *priors):  # noqa: ANN001, ANN201
+            given = dict(zip(PRIORS, priors, strict=True))
+            out = self.model(input_ids, attention_mask, token_type_ids, **given)
             return out["function_logits"], out["seniority_logits"], out["role_logits"]
 
     return _Heads
@@ -219,7 +238,11 @@ def export_onnx(model, tokenizer, int8: bool = False) -> Path:  # noqa: ANN001
         import torch
 
         _Heads = _heads_module()
-        example = tokenizer(["vp sales"] * 2, ["visited pricing"] * 2, return_tensors="pt")
+        example = tokenizer(["vp sales"] * 2, ["visited pricing"] * 2, return_tensors="np")
+        example = with_priors(dict(example), model.config)
+        example = {k: torch.from_numpy(v) for k, v in example.items()}
+        example["prior_weight"][0] = 0.5  # traced with the pooling path taken
+        names = [*INPUT_NAMES, *PRIORS]
         tmp = folder / f".{os.getpid()}.{fp32.name}"
         with _exportable(model), torch.no_grad(), warnings.catch_warnings():
             # The tracer warns about shape checks it freezes; they are constant for this
@@ -227,11 +250,12 @@ def export_onnx(model, tokenizer, int8: bool = False) -> Path:  # noqa: ANN001
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 _Heads(model),
-                tuple(example[k] for k in INPUT_NAMES),
+                tuple(example[k] for k in names),
                 str(tmp),
-                input_names=list(INPUT_NAMES),
+                input_names=names,
                 output_names=["function", "seniority", "role"],
-                dynamic_axes={k: {0: "batch", 1: "tokens"} for k in INPUT_NAMES},
+                dynamic_axes={k: {0: "batch", 1: "tokens"} for k in INPUT_NAMES}
+                | {k: {0: "batch"} for k in PRIORS},
                 opset_version=17,
                 dynamo=False,
             )
@@ -292,9 +316,11 @@ def _onnx_runner(model, tokenizer, int8: bool) -> Runner:  # noqa: ANN001
     session = onnx_session(export_onnx(model, tokenizer, int8))
 
     def run_onnx(batch: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+        batch = with_priors(batch, model.config)
         feeds = {k: batch[k].astype(np.int64) for k in INPUT_NAMES if k in batch}
         if "token_type_ids" not in feeds:
             feeds["token_type_ids"] = np.zeros_like(feeds["input_ids"])
+        feeds |= {k: batch[k].astype(np.float32) for k in PRIORS}
         return tuple(session.run(None, feeds))
 
     return run_onnx
