@@ -95,12 +95,18 @@ def role_ood_metrics(
     return {f"ood_{h}_macro_f1": metrics[f"test_ood/{h}_macro_f1"] for h in HEADS}
 
 
-def real_title_scores(real: pd.DataFrame, model) -> dict[str, float]:  # noqa: ANN001
+def real_title_scores(
+    real: pd.DataFrame,
+    model,  # noqa: ANN001
+    catalog: Catalog | None = None,
+) -> dict[str, float]:
     """Function and seniority macro-F1 of a deployable model's role model on the bundled
-    real-title set (``data.real_titles``): the gate no candidate may fall below."""
+    real-title set (``data.real_titles``): the gate no candidate may fall below. With
+    ``catalog``, also the role macro-F1 there (``real_title_metrics``), shown beside them."""
     pred = model.unwrap_python_model().roles.predict(real[["job_title", "activity_text"]])
-    metrics = real_title_metrics(real, pred)
-    return {f"real_{h}_macro_f1": metrics[f"real/{h}_macro_f1"] for h in REAL_HEADS}
+    metrics = real_title_metrics(real, pred, catalog)
+    heads = [h for h in (*REAL_HEADS, "role") if f"real/{h}_macro_f1" in metrics]
+    return {f"real_{h}_macro_f1": metrics[f"real/{h}_macro_f1"] for h in heads}
 
 
 def role_model_cost(model) -> int:  # noqa: ANN001
@@ -182,4 +188,4 @@ def deployable_metrics(
     metrics = held_out_metrics(cfg, tables, catalog, model)
     if ood is not None:
         metrics |= role_ood_metrics(ood, catalog, model)
-    return metrics if real is None else metrics | real_title_scores(real, model)
+    return metrics if real is None else metrics | real_title_scores(real, model, catalog)
