@@ -435,3 +435,19 @@ def test_real_title_roles_are_scored_against_the_personas_rules(catalog):
     wrong = pred.assign(**{f"role_{p}": "none" for p in catalog.names})
     assert real_title_metrics(truth, wrong, catalog)["real/role_accuracy"] < 1.0
     assert "real/role_accuracy" not in real_title_metrics(truth, pred)  # no catalog: persona only
+
+
+def test_the_main_jobs_report_shows_real_title_roles_beside_the_persona():
+    from buying_groups.cli.pipeline import persona_lines
+
+    roles = {
+        "transformer": {"real/function_macro_f1": 0.85, "real/seniority_macro_f1": 0.93}
+        | {"real/role_macro_f1": 0.81},
+        "rules": {"real/function_macro_f1": 0.54, "real/seniority_macro_f1": 0.8}
+        | {"real/role_macro_f1": 0.61},
+    }
+    lines = persona_lines(roles)
+    assert lines[0].endswith("transformer 0.850 / 0.930, rules 0.540 / 0.800")
+    assert lines[1].startswith("role macro-F1, real job titles")
+    assert lines[1].endswith("transformer 0.810, rules 0.610")
+    assert persona_lines({}) == []

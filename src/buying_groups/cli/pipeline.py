@@ -233,7 +233,7 @@ def report(cfg: DictConfig, result: dict) -> None:
 
 def persona_lines(roles: dict) -> list[str]:
     """Persona macro-F1 of the role model and the baselines on the synthetic test split and
-    on the bundled real job titles, side by side."""
+    on the bundled real job titles, side by side, and their role macro-F1 on the real titles."""
     lines = []
     for name, title in (("test", "synthetic test"), ("real", "real job titles")):
         cells = []
@@ -244,6 +244,13 @@ def persona_lines(roles: dict) -> list[str]:
                 cells.append(f"{model} {f:.3f} / {s:.3f}")
         if cells:
             lines.append(f"persona macro-F1 (function / seniority), {title}: " + ", ".join(cells))
+    cells = [
+        f"{model} {roles[model]['real/role_macro_f1']:.3f}"
+        for model in ("transformer", "rules", "tfidf_logreg")
+        if "real/role_macro_f1" in roles.get(model, {})
+    ]
+    if cells:  # the roles the rules give each title's labelled persona, with no activity
+        lines.append("role macro-F1, real job titles (their persona's roles): " + ", ".join(cells))
     return lines
 
 
