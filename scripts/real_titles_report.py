@@ -5,7 +5,8 @@
 Every ``--model-uri`` (an MLflow model URI or a saved model directory) runs as its recorded
 inference variant; the rules baseline needs nothing; TF-IDF is fitted on the training split
 of ``--data-dir`` plus the title lists, as ``bg-train-roles`` fits it. One table: accuracy
-and macro-F1 of function and seniority, overall and for each language with 50+ titles;
+and macro-F1 of function and seniority, and of the roles each title's labelled persona
+implies with no activity, overall and for each language with 50+ titles;
 ``--out`` also writes it as CSV. The set is evaluation only (docs/data.md).
 
 ``--parts`` also scores each model's two readers apart, its title expert alone and its

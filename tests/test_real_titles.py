@@ -75,7 +75,7 @@ def test_bls_seniority_guesses_are_masked_and_lists_can_repeat():
 
 def test_knowledge_examples_are_title_only_with_masked_roles():
     catalog = _catalog()
-    ex = knowledge_examples(["curated"], catalog, seed=3)
+    ex = knowledge_examples(["curated"], catalog, seed=3, roles=False)
     assert len(ex) > 500
     assert (ex["activity_text"] == "").all()
     # a stable share of the titles is held out for validation (choices, never training)
@@ -86,7 +86,7 @@ def test_knowledge_examples_are_title_only_with_masked_roles():
         assert (ex[f"advocacy_{p}"] == 0).all()
     # case noise adds ALL CAPS copies, seeded
     assert ex["job_title"].str.isupper().sum() > 10
-    again = knowledge_examples(["curated"], catalog, seed=3)
+    again = knowledge_examples(["curated"], catalog, seed=3, roles=False)
     pd.testing.assert_frame_equal(ex, again)
     assert knowledge_examples([], catalog).empty
     with pytest.raises(ValueError, match="unknown title list"):
@@ -402,9 +402,9 @@ def test_title_list_roles_follow_their_persona_where_the_rules_decide(catalog):
     from buying_groups.data.real_titles import knowledge_examples
     from buying_groups.taxonomy import assign_roles
 
-    plain = knowledge_examples(["bls", "curated"], catalog, seed=0)
+    plain = knowledge_examples(["bls", "curated"], catalog, seed=0, roles=False)
     assert plain[[f"role_{p}" for p in catalog.names]].isna().all().all()
-    k = knowledge_examples(["bls", "curated"], catalog, seed=0, roles=True)
+    k = knowledge_examples(["bls", "curated"], catalog, seed=0)  # roles by default
     known = k["seniority"].notna()
     for product in catalog.products:
         col = k[f"role_{product.name}"]

@@ -196,7 +196,7 @@ def test_onnx_variants_match_fp32_and_export_once(
     model_and_tokenizer, frame, tmp_path, monkeypatch
 ):
     pytest.importorskip("onnxruntime")
-    from buying_groups.models.runtime import prediction_key, use_variant
+    from buying_groups.models.runtime import PREDICTION_VERSION, prediction_key, use_variant
 
     monkeypatch.setenv("BG_CACHE_DIR", str(tmp_path / "cache"))
     model, tok = model_and_tokenizer
@@ -219,9 +219,9 @@ def test_onnx_variants_match_fp32_and_export_once(
     for head in reference:  # quantised weights: close, not equal
         np.testing.assert_allclose(int8[head], reference[head], atol=0.05)
     # cached predictions never mix variants
-    assert prediction_key(loaded) == f"{loaded.weights_digest}+onnx-int8"
+    assert prediction_key(loaded) == f"{loaded.weights_digest}~p{PREDICTION_VERSION}+onnx-int8"
     use_variant(loaded, loaded_tok, "fp32")
-    assert prediction_key(loaded) == loaded.weights_digest
+    assert prediction_key(loaded) == f"{loaded.weights_digest}~p{PREDICTION_VERSION}"
 
 
 def test_the_onnx_cache_keeps_only_the_most_recently_used_exports(tmp_path, monkeypatch):
@@ -672,11 +672,12 @@ def test_predict_proba_pools_each_title_by_its_languages_weight(tiny_bert_dir, m
     np.testing.assert_allclose(out["seniority"], net["seniority"], atol=1e-5)  # no weights
 
 
-def test_the_role_head_reads_the_pooled_persona_in_every_variant(
+def test_the_role_head_reads_the_pooled_persona_in_pytorch_and_onnx(
     tiny_bert_dir, tmp_path, monkeypatch
 ):
     """A title the expert reads better than the word pieces gets the roles of the pooled
-    persona: pooled inside the model before the role head, the same as fp32 and ONNX."""
+    persona: pooled inside the model before the role head, the same in PyTorch and ONNX
+    (bf16 and int8 run the same module and graph; tested against fp32 elsewhere)."""
     from transformers import AutoTokenizer
 
     from buying_groups.models.title_expert import TitleExpert
@@ -713,6 +714,23 @@ def test_the_role_head_reads_the_pooled_persona_in_every_variant(
     with torch.no_grad():
         out = model(**feeds, **{k: torch.from_numpy(v) for k, v in priors.items()})
     np.testing.assert_allclose(pooled["role"], out["role_logits"].softmax(-1).numpy(), atol=1e-5)
+    # with some inputs cached, each new one still gets its own title's prior
+    from buying_groups.models.inference import caching
+
+    model.weights_digest = "partial-cache-test"
+    more = pd.DataFrame(
+        {
+            "job_title": ["", "Buchhalterin", "Einkaufsleiter", "Geschäftsführer"],
+            "activity_text": ["x", "", "", ""],
+        }
+    )
+    alone = predict_proba(model, tok, more)
+    with caching():
+        predict_proba(model, tok, frame)  # rows 0 and 2 of ``more``: cached, 1 and 3 new
+        mixed = predict_proba(model, tok, more)
+    del model.weights_digest
+    for head in alone:
+        np.testing.assert_allclose(mixed[head], alone[head], atol=1e-5)
     pytest.importorskip("onnxruntime")
     from buying_groups.models.runtime import use_variant
 

@@ -93,14 +93,14 @@ def knowledge_examples(
     exclude: Iterable[str] | None = None,
     validation_share: float = 0.15,
     repeat: dict[str, int] | None = None,
-    roles: bool = False,
+    roles: bool = True,
 ) -> pd.DataFrame:
     """Title-only contacts from the named training lists, shaped like labelled examples
-    (``title_kind`` ``knowledge``; no advocacy, as there is no activity). Their roles are
-    unknown, or with ``roles`` the ones the spec's rules give their persona with no
+    (``title_kind`` ``knowledge``; no advocacy, as there is no activity). With ``roles``
+    (``title_list_roles``) their roles are the ones the spec's rules give their persona with no
     advocacy (``taxonomy.assign_roles``, as the generator labels its contacts; unknown where
-    the seniority is): the role head then learns from real titles in every language that
-    roles follow the persona, not the generator's title words.
+    the seniority is and would decide): the role head then learns from real titles in every
+    language that roles follow the persona, not the generator's title words; without, unknown.
     A stable ``validation_share`` of the titles (by a hash of the title) is split
     ``validation``, the rest ``train``: real-style titles to choose on, never trained on.
     Titles equal (``title_key``) to an ``exclude`` title (default: the evaluation set's) are

@@ -43,8 +43,9 @@ def evaluate_predictor(
     Metrics: ``<split>/<head>_accuracy|macro_f1`` for each split and
     ``lang_<language>/...`` per language over the evaluation splits; with ``real`` (the
     real-title set, ``data.real_titles.real_title_eval``) also ``real/<head>_...`` and
-    ``real/<language>/<head>_...`` for the persona heads (``real_title_metrics``), and the
-    reports hold every real title's prediction (``real/predictions``, a frame).
+    ``real/<language>/<head>_...`` for the persona heads and the roles their labelled
+    persona implies with no activity (``real_title_metrics``), and the reports hold every
+    real title's prediction (``real/predictions``, a frame).
     """
     frame = examples[examples["split"].isin(splits)]
     pred = predict(frame)

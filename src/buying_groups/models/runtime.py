@@ -92,14 +92,22 @@ def use_variant(model, tokenizer, variant: str | None = None):  # noqa: ANN001, 
     return model
 
 
+# What this code computes from a model's weights, in the prediction and scoring caches' keys:
+# a cache written by code that computed something else is not reused. 2: the role head reads
+# the persona pooled with the title expert (before: the transformer's own).
+PREDICTION_VERSION = 2
+
+
 def prediction_key(model) -> str | None:  # noqa: ANN001
-    """What cached predictions key on: the exact weights, and the variant running them
-    (variants differ in the last digits, so a cache never mixes them)."""
+    """What cached predictions key on: the exact weights, the variant running them
+    (variants differ in the last digits, so a cache never mixes them) and
+    ``PREDICTION_VERSION``."""
     digest = getattr(model, "weights_digest", None)
     variant = getattr(model, "variant", "fp32")
     if digest is None:
         return None
-    return digest if variant == "fp32" else f"{digest}+{variant}"
+    key = f"{digest}~p{PREDICTION_VERSION}"
+    return key if variant == "fp32" else f"{key}+{variant}"
 
 
 def _runner(model, tokenizer, variant: str) -> Runner:  # noqa: ANN001
