@@ -71,9 +71,11 @@ def real_title_eval(path: Path | None = None) -> pd.DataFrame:
     return out[keep].reset_index(drop=True)
 
 
-def _persona_roles(frame: pd.DataFrame, product: Product) -> np.ndarray:
-    """The role the spec's rules give each persona for ``product`` with no advocacy; where
-    the seniority is unknown, the role every seniority would give, else unknown (None)."""
+def persona_roles(frame: pd.DataFrame, product: Product) -> np.ndarray:
+    """The role the spec's rules give each persona (``function``, ``seniority``) for
+    ``product`` with no advocacy, as a title-only contact is labelled and a real title is
+    judged; where the seniority is unknown, the role every seniority would give, else
+    unknown (None)."""
     zero = np.zeros(len(frame))
     known = frame["seniority"].notna().to_numpy()
     seniority = frame["seniority"].where(known, SENIORITIES[0])
@@ -151,7 +153,7 @@ def knowledge_examples(
     out["seniority"] = out["seniority"].where(~guessed, None)
     for product in catalog.products:
         out[f"advocacy_{product.name}"] = 0
-        out[f"role_{product.name}"] = _persona_roles(out, product) if roles else None
+        out[f"role_{product.name}"] = persona_roles(out, product) if roles else None
     copies = [
         train.assign(contact_id=train["contact_id"] + f"-{k}")
         for name, times in (repeat or {}).items()

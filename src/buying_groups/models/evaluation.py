@@ -11,7 +11,7 @@ import pandas as pd
 from sklearn.metrics import classification_report
 
 from buying_groups.data.examples import cap
-from buying_groups.data.real_titles import MIN_LANGUAGE_TITLES
+from buying_groups.data.real_titles import MIN_LANGUAGE_TITLES, persona_roles
 from buying_groups.data.splits import ROLE_SPLITS
 from buying_groups.evaluate import evaluate_predictions, head_metrics, stack_roles
 from buying_groups.models.inference import (
@@ -24,7 +24,7 @@ from buying_groups.models.inference import (
 )
 from buying_groups.models.runtime import available_variants, check_variant, use_variant
 from buying_groups.plots import confusion_matrix_figure
-from buying_groups.taxonomy import FUNCTIONS, ROLES, SENIORITIES, Catalog, assign_roles
+from buying_groups.taxonomy import FUNCTIONS, ROLES, SENIORITIES, Catalog
 
 Predictor = Callable[[pd.DataFrame], pd.DataFrame]
 EVAL_SPLITS = tuple(s for s in ROLE_SPLITS if s != "train")
@@ -111,7 +111,7 @@ def real_title_metrics(
     ``MIN_LANGUAGE_TITLES`` titles. With ``catalog`` (and role columns in ``pred``), the
     ``role`` head too, over every title x product: real titles carry no roles, but with no
     activity (as they are scored) the spec's rules give each labelled persona one
-    (``taxonomy.assign_roles``), so this measures whether a real title's roles follow its
+    (``data.real_titles.persona_roles``), so this measures whether a real title's roles follow its
     persona."""
     out: dict[str, float] = {}
     groups = {"": np.ones(len(truth), dtype=bool)}
@@ -120,12 +120,10 @@ def real_title_metrics(
         groups[f"{lang}/"] = (truth["language"] == lang).to_numpy()
     heads = {h: (truth[h].to_numpy(), pred[h].to_numpy()) for h in ("function", "seniority")}
     if catalog is not None and all(f"role_{p}" in pred.columns for p in catalog.names):
-        zero = np.zeros(len(truth))
         heads["role"] = (
-            np.stack([assign_roles(truth["function"], truth["seniority"], zero, p)
-                      for p in catalog.products], axis=1),
+            np.stack([persona_roles(truth, p) for p in catalog.products], axis=1),
             np.stack([pred[f"role_{p}"].to_numpy() for p in catalog.names], axis=1),
-        )  # fmt: skip
+        )
     for prefix, mask in groups.items():
         for head, (t, p) in heads.items():
             for k, v in head_metrics(t[mask].ravel(), p[mask].ravel()).items():
