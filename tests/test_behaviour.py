@@ -36,7 +36,7 @@ def trained(tiny_dataset, catalog, tmp_path_factory):
     model, tok, _ = train_role_model(
         pd.concat([ex[ex["split"] == "train"], knowledge], ignore_index=True),
         ex[ex["split"] == "validation"],
-        list(catalog.names),
+        catalog,
         cfg.model,
         cfg.trainer,
         tmp_path_factory.mktemp("behaviour"),

@@ -12,7 +12,7 @@ import torch
 from buying_groups.models.inference import MAX_TITLE_CHARS, clean_inputs, decode, predict_proba
 from buying_groups.models.role_model import IGNORE, RoleModel
 from buying_groups.models.train import TOKEN_KEYS, Collator, RoleDataset, role_class_weights
-from buying_groups.taxonomy import FUNCTIONS, ROLES, SENIORITIES
+from buying_groups.taxonomy import FUNCTIONS, ROLES, SENIORITIES, assign_roles, role_rules_table
 
 PRODUCTS = ["marketing_automation", "security_platform", "data_platform"]
 
@@ -429,7 +429,7 @@ def test_unlabelled_rows_learn_from_the_teacher_alone(model_and_tokenizer, frame
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters())
 
 
-def test_bf16_training_hands_back_a_plain_fp32_model(tiny_bert_dir, frame, tmp_path):
+def test_bf16_training_hands_back_a_plain_fp32_model(tiny_bert_dir, frame, catalog, tmp_path):
     """Mixed-precision training wraps forward in a bf16 autocast; the trained model must
     come back without it, so fp32 inference is fp32 and the ONNX export traces the
     weights (with the wrapper it failed: 'ComplexDouble is an unexpected tensor type')."""
@@ -443,7 +443,7 @@ def test_bf16_training_hands_back_a_plain_fp32_model(tiny_bert_dir, frame, tmp_p
     overrides += ["trainer.bf16=true", "trainer.max_steps=2", "trainer.disable_tqdm=true"]
     cfg = compose_config("train_roles", overrides)
     model, tok, _ = train_role_model(
-        frame, frame, PRODUCTS, cfg.model, cfg.trainer, tmp_path / "out", seed=0
+        frame, frame, catalog, cfg.model, cfg.trainer, tmp_path / "out", seed=0
     )
     assert model.forward.__func__ is RoleModel.forward
     model.save(tmp_path / "m", tok)
@@ -672,8 +672,9 @@ def test_predict_proba_pools_each_title_by_its_languages_weight(tiny_bert_dir, m
     np.testing.assert_allclose(out["seniority"], net["seniority"], atol=1e-5)  # no weights
 
 
+@pytest.mark.parametrize("rules", [False, True], ids=["head", "head+rules"])
 def test_the_role_head_reads_the_pooled_persona_in_pytorch_and_onnx(
-    tiny_bert_dir, tmp_path, monkeypatch
+    tiny_bert_dir, catalog, tmp_path, monkeypatch, rules
 ):
     """A title the expert reads better than the word pieces gets the roles of the pooled
     persona: pooled inside the model before the role head, the same in PyTorch and ONNX
@@ -684,7 +685,10 @@ def test_the_role_head_reads_the_pooled_persona_in_pytorch_and_onnx(
 
     monkeypatch.setenv("BG_CACHE_DIR", str(tmp_path / "cache"))
     torch.manual_seed(0)
-    model = RoleModel.from_encoder(str(tiny_bert_dir), PRODUCTS, max_length=32).eval()
+    table = [role_rules_table(catalog[p]) for p in PRODUCTS] if rules else []
+    model = RoleModel.from_encoder(
+        str(tiny_bert_dir), PRODUCTS, max_length=32, role_rules=table, advocacy_head=rules
+    ).eval()
     tok = AutoTokenizer.from_pretrained(tiny_bert_dir)
     cfg = model.config
     titles = ["Leiter Einkauf", "Einkaufsleiterin", "Buchhalterin", "Geschäftsführer"] * 3
@@ -740,3 +744,43 @@ def test_the_role_head_reads_the_pooled_persona_in_pytorch_and_onnx(
     exported = predict_proba(loaded, loaded_tok, frame)
     for head in pooled:
         np.testing.assert_allclose(exported[head], pooled[head], atol=1e-5)
+
+
+@pytest.mark.parametrize("advocacy_head", [False, True])
+def test_with_the_rules_table_roles_follow_the_persona(tiny_bert_dir, catalog, advocacy_head):
+    """With ``role_rules`` and a head that adds nothing, a contact's roles are the spec's
+    rules applied to its persona, for every function x seniority (and advocacy level): the
+    table's axes line up with the persona heads and the advocacy levels."""
+    table = [role_rules_table(catalog[p]) for p in PRODUCTS]
+    model = RoleModel.from_encoder(
+        str(tiny_bert_dir), PRODUCTS, max_length=32, role_rules=table, advocacy_head=advocacy_head
+    ).eval()
+    cfg = model.config
+    f, s = np.meshgrid(np.arange(len(cfg.functions)), np.arange(len(cfg.seniorities)))
+    f, s = f.ravel(), s.ravel()
+    eye_f, eye_s = torch.eye(len(cfg.functions))[f], torch.eye(len(cfg.seniorities))[s]
+    names_f, names_s = np.array(cfg.functions)[f], np.array(cfg.seniorities)[s]
+    for level in range(3) if advocacy_head else [None]:
+        advocacy = None
+        if level is not None:
+            advocacy = torch.zeros(len(f), len(PRODUCTS), 3)
+            advocacy[:, :, level] = 1.0
+        got = model.rules_log_prior(eye_f, eye_s, advocacy).argmax(-1).numpy()
+        for j, p in enumerate(PRODUCTS):
+            want = assign_roles(names_f, names_s, np.full(len(f), level or 0), catalog[p])
+            assert (np.array(cfg.roles)[got[:, j]] == want).all(), (p, level)
+    # through forward: the head's last layer zeroed, a one-hot persona prior pooled in fully
+    with torch.no_grad():
+        model.role_head[-1].weight.zero_()
+        model.role_head[-1].bias.zero_()
+        if advocacy_head:  # no advocacy evidence
+            model.advocacy_head.weight.zero_()
+            model.advocacy_head.bias.copy_(torch.tensor([20.0, 0.0, 0.0]))
+        n = len(f)
+        out = model(
+            torch.ones(n, 4, dtype=torch.long), torch.ones(n, 4, dtype=torch.long),
+            function_prior=eye_f, seniority_prior=eye_s, prior_weight=torch.ones(n, 2),
+        )  # fmt: skip
+    roles = np.array(cfg.roles)[out["role_logits"].argmax(-1).numpy()]
+    for j, p in enumerate(PRODUCTS):
+        assert (roles[:, j] == assign_roles(names_f, names_s, np.zeros(n), catalog[p])).all()

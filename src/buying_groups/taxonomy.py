@@ -8,7 +8,7 @@ silently change what a saved model's outputs mean. The catalog is configuration
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -231,3 +231,27 @@ def assign_roles(
         "influencer",
     ]
     return np.select(conditions, choices, default="none").astype(object)
+
+
+def role_rules_table(
+    product: Product,
+    functions: Sequence[str] = FUNCTIONS,
+    seniorities: Sequence[str] = SENIORITIES,
+    roles: Sequence[str] = ROLES,
+    advocacy_levels: int = CHAMPION_MIN_ADVOCACY + 1,
+) -> list[list[list[int]]]:
+    """``assign_roles`` for every persona and advocacy level of one product, as role
+    indices ``[function][seniority][advocacy]`` (the last level: that many or more): what a
+    model needs to apply the rules to its predicted distributions."""
+    f, s, a = np.meshgrid(
+        np.arange(len(functions)), np.arange(len(seniorities)), np.arange(advocacy_levels),
+        indexing="ij",
+    )  # fmt: skip
+    named = assign_roles(
+        np.asarray(functions, dtype=object)[f.ravel()],
+        np.asarray(seniorities, dtype=object)[s.ravel()],
+        a.ravel(),
+        product,
+    )
+    index = {r: i for i, r in enumerate(roles)}
+    return np.array([index[r] for r in named]).reshape(f.shape).tolist()

@@ -170,7 +170,7 @@ def fit_and_log(
         tracking.set_tags({"bg.distilled_from": start[0].config.distilled_from})
     started = time.perf_counter()
     model, tokenizer, fit_metrics = train_role_model(
-        fit_rows, validation, list(catalog.names), cfg.model, cfg.trainer,
+        fit_rows, validation, catalog, cfg.model, cfg.trainer,
         Path(cfg.output_dir) / "checkpoints", cfg.seed, ["mlflow"], start=start, soft=soft,
     )  # fmt: skip
     train_seconds = time.perf_counter() - started

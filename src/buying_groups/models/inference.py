@@ -63,6 +63,9 @@ class RoleModelConfig:
     # the head's weight above for every title; models saved before it have none)
     role_bias: list[float] = field(default_factory=list)  # per role, a log-probability offset
     # chosen on validation macro-F1 (models/calibration.py); none: the head's own argmax
+    role_rules: list = field(default_factory=list)  # per product, the spec's role rules as
+    # role indices [function][seniority][advocacy] (taxonomy.role_rules_table): the role head
+    # adds the log-probability of each role under the predicted persona; none: the head alone
 
     @property
     def id2label(self) -> dict[str, dict[int, str]]:
@@ -85,6 +88,7 @@ class RoleModelConfig:
     def to_dict(self) -> dict:  # what transformers' MLflow callback logs as params
         d = self.to_json()
         d.pop("encoder")
+        d.pop("role_rules")  # a table, not a parameter (and too long for one)
         return d
 
     @classmethod

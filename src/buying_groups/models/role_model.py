@@ -99,6 +99,24 @@ class RoleModel(nn.Module):
         # Per-class loss weights of the role head (set from training data; rare roles such as
         # champion would otherwise be drowned by "none"). Saved with the weights.
         self.register_buffer("role_class_weights", torch.ones(len(config.roles)))
+        # The spec's role rules (persona x product x advocacy -> role) as a fixed table: the
+        # role logits get, times a learned scale, the log-probability of each role under the
+        # persona (and advocacy) distributions the head reads. A contact's roles then follow
+        # its predicted persona by construction, also where the text is unlike anything the
+        # head was trained on (a real title), and the head learns what the rules miss (a
+        # CRM's own roles). Without an advocacy head, advocacy counts as none.
+        self.register_buffer("rules_table", None, persistent=False)
+        if config.role_rules:
+            table = torch.tensor(config.role_rules)  # (products, functions, seniorities, levels)
+            expected = (len(config.products), len(config.functions), len(config.seniorities))
+            if tuple(table.shape) != (*expected, ADVOCACY_LEVELS):
+                raise ValueError(
+                    f"role_rules has shape {tuple(table.shape)}, expected "
+                    f"{(*expected, ADVOCACY_LEVELS)} (products, functions, seniorities, levels)"
+                )
+            one_hot = nn.functional.one_hot(table, len(config.roles)).float()
+            self.register_buffer("rules_table", one_hot.flatten(1, 2), persistent=False)
+            self.rule_scale = nn.Parameter(torch.ones(()))
         self._freeze(config.freeze_layers)
 
     def _freeze(self, n_layers: int) -> None:
@@ -242,10 +260,14 @@ class RoleModel(nn.Module):
             if self.training and advocacy_labels is not None and self.config.teacher_forcing > 0:
                 a_in = self._force(a_in, advocacy_labels)
             parts.append(a_in)
+        role_logits = self.role_head(torch.cat(parts, dim=-1))  # (batch, products, roles)
+        if self.rules_table is not None:
+            advocacy = a_in if self.advocacy_head is not None else None
+            role_logits = role_logits + self.rule_scale * self.rules_log_prior(f_in, s_in, advocacy)
         out = {
             "function_logits": f_logits,
             "seniority_logits": s_logits,
-            "role_logits": self.role_head(torch.cat(parts, dim=-1)),  # (batch, products, roles)
+            "role_logits": role_logits,
         }
         if a_logits is not None:
             out["advocacy_logits"] = a_logits
@@ -284,6 +306,19 @@ class RoleModel(nn.Module):
                 loss = (1 - a) * loss + a * soft
             out["loss"] = loss
         return out
+
+    def rules_log_prior(
+        self, function: torch.Tensor, seniority: torch.Tensor, advocacy: torch.Tensor | None
+    ) -> torch.Tensor:
+        """log P(role) per product under the rules, for persona distributions (batch, classes)
+        and advocacy levels (batch, products, levels; none: no advocacy)."""
+        joint = (function.float().unsqueeze(2) * seniority.float().unsqueeze(1)).flatten(1)
+        per_level = torch.einsum("bk,pkar->bpar", joint, self.rules_table)
+        if advocacy is None:
+            prior = per_level[:, :, 0]
+        else:
+            prior = (advocacy.float().unsqueeze(-1) * per_level).sum(2)
+        return torch.log(prior + 1e-4)  # a role the rules rule out keeps a finite logit
 
     def _force(
         self, probs: torch.Tensor, labels: torch.Tensor, allowed: torch.Tensor | None = None

@@ -33,6 +33,7 @@ from buying_groups.models.role_model import (
     default_encoder_path,
 )
 from buying_groups.models.runtime import bf16_supported
+from buying_groups.taxonomy import Catalog, role_rules_table
 
 log = logging.getLogger(__name__)
 TOKEN_KEYS = ("input_ids", "attention_mask", "token_type_ids")
@@ -285,7 +286,7 @@ def optimizer(model: RoleModel, tcfg: Mapping) -> torch.optim.Optimizer:
 def train_role_model(
     train: pd.DataFrame,
     validation: pd.DataFrame,
-    products: list[str],
+    catalog: Catalog,
     model_cfg: Mapping,
     trainer_cfg: Mapping,
     output_dir: Path,
@@ -309,7 +310,7 @@ def train_role_model(
         tokenizer = AutoTokenizer.from_pretrained(name)
         model = RoleModel.from_encoder(
             model_cfg.get("name_or_path"),
-            products,
+            list(catalog.names),
             layers=model_cfg.get("layers"),
             max_length=int(model_cfg["max_length"]),
             product_embedding_dim=int(model_cfg["product_embedding_dim"]),
@@ -317,6 +318,9 @@ def train_role_model(
             freeze_layers=int(model_cfg.get("freeze_layers") or 0),
             teacher_forcing=float(model_cfg.get("teacher_forcing") or 0.0),
             advocacy_head=bool(model_cfg.get("advocacy_head", False)),
+            role_rules=[role_rules_table(p) for p in catalog.products]
+            if model_cfg.get("role_rules", False)
+            else [],
             transliterate=bool(model_cfg.get("transliterate", False)),
         )
     train_ds = RoleDataset(train, tokenizer, model, soft)
