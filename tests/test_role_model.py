@@ -769,18 +769,23 @@ def test_with_the_rules_table_roles_follow_the_persona(tiny_bert_dir, catalog, a
         for j, p in enumerate(PRODUCTS):
             want = assign_roles(names_f, names_s, np.full(len(f), level or 0), catalog[p])
             assert (np.array(cfg.roles)[got[:, j]] == want).all(), (p, level)
-    # through forward: the head's last layer zeroed, a one-hot persona prior pooled in fully
+    # through forward: the head's last layer zeroed, a one-hot persona prior pooled in fully,
+    # the advocacy head sure of no advocacy, then of two or more kinds (a champion's)
+    n = len(f)
     with torch.no_grad():
         model.role_head[-1].weight.zero_()
         model.role_head[-1].bias.zero_()
-        if advocacy_head:  # no advocacy evidence
-            model.advocacy_head.weight.zero_()
-            model.advocacy_head.bias.copy_(torch.tensor([20.0, 0.0, 0.0]))
-        n = len(f)
-        out = model(
-            torch.ones(n, 4, dtype=torch.long), torch.ones(n, 4, dtype=torch.long),
-            function_prior=eye_f, seniority_prior=eye_s, prior_weight=torch.ones(n, 2),
-        )  # fmt: skip
-    roles = np.array(cfg.roles)[out["role_logits"].argmax(-1).numpy()]
-    for j, p in enumerate(PRODUCTS):
-        assert (roles[:, j] == assign_roles(names_f, names_s, np.zeros(n), catalog[p])).all()
+    for level in (0, 2) if advocacy_head else [0]:
+        with torch.no_grad():
+            if advocacy_head:
+                model.advocacy_head.weight.zero_()
+                model.advocacy_head.bias.copy_(torch.eye(3)[level] * 20.0)
+            out = model(
+                torch.ones(n, 4, dtype=torch.long), torch.ones(n, 4, dtype=torch.long),
+                function_prior=eye_f, seniority_prior=eye_s, prior_weight=torch.ones(n, 2),
+            )  # fmt: skip
+        roles = np.array(cfg.roles)[out["role_logits"].argmax(-1).numpy()]
+        for j, p in enumerate(PRODUCTS):
+            want = assign_roles(names_f, names_s, np.full(n, level), catalog[p])
+            assert (roles[:, j] == want).all(), (p, level)
+            assert level == 0 or (want == "champion").any()  # the level-2 case tests something

@@ -193,8 +193,9 @@ def assign_roles(
     """Apply the buying-role rules (first match wins) for one product, vectorised.
 
     ``advocacy`` is the number of distinct advocacy kinds for this product in each contact's
-    recent activity. Used to label generated data and by the rules baseline, never by the
-    trained model.
+    recent activity. Labels generated data, drives the rules baseline, and through
+    ``role_rules_table`` gives the role model the rules applied to its predicted persona;
+    never applied to parsed titles by the trained model.
     """
     f = np.asarray(function, dtype=object)
     s = np.asarray(seniority, dtype=object)

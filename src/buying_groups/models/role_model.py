@@ -312,13 +312,15 @@ class RoleModel(nn.Module):
     ) -> torch.Tensor:
         """log P(role) per product under the rules, for persona distributions (batch, classes)
         and advocacy levels (batch, products, levels; none: no advocacy)."""
-        joint = (function.float().unsqueeze(2) * seniority.float().unsqueeze(1)).flatten(1)
-        per_level = torch.einsum("bk,pkar->bpar", joint, self.rules_table)
-        if advocacy is None:
-            prior = per_level[:, :, 0]
-        else:
-            prior = (advocacy.float().unsqueeze(-1) * per_level).sum(2)
-        return torch.log(prior + 1e-4)  # a role the rules rule out keeps a finite logit
+        # float32 also under bf16 autocast: the log of a small probability needs the bits
+        with torch.autocast(device_type=function.device.type, enabled=False):
+            joint = (function.float().unsqueeze(2) * seniority.float().unsqueeze(1)).flatten(1)
+            per_level = torch.einsum("bk,pkar->bpar", joint, self.rules_table)
+            if advocacy is None:
+                prior = per_level[:, :, 0]
+            else:
+                prior = (advocacy.float().unsqueeze(-1) * per_level).sum(2)
+            return torch.log(prior + 1e-4)  # a role the rules rule out keeps a finite logit
 
     def _force(
         self, probs: torch.Tensor, labels: torch.Tensor, allowed: torch.Tensor | None = None

@@ -262,11 +262,13 @@ def optimizer(model: RoleModel, tcfg: Mapping) -> torch.optim.Optimizer:
     lr = float(tcfg["learning_rate"])
     head_lr = lr * float(tcfg["head_lr_multiplier"])
     decay, no_decay = [], []
-    heads = []
+    heads, no_decay_heads = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        if not name.startswith("encoder."):
+        if name == "rule_scale":  # how far to trust the spec's rules: no pull towards 0
+            no_decay_heads.append(p)
+        elif not name.startswith("encoder."):
             heads.append(p)
         elif p.ndim < 2:
             no_decay.append(p)
@@ -278,6 +280,7 @@ def optimizer(model: RoleModel, tcfg: Mapping) -> torch.optim.Optimizer:
             {"params": decay, "lr": lr, "weight_decay": wd},
             {"params": no_decay, "lr": lr, "weight_decay": 0.0},
             {"params": heads, "lr": head_lr, "weight_decay": wd},
+            {"params": no_decay_heads, "lr": head_lr, "weight_decay": 0.0},
         ],
         lr=lr,
     )
