@@ -200,16 +200,12 @@ def test_roles_follow_the_reported_persona_without_activity(model, catalog):
     this without the rules table too; the table's own checks are in test_role_model.)"""
     titles = [t for ts in REAL_STYLE.values() for t in ts]
     pred = model(titles)
-    agree = np.concatenate(
-        [pred[f"role_{p.name}"].to_numpy() == persona_roles(pred, p) for p in catalog.products]
-    )
-    off = [
-        (t, p.name, pred[f"role_{p.name}"].iat[i], pred["function"].iat[i])
-        for p in catalog.products
-        for i, t in enumerate(titles)
-        if pred[f"role_{p.name}"].iat[i] != persona_roles(pred.iloc[[i]], p)[0]
-    ]
-    assert agree.mean() >= 0.95, off
+    agree, off = [], []
+    for p in catalog.products:
+        got, want = pred[f"role_{p.name}"].to_numpy(), persona_roles(pred, p)
+        agree.append(got == want)
+        off += [(titles[i], p.name, got[i], want[i]) for i in np.flatnonzero(got != want)]
+    assert np.concatenate(agree).mean() >= 0.95, off
 
 
 ACTIVITY = [

@@ -30,9 +30,11 @@ from buying_groups.models.inference import (
     weights_digest,
 )
 from buying_groups.models.title_expert import TitleExpert
+from buying_groups.taxonomy import CHAMPION_MIN_ADVOCACY
 
 IGNORE = -100  # label id excluded from the loss (unknown role, as in a sparse CRM)
-ADVOCACY_LEVELS = 3  # distinct advocacy kinds for a product: 0, 1, 2 or more (a champion)
+# distinct advocacy kinds for a product: 0, 1, 2 or more (a champion), as the rules count them
+ADVOCACY_LEVELS = CHAMPION_MIN_ADVOCACY + 1
 
 
 def default_encoder_path() -> str:
