@@ -80,6 +80,7 @@ def test_pipeline_on_tiny(tmp_path, tiny_bert_dir):
         "trainer.epochs=1",  # wiring, not quality: one epoch of each model
         "student_overrides=['experiment=distill','distill.layers=1','trainer.epochs=1']",
         "title_lists=[curated]",  # as experiment=tiny: the BLS list would outnumber tiny
+        "title_list_repeat=null",
         # tiny's few customers renew too rarely for the default backtest
         "retention_overrides=['retention.backtest_months=8','retention.min_train_positives=3']",
     )

@@ -150,6 +150,7 @@ def test_pipeline_on_an_export_without_ground_truth(tiny_dir, tiny_bert_dir, tmp
         f"scores_dir={tmp_path / 'scores'}",
         f"hydra.run.dir={tmp_path / 'run'}",
         "title_lists=[curated]",
+        "title_list_repeat=null",
         "trainer.epochs=1",
         f"model.name_or_path={tiny_bert_dir}",  # the session's tiny encoder: seconds, not minutes
     ]

@@ -41,6 +41,19 @@ def test_configs_compose_for_training():
     assert compose_config("train_roles", []).trainer.early_stopping_patience == 2
 
 
+def test_pipeline_trains_roles_with_the_same_defaults():
+    """bg-pipeline passes its config to bg-train-roles' code, so it must hold every setting of
+    train_roles.yaml with the same default: a key missing there falls back to ``cfg.get``'s
+    None (so it did for ``title_list_repeat``) and the main job would train another model."""
+    from omegaconf import OmegaConf
+
+    roles = OmegaConf.to_container(compose_config("train_roles", []), resolve=False)
+    pipeline = OmegaConf.to_container(compose_config("pipeline", []), resolve=False)
+    differ = {k: (v, pipeline.get(k, "<missing>")) for k, v in roles.items()}
+    assert not {k: pair for k, pair in differ.items() if pair[0] != pair[1]}
+    assert roles["title_list_repeat"] == {"curated": 3}  # the default chosen on validation
+
+
 @pytest.mark.parametrize("bf16", [True, False, "auto"])
 def test_trainer_settings_build_on_any_machine(tmp_path, bf16):
     """bf16 on a CPU (autocast) is accepted as well as on a GPU, so ``bf16: auto`` never
