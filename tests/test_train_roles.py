@@ -44,7 +44,8 @@ def test_configs_compose_for_training():
 def test_pipeline_trains_roles_with_the_same_defaults():
     """bg-pipeline passes its config to bg-train-roles' code, so it must hold every setting of
     train_roles.yaml with the same default: a key missing there falls back to ``cfg.get``'s
-    None (so it did for ``title_list_repeat``) and the main job would train another model."""
+    None (so it did for ``title_list_repeat`` when each file kept its own copy; both now list
+    configs/role_training/) and the main job would train another model."""
     from omegaconf import OmegaConf
 
     roles = OmegaConf.to_container(compose_config("train_roles", []), resolve=False)
