@@ -33,7 +33,13 @@ def trained(tiny_dataset, catalog, tmp_path_factory):
     )
     # the title lists the real model learns from too (title-only contacts, their roles the
     # rules' for their persona)
-    knowledge = knowledge_examples(cfg.title_lists, catalog, cfg.seed, roles=cfg.title_list_roles)
+    knowledge = knowledge_examples(
+        cfg.title_lists,
+        catalog,
+        cfg.seed,
+        repeat=cfg.title_list_repeat,
+        roles=cfg.title_list_roles,
+    )
     model, tok, _ = train_role_model(
         pd.concat([ex[ex["split"] == "train"], knowledge], ignore_index=True),
         ex[ex["split"] == "validation"],

@@ -129,7 +129,7 @@ def student(cfg: DictConfig, steps: Steps) -> dict:
     extra = [f"distill.teacher={teacher}", *cfg.student_overrides]
     if cfg.student_transfer:
         extra.append(f"distill.transfer_data={transfer_dataset(cfg)}")
-    sub = sub_config(cfg, "train_roles", extra)
+    sub = student_config(cfg, extra)
     sub.output_dir = str(Path(cfg.output_dir) / "student")
     result = {"student_objective": train_roles.run(sub)}
     steps.start(STUDENT_STEPS[1])
@@ -252,6 +252,21 @@ def persona_lines(roles: dict) -> list[str]:
     if cells:  # the roles the rules give each title's labelled persona, with no activity
         lines.append("role macro-F1, real job titles (their persona's roles): " + ", ".join(cells))
     return lines
+
+
+# What the teacher learned from; the student learns from the same (the pipeline's values,
+# command-line overrides included), unless student_overrides name them.
+TEACHER_DATA = ("role_label_fraction", "title_lists", "title_list_roles", "title_list_repeat")
+
+
+def student_config(cfg: DictConfig, extra: list[str]) -> DictConfig:
+    """bg-train-roles' config for the student: ``extra`` (the teacher, ``student_overrides``)
+    on the pipeline's data, with the teacher's training rows (``TEACHER_DATA``)."""
+    sub = sub_config(cfg, "train_roles", extra)
+    for key in TEACHER_DATA:
+        if not any(o.startswith(f"{key}=") for o in cfg.student_overrides):
+            sub[key] = cfg[key]
+    return sub
 
 
 def transfer_dataset(cfg: DictConfig) -> Path:
