@@ -74,6 +74,9 @@ def test_the_student_learns_from_the_teachers_rows(tmp_path):
         pipeline.student_overrides = own
         sub = student_config(pipeline, own)
         assert list(sub.title_lists) == ["bls"] and sub.title_list_repeat is None
+        own = ["experiment=distill", "++role_label_fraction=0.25"]  # Hydra's prefixed form
+        pipeline.student_overrides = own
+        assert student_config(pipeline, own).role_label_fraction == 0.25
 
 
 @pytest.mark.parametrize("bf16", [True, False, "auto"])

@@ -263,8 +263,10 @@ def student_config(cfg: DictConfig, extra: list[str]) -> DictConfig:
     """bg-train-roles' config for the student: ``extra`` (the teacher, ``student_overrides``)
     on the pipeline's data, with the teacher's training rows (``TEACHER_DATA``)."""
     sub = sub_config(cfg, "train_roles", extra)
+    # Hydra's prefixes (+key=, ++key=, ~key) still name the key the student sets itself.
+    named = {o.lstrip("+~").split("=", 1)[0] for o in cfg.student_overrides}
     for key in TEACHER_DATA:
-        if not any(o.startswith(f"{key}=") for o in cfg.student_overrides):
+        if key not in named:
             sub[key] = cfg[key]
     return sub
 
