@@ -31,6 +31,7 @@ def test_eval_set_is_large_labelled_and_multilingual():
     assert set(counts.index) == LANGUAGES
     assert (counts >= 50).all(), counts
     assert (real["activity_text"] == "").all()
+    assert not real["job_title"].map(title_key).duplicated().any()  # each title counts once
     # every function of the taxonomy is represented
     assert set(real["function"]) == set(FUNCTIONS)
 

@@ -223,8 +223,8 @@ def real_title_gaps(
     titles and per language (``MIN_LANGUAGE_TITLES`` or more), with a paired bootstrap
     interval: the titles are resampled with replacement, the same draw for both models, and
     the gap recomputed ``n_boot`` times. A gap whose interval holds 0 is one this set cannot
-    tell from noise (a language has about 100 titles; one title of a rare class moves its
-    macro-F1 by several points). Columns: head, language, other, gap, low, high."""
+    tell from noise (a language other than English has 250-320 titles; a few of a rare
+    class move its macro-F1 by points). Columns: head, language, other, gap, low, high."""
     rng = np.random.default_rng(seed)
     counts = truth["language"].value_counts()
     groups = {"all": np.ones(len(truth), dtype=bool)}
