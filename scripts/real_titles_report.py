@@ -9,6 +9,11 @@ and macro-F1 of function and seniority, and of the roles each title's labelled p
 implies with no activity, overall and for each language with 50+ titles;
 ``--out`` also writes it as CSV. The set is evaluation only (docs/data.md).
 
+Each model's macro-F1 minus each baseline's follows, per language, with the 90% paired
+bootstrap interval of ``bg-train-roles``' gap table. ``--source written-eval`` scores only
+the titles whose ``source`` starts so (there: the 1,504 added on 2026-12-06, the ones least
+like any training title; docs/data.md).
+
 ``--parts`` also scores each model's two readers apart, its title expert alone and its
 transformer alone (no pooling), and prints the model's macro-F1 minus each with the paired
 bootstrap interval of ``bg-train-roles``' gap table: what pooling adds, per language.
@@ -59,12 +64,15 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="also write the table as CSV")
     ap.add_argument("--parts", action="store_true", help="also the expert and transformer alone")
     ap.add_argument("--variant", default=None, help="e.g. fp32 (default: each model's own)")
+    ap.add_argument("--source", default=None, help="only titles whose source starts so")
     args = ap.parse_args()
 
     with initialize_config_dir(config_dir=config_dir(), version_base=None):
         cfg = compose("train_roles", overrides=[f"data_dir={args.data_dir}"])
     catalog = catalog_from(cfg)
     real = real_title_eval()
+    if args.source:
+        real = real[real["source"].str.startswith(args.source)].reset_index(drop=True)
     examples, _ = load_examples(cfg, catalog)
     preds = {
         "rules": RulesBaseline(catalog).predict(real),
@@ -77,6 +85,8 @@ def main() -> None:
         model, tokenizer = load_role_model(uri)
         use_variant(model, tokenizer, args.variant or model.config.inference_variant)
         preds[uri] = decode(model.config, predict_proba(model, tokenizer, real))
+        versus = {uri: preds[uri], "rules": preds["rules"], "tfidf_logreg": preds["tfidf_logreg"]}
+        gaps.append(real_title_gaps(real, versus, model=uri).assign(model=uri))
         if args.parts and getattr(model, "title_expert", None) is not None:
             mine = {uri: preds[uri], **parts(model, tokenizer, real)}
             gaps.append(real_title_gaps(real, mine, model=uri).assign(model=uri))
@@ -90,7 +100,7 @@ def main() -> None:
     with pd.option_context("display.width", 200):
         print(table.round(3).to_string())
         for gap in gaps:
-            print("\nmacro-F1 minus each part alone (90% paired bootstrap interval)")
+            print(f"\n{gap['model'].iloc[0]}: macro-F1 minus each (90% paired bootstrap interval)")
             print(gap.drop(columns="model").round(3).to_string(index=False))
     if args.out is not None:
         table.to_csv(args.out)
