@@ -86,11 +86,11 @@ def main() -> None:
         use_variant(model, tokenizer, args.variant or model.config.inference_variant)
         preds[uri] = decode(model.config, predict_proba(model, tokenizer, real))
         versus = {uri: preds[uri], "rules": preds["rules"], "tfidf_logreg": preds["tfidf_logreg"]}
-        gaps.append(real_title_gaps(real, versus, model=uri).assign(model=uri))
         if args.parts and getattr(model, "title_expert", None) is not None:
-            mine = {uri: preds[uri], **parts(model, tokenizer, real)}
-            gaps.append(real_title_gaps(real, mine, model=uri).assign(model=uri))
-            preds.update({f"{uri} {name}": p for name, p in list(mine.items())[1:]})
+            alone = parts(model, tokenizer, real)
+            versus.update(alone)
+            preds.update({f"{uri} {name}": p for name, p in alone.items()})
+        gaps.append(real_title_gaps(real, versus, model=uri).assign(model=uri))
     table = pd.concat(
         {n: real_title_table(real_title_metrics(real, p, catalog)) for n, p in preds.items()}
     )
