@@ -218,6 +218,17 @@ def test_onnx_variants_match_fp32_and_export_once(
     assert exported[0].stat().st_mtime_ns == stamp
     for head in reference:  # quantised weights: close, not equal
         np.testing.assert_allclose(int8[head], reference[head], atol=0.05)
+    # the encoder's matrix products are quantised, the heads' stay in float
+    import onnx
+
+    graph = onnx.load(str(exported[0].with_name("role_model.int8.onnx"))).graph
+    integer = {
+        n.name for n in graph.node if n.op_type in ("MatMulInteger", "DynamicQuantizeLinear")
+    }
+    assert any(name.startswith("/model/encoder/") for name in integer)
+    heads = [n for n in graph.node if n.name.startswith("/model/function_head/")]
+    assert heads and {n.op_type for n in heads} <= {"Gemm", "MatMul", "Add"}
+    assert not any("head" in name for name in integer)
     # cached predictions never mix variants
     assert prediction_key(loaded) == f"{loaded.weights_digest}~p{PREDICTION_VERSION}+onnx-int8"
     use_variant(loaded, loaded_tok, "fp32")

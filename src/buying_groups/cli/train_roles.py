@@ -179,12 +179,13 @@ def fit_and_log(
     def predict(frame: pd.DataFrame) -> pd.DataFrame:
         return decode(model.config, predict_proba(model, tokenizer, frame))
 
-    # The variant choice's fp32 pass over validation serves the evaluation too: one cache
-    # across both, keyed by this unsaved model and the variant running it (no mixing).
+    # The offsets' fp32 pass over validation serves the evaluation too: one cache across
+    # both, keyed by this unsaved model and the variant running it (no mixing). The offsets
+    # come first, so that each variant is judged on the roles it will serve.
     model.weights_digest = f"unsaved-{uuid.uuid4().hex}"
     with caching():
+        calibration = calibrate_roles(cfg, model, tokenizer, validation)
         set_variant(cfg, model, tokenizer, validation, catalog)
-        calibration = calibrate_roles(cfg, model, tokenizer, validation)  # its fp32 pass reused
         evaluated = evaluate_predictor(predict, evaluation, catalog, real=real)
         if model.config.role_bias:  # validation chose the offsets: its roles scored without
             evaluated[0].update(raw_role_metrics(model, tokenizer, validation, catalog.names))

@@ -194,7 +194,8 @@ def pick_variant(
 ) -> tuple[str, pd.DataFrame]:
     """The configured inference variant (``inference`` config group), or with ``auto`` the
     fastest one whose validation macro-F1 stays within ``tolerance`` of fp32 on every head
-    (and the measurements behind the choice). Where bf16 is native, the fp32 ONNX graph is
+    (and the measurements behind the choice). The predictions are decoded as loaders decode
+    them, with the model's role offsets if it has any. Where bf16 is native, the fp32 ONNX graph is
     not measured: bf16 ran 1.4-1.6x faster than it on every such host, and exporting and
     timing it took about 12 s of every training run."""
     if icfg["variant"] != "auto":
