@@ -294,9 +294,10 @@ def export_onnx(model, tokenizer, int8: bool = False) -> Path:  # noqa: ANN001
 
 def head_products(graph: Path) -> list[str]:
     """The matrix products after the encoder (persona, advocacy and role heads): int8 keeps
-    them in float. They are ~2% of the model's multiply-adds, but every rounding there moves a
-    decision directly; quantised, the role head lost 1.1 points of validation role macro-F1
-    on the 2026-12-06 champion (docs/benchmarks.md)."""
+    them in float. They hold 3% of the weights and well under 1% of a contact's multiply-adds,
+    but every rounding there moves a decision directly: with them quantised too, the
+    2026-12-06 champion's validation role macro-F1 (without its offsets) fell twice as far
+    (docs/benchmarks.md)."""
     import onnx
 
     nodes = onnx.load(str(graph), load_external_data=False).graph.node
