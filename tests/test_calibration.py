@@ -121,9 +121,9 @@ def test_choose_role_bias_needs_enough_known_roles(tiny):
 
 
 def test_variant_speeds_are_timed_on_the_model_not_on_cached_answers(tiny, monkeypatch):
-    """The offsets' validation pass fills the run's prediction cache; the variant choice
-    that follows must still run (and time) the model, or fp32 looks thousands of times faster
-    than it is and wins."""
+    """A pass cached before must not stand in for the timed one (fp32 would look thousands of
+    times faster than it is and win); the timed pass then serves later passes (the offsets,
+    the evaluation) from the cache instead of running the model again."""
     from buying_groups.models import evaluation
     from buying_groups.models.inference import caching
 
@@ -141,8 +141,9 @@ def test_variant_speeds_are_timed_on_the_model_not_on_cached_answers(tiny, monke
     model.weights_digest = "test-digest"
     try:
         with caching() as outer:
-            predict_proba(model, tok, frame)  # as calibration does first
-            evaluation.choose_variant(model, tok, frame, lambda p: {"role": 1.0}, variants=["fp32"])
+            predict_proba(model, tok, frame)  # a pass cached before
+            rows_run.clear()
+            evaluation.measure_variants(model, tok, frame, variants=["fp32"])
             assert sum(rows_run) == 2 * len(frame)  # warm-up and the timed pass: both ran
             hits = outer.hits
             predict_proba(model, tok, frame)  # and later passes still use the cache
@@ -150,6 +151,39 @@ def test_variant_speeds_are_timed_on_the_model_not_on_cached_answers(tiny, monke
     finally:
         del model.weights_digest
         real(model, tok, "fp32")
+
+
+def test_variants_are_judged_with_the_role_offsets_they_serve(tiny):
+    """The variants' probabilities are measured without offsets (chosen after, from the
+    same pass) and decoded with them when the choice is made, as loaders serve them."""
+    from buying_groups.models.evaluation import choose_variant, measure_variants
+
+    model, tok = tiny
+    frame = pd.DataFrame({"job_title": ["CFO", "Einkauf", ""], "activity_text": ["", "a", "b"]})
+    model.config.role_bias = [0.0] * len(model.config.roles)
+    model.config.role_bias[0] = 9.0  # chosen before: measuring must ignore it
+    runs = measure_variants(model, tok, frame, variants=["fp32"])
+    assert model.config.role_bias[0] == 9.0  # and leaves it as it was
+    model.config.role_bias = []
+    raw = decode(model.config, predict_proba(model, tok, frame))
+    np.testing.assert_allclose(runs.proba["fp32"]["role"], predict_proba(model, tok, frame)["role"])
+    seen = []
+
+    def role_f1(pred: pd.DataFrame) -> dict[str, float]:
+        seen.append(pred)
+        return {"role": 1.0}
+
+    choose_variant(model.config, runs, role_f1)
+    assert seen[-1].equals(raw)  # no offsets: the head's own roles
+    model.config.role_bias = [0.0] * len(model.config.roles)
+    model.config.role_bias[0] = 50.0  # an offset that makes the first role win everywhere
+    try:
+        choice, table = choose_variant(model.config, runs, role_f1)
+    finally:
+        model.config.role_bias = []
+    first = model.config.roles[0]
+    assert (seen[-1][[f"role_{p}" for p in model.config.products]] == first).all().all()
+    assert choice == "fp32" and bool(table.loc["fp32", "chosen"])
 
 
 def test_validation_is_scored_without_the_offsets_chosen_on_it(tiny):

@@ -33,7 +33,9 @@ from buying_groups.data.validate import DataValidationError
 from buying_groups.models.calibration import MIN_LABELS, choose_role_bias, raw_role_metrics
 from buying_groups.models.distill import INPUT_COLUMNS, distillation, transfer_inputs
 from buying_groups.models.evaluation import (
+    VariantRuns,
     evaluate_predictor,
+    measure_for_choice,
     pick_variant,
     real_title_gaps,
     real_title_table,
@@ -179,13 +181,16 @@ def fit_and_log(
     def predict(frame: pd.DataFrame) -> pd.DataFrame:
         return decode(model.config, predict_proba(model, tokenizer, frame))
 
-    # The offsets' fp32 pass over validation serves the evaluation too: one cache across
-    # both, keyed by this unsaved model and the variant running it (no mixing). The offsets
-    # come first, so that each variant is judged on the roles it will serve.
+    # The variants' timed fp32 pass over validation serves the offsets and the evaluation
+    # too: one cache across all three, keyed by this unsaved model and the variant running
+    # it (no mixing). The variants are judged after the offsets are chosen, on the roles
+    # they will serve.
     model.weights_digest = f"unsaved-{uuid.uuid4().hex}"
     with caching():
+        with console.status("measuring inference variants"):
+            runs = measure_for_choice(cfg.inference, model, tokenizer, validation)
         calibration = calibrate_roles(cfg, model, tokenizer, validation)
-        set_variant(cfg, model, tokenizer, validation, catalog)
+        set_variant(cfg, model, runs, catalog)
         evaluated = evaluate_predictor(predict, evaluation, catalog, real=real)
         if model.config.role_bias:  # validation chose the offsets: its roles scored without
             evaluated[0].update(raw_role_metrics(model, tokenizer, validation, catalog.names))
@@ -254,11 +259,10 @@ def calibrate_roles(cfg: DictConfig, model, tokenizer, validation) -> dict[str, 
     return {f"calibration/{k}": v for k, v in scores.items()}
 
 
-def set_variant(cfg: DictConfig, model, tokenizer, validation, catalog: Catalog) -> None:  # noqa: ANN001
+def set_variant(cfg: DictConfig, model, runs: VariantRuns | None, catalog: Catalog) -> None:  # noqa: ANN001
     """Record how loaders will run the model: the configured inference variant, or the
-    fastest one that keeps accuracy on validation (``inference.variant=auto``)."""
-    with console.status("measuring inference variants"):
-        variant, variants = pick_variant(cfg.inference, model, tokenizer, validation, catalog)
+    fastest measured one that keeps accuracy on validation (``inference.variant=auto``)."""
+    variant, variants = pick_variant(cfg.inference, model.config, runs, catalog)
     model.config.inference_variant = variant
     if len(variants):
         print_frame(variants, f"inference variants on validation contacts (chosen: {variant})")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -15,12 +16,14 @@ from buying_groups.data.real_titles import MIN_LANGUAGE_TITLES, persona_roles
 from buying_groups.data.splits import ROLE_SPLITS
 from buying_groups.evaluate import evaluate_predictions, head_metrics, stack_roles
 from buying_groups.models.inference import (
+    RoleModelConfig,
     active_cache,
     caching,
     clean_inputs,
     decode,
     encode_pairs,
     predict_proba,
+    shift,
 )
 from buying_groups.models.runtime import available_variants, check_variant, use_variant
 from buying_groups.plots import confusion_matrix_figure
@@ -143,38 +146,66 @@ def real_title_table(metrics: dict[str, float]) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def choose_variant(
+@dataclass
+class VariantRuns:
+    """Each inference variant's timed pass over the same contacts: contacts per second and
+    the head's own probabilities (no role offsets), to be judged once the offsets are set."""
+
+    frame: pd.DataFrame
+    contacts_per_s: dict[str, float] = field(default_factory=dict)
+    proba: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+
+
+def measure_variants(
     model,  # noqa: ANN001
     tokenizer,  # noqa: ANN001
     frame: pd.DataFrame,
+    variants: list[str] | None = None,
+) -> VariantRuns:
+    """Run and time every variant (fp32 first) on ``frame``. Inside ``caching()``, each pass
+    is timed on the model, never on answers cached before, and then joins the cache, so
+    that later fp32 passes over ``frame`` (the role offsets, the evaluation) reuse it."""
+    runs = VariantRuns(frame)
+    outer = active_cache()
+    bias, model.config.role_bias = model.config.role_bias, []
+    try:
+        for variant in variants or available_variants():
+            use_variant(model, tokenizer, variant)  # (exports the graph, if ONNX)
+            _warm_up(model, tokenizer, frame.head(32))
+            with caching() as own:
+                started = time.perf_counter()
+                runs.proba[variant] = predict_proba(model, tokenizer, frame)
+                runs.contacts_per_s[variant] = len(frame) / (time.perf_counter() - started)
+            if outer is not None:
+                outer.merge(own)
+    finally:
+        model.config.role_bias = bias
+        use_variant(model, tokenizer, "fp32")
+    return runs
+
+
+def choose_variant(
+    model_config: RoleModelConfig,
+    runs: VariantRuns,
     head_f1: Callable[[pd.DataFrame], dict[str, float]],
     tolerance: float = 0.005,
-    variants: list[str] | None = None,
 ) -> tuple[str, pd.DataFrame]:
-    """The fastest variant whose macro-F1 on ``frame`` is within ``tolerance`` of fp32 on
-    every head (``head_f1`` scores decoded predictions), and the measurements behind it."""
+    """The fastest variant whose macro-F1 is within ``tolerance`` of fp32's on every head
+    (``head_f1`` scores decoded predictions), and the measurements behind it. The roles are
+    decoded with ``model_config``'s role offsets, as loaders serve them."""
     rows, reference = {}, None
-    outer = active_cache()
-    for variant in variants or available_variants():
-        use_variant(model, tokenizer, variant)  # (exports the graph, if ONNX)
-        _warm_up(model, tokenizer, frame.head(32))
-        with caching() as own:  # timed on the model, never on answers cached before
-            started = time.perf_counter()
-            pred = decode(model.config, predict_proba(model, tokenizer, frame))
-            seconds = time.perf_counter() - started
-        if outer is not None:  # later passes (the evaluation) still reuse these answers
-            outer.merge(own)
+    for variant, proba in runs.proba.items():
+        pred = decode(model_config, proba | {"role": shift(proba["role"], model_config.role_bias)})
         reference = pred if reference is None else reference
         heads = [c for c in pred.columns if not c.endswith("_proba")]
         agree = float(np.mean([(pred[h] == reference[h]).mean() for h in heads]))
-        rows[variant] = {"contacts_per_s": len(frame) / seconds, "agreement": agree}
+        rows[variant] = {"contacts_per_s": runs.contacts_per_s[variant], "agreement": agree}
         rows[variant] |= {f"{h}_macro_f1": v for h, v in head_f1(pred).items()}
     table = pd.DataFrame.from_dict(rows, orient="index")
     f1 = [c for c in table.columns if c.endswith("_macro_f1")]
     ok = (table[f1] >= table.loc["fp32", f1] - tolerance).all(axis=1)
     choice = str(table[ok]["contacts_per_s"].idxmax())
     table["chosen"] = table.index == choice
-    use_variant(model, tokenizer, "fp32")
     return choice, table
 
 
@@ -185,31 +216,42 @@ def _warm_up(model, tokenizer, frame: pd.DataFrame) -> None:  # noqa: ANN001
     model.runner(dict(tokenizer.pad({k: list(enc[k]) for k in enc}, return_tensors="np")))
 
 
-def pick_variant(
+def measure_for_choice(
     icfg: Mapping,
     model,  # noqa: ANN001
     tokenizer,  # noqa: ANN001
     validation: pd.DataFrame,
-    catalog: Catalog,
-) -> tuple[str, pd.DataFrame]:
-    """The configured inference variant (``inference`` config group), or with ``auto`` the
-    fastest one whose validation macro-F1 stays within ``tolerance`` of fp32 on every head
-    (and the measurements behind the choice). The predictions are decoded as loaders decode
-    them, with the model's role offsets if it has any. Where bf16 is native, the fp32 ONNX graph is
-    not measured: bf16 ran 1.4-1.6x faster than it on every such host, and exporting and
-    timing it took about 12 s of every training run."""
+) -> VariantRuns | None:
+    """With ``inference.variant=auto``, the candidate variants' runs on validation
+    (``select_samples`` of its contacts); None for a configured variant. Where bf16 is
+    native, the fp32 ONNX graph is not measured: bf16 ran 1.4-1.6x faster than it on every
+    such host, and exporting and timing it took about 12 s of every training run."""
     if icfg["variant"] != "auto":
-        return check_variant(icfg["variant"]), pd.DataFrame()
+        return None
     sample = cap(validation, icfg.get("select_samples"), 0).reset_index(drop=True)
-
-    def head_f1(pred: pd.DataFrame) -> dict[str, float]:
-        m = evaluate_predictions(sample, pred, catalog.names, groups=["validation"])
-        return {h: m[f"validation/{h}_macro_f1"] for h in ("function", "seniority", "role")}
-
     candidates = available_variants()
     if "bf16" in candidates:  # the fp32 ONNX graph never beat native bf16 (benchmarks.md)
         candidates.remove("onnx")
-    return choose_variant(model, tokenizer, sample, head_f1, float(icfg["tolerance"]), candidates)
+    return measure_variants(model, tokenizer, sample, candidates)
+
+
+def pick_variant(
+    icfg: Mapping,
+    model_config: RoleModelConfig,
+    runs: VariantRuns | None,
+    catalog: Catalog,
+) -> tuple[str, pd.DataFrame]:
+    """The configured inference variant (``inference`` config group), or with ``auto`` the
+    fastest measured one (``measure_for_choice``) whose validation macro-F1 stays within
+    ``tolerance`` of fp32 on every head, and the measurements behind the choice."""
+    if runs is None:
+        return check_variant(icfg["variant"]), pd.DataFrame()
+
+    def head_f1(pred: pd.DataFrame) -> dict[str, float]:
+        m = evaluate_predictions(runs.frame, pred, catalog.names, groups=["validation"])
+        return {h: m[f"validation/{h}_macro_f1"] for h in ("function", "seniority", "role")}
+
+    return choose_variant(model_config, runs, head_f1, float(icfg["tolerance"]))
 
 
 def real_title_gaps(
