@@ -10,9 +10,9 @@ implies with no activity, overall and for each language with 50+ titles;
 ``--out`` also writes it as CSV. The set is evaluation only (docs/data.md).
 
 Each model's macro-F1 minus each baseline's follows, per language, with the 90% paired
-bootstrap interval of ``bg-train-roles``' gap table. ``--source written-eval`` scores only
-the titles whose ``source`` starts so (there: the 1,504 added on 2026-12-06, the ones least
-like any training title; docs/data.md).
+bootstrap interval of ``bg-train-roles``' gap table. ``--source written-eval-4`` scores only
+the titles whose ``source`` starts so (there: the 560 abbreviated ones; ``written-eval``: all
+2,064 added on 2026-12-06; docs/data.md).
 
 ``--parts`` also scores each model's two readers apart, its title expert alone and its
 transformer alone (no pooling), and prints the model's macro-F1 minus each with the paired

@@ -266,7 +266,7 @@ def real_title_gaps(
     titles and per language (``MIN_LANGUAGE_TITLES`` or more), with a paired bootstrap
     interval: the titles are resampled with replacement, the same draw for both models, and
     the gap recomputed ``n_boot`` times. A gap whose interval holds 0 is one this set cannot
-    tell from noise (a language other than English has 250-320 titles; a few of a rare
+    tell from noise (a language other than English has 295-367 titles; a few of a rare
     class move its macro-F1 by points). Columns: head, language, other, gap, low, high."""
     rng = np.random.default_rng(seed)
     counts = truth["language"].value_counts()
