@@ -235,3 +235,58 @@ def test_cache_merge_adds_what_is_missing_and_leaves_bounded_caches_alone():
     bounded = PredictionCache(limit=10)
     bounded.merge(own)
     assert bounded.tables == {}
+
+
+def test_judged_macro_f1_leaves_out_classes_below_the_floor():
+    from buying_groups.models.evaluation import judged_macro_f1
+
+    truth = pd.Series(["none"] * 60 + ["end_user"] * 60 + ["champion"] * 3 + [None] * 5)
+    pred = truth.fillna("none").copy()
+    pred.iloc[120] = "end_user"  # one of three champions missed
+    assert judged_macro_f1(truth, pred, 50) == pytest.approx(
+        np.mean([1.0, 2 * 60 / (60 + 61)])  # none; end_user with one false positive
+    )
+    assert judged_macro_f1(truth, pred, 0) < judged_macro_f1(truth, pred, 50)  # champion 0.8
+    # no class with that many labels: all are judged
+    assert judged_macro_f1(truth.head(10), pred.head(10), 50) == 1.0
+    assert np.isnan(judged_macro_f1(pd.Series([None, None]), pd.Series(["a", "b"]), 50))
+
+
+def test_a_variant_differing_on_a_rare_class_only_is_not_refused_for_it():
+    """The variant check judges the classes with enough validation labels: a variant whose
+    only difference is one contact of a 3-label class passes; one that differs on a common
+    class by more than the tolerance does not."""
+    from buying_groups.models.evaluation import VariantRuns, pick_variant
+    from buying_groups.models.inference import RoleModelConfig
+    from buying_groups.taxonomy import Catalog
+
+    catalog = Catalog.from_config({"products": {"p": {"primary": ["sales"], "adjacent": []}}})
+    cfg = RoleModelConfig(products=["p"])
+    n = 200
+    roles = ["none"] * 120 + ["end_user"] * 77 + ["champion"] * 3
+    frame = pd.DataFrame({"function": ["sales"] * n, "seniority": ["senior"] * n})
+    frame["role_p"] = roles
+
+    def proba(role_names: list[str]) -> dict[str, np.ndarray]:
+        def one_hot(names, labels):
+            out = np.full((n, len(labels)), 0.01, dtype=np.float32)
+            out[np.arange(n), [labels.index(x) for x in names]] = 0.9
+            return out
+
+        return {
+            "function": one_hot(["sales"] * n, cfg.functions),
+            "seniority": one_hot(["senior"] * n, cfg.seniorities),
+            "role": one_hot(role_names, cfg.roles)[:, None, :],
+        }
+
+    rare = list(roles)
+    rare[-1] = "end_user"  # one champion missed: champion F1 1.0 -> 0.8
+    common = list(roles)
+    common[120:124] = ["none"] * 4  # four end users missed: end_user F1 -0.026
+    runs = VariantRuns(frame, {"fp32": 100.0, "int8": 300.0}, {"fp32": proba(roles)})
+    icfg = {"variant": "auto", "tolerance": 0.005, "min_class_labels": 50}
+    runs.proba["int8"] = proba(rare)
+    assert pick_variant(icfg, cfg, runs, catalog)[0] == "int8"
+    assert pick_variant(icfg | {"min_class_labels": 0}, cfg, runs, catalog)[0] == "fp32"
+    runs.proba["int8"] = proba(common)
+    assert pick_variant(icfg, cfg, runs, catalog)[0] == "fp32"

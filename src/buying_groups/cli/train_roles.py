@@ -265,7 +265,9 @@ def set_variant(cfg: DictConfig, model, runs: VariantRuns | None, catalog: Catal
     variant, variants = pick_variant(cfg.inference, model.config, runs, catalog)
     model.config.inference_variant = variant
     if len(variants):
-        print_frame(variants, f"inference variants on validation contacts (chosen: {variant})")
+        floor = cfg.inference.get("min_class_labels") or 0
+        title = f"inference variants on validation contacts, classes with {floor}+ labels"
+        print_frame(variants, f"{title} (chosen: {variant})")
         tracking.log_variants(variants)
     tracking.set_tags({"bg.inference_variant": variant})
 
