@@ -16,15 +16,19 @@ from sklearn.metrics import accuracy_score, f1_score
 HEADS = ("function", "seniority", "role")
 
 
-def head_metrics(y_true: Iterable[str], y_pred: Iterable[str]) -> dict[str, float]:
-    """Accuracy and macro-F1 over the classes present in ``y_true``."""
+def head_metrics(
+    y_true: Iterable[str], y_pred: Iterable[str], min_labels: int = 0
+) -> dict[str, float]:
+    """Accuracy and macro-F1 over the classes present in ``y_true``; with ``min_labels``,
+    macro-F1 over those with at least that many labels (all present, where none has)."""
     t = np.asarray(list(y_true))
     p = np.asarray(list(y_pred))
     if t.dtype.kind == "O" or p.dtype.kind == "O":
         t, p = t.astype(str), p.astype(str)
     if len(t) == 0:
         return {"accuracy": float("nan"), "macro_f1": float("nan")}
-    labels = sorted(set(t))
+    classes, counts = np.unique(t, return_counts=True)
+    labels = sorted(classes[counts >= min_labels]) or sorted(classes)
     return {
         "accuracy": float(accuracy_score(t, p)),
         "macro_f1": float(f1_score(t, p, labels=labels, average="macro", zero_division=0)),

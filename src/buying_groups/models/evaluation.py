@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import classification_report, f1_score
+from sklearn.metrics import classification_report
 
 from buying_groups.data.examples import cap
 from buying_groups.data.real_titles import MIN_LANGUAGE_TITLES, persona_roles
@@ -242,13 +242,7 @@ def judged_macro_f1(truth: pd.Series, pred: pd.Series, min_labels: int = 0) -> f
     and role macro-F1 by 0.5-1, the whole variant tolerance, so a variant judged on it is
     judged on one contact (docs/benchmarks.md, 2026-12-06, thirteenth session)."""
     known = truth.notna().to_numpy()
-    t = truth[known].astype(str).to_numpy()
-    p = np.asarray(pred)[known].astype(str)
-    if len(t) == 0:
-        return float("nan")
-    counts = pd.Series(t).value_counts()
-    judged = sorted(counts[counts >= min_labels].index) or sorted(counts.index)
-    return float(f1_score(t, p, labels=judged, average="macro", zero_division=0))
+    return head_metrics(truth[known], np.asarray(pred)[known], min_labels)["macro_f1"]
 
 
 def pick_variant(
