@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from buying_groups.models.glossary import gloss
 from buying_groups.models.runtime import prediction_key, use_variant
 from buying_groups.models.title_expert import EXPERT_NAME
 from buying_groups.taxonomy import FUNCTIONS, ROLES, SENIORITIES
@@ -55,6 +56,8 @@ class RoleModelConfig:
     distill_alpha: float = 0.0  # training only: weight of the teacher's soft targets in the loss
     transliterate: bool = False  # Cyrillic titles read as Latin (``model_text``); off in
     # models saved before it
+    glossary: dict[str, str] = field(default_factory=dict)  # title word -> English gloss,
+    # appended to the title (models/glossary.py); none: the title as written
     title_expert_weights: dict[str, float] = field(default_factory=dict)  # per persona head,
     # the weight of the character n-gram title expert (models/title_expert.py); none or 0:
     # the transformer alone
@@ -89,6 +92,7 @@ class RoleModelConfig:
         d = self.to_json()
         d.pop("encoder")
         d.pop("role_rules")  # a table, not a parameter (and too long for one)
+        d.pop("glossary")
         return d
 
     @classmethod
@@ -134,7 +138,9 @@ _HAS_CYRILLIC = re.compile("[\u0400-\u04ff]")
 
 
 def model_text(text: str, config: RoleModelConfig) -> str:
-    """A title as the model reads it: transliterated to Latin if the model was trained so."""
+    """A title as the model reads it: with its words' English gloss and transliterated to
+    Latin, if the model was trained so."""
+    text = gloss(text, config.glossary)
     if config.transliterate and _HAS_CYRILLIC.search(text):
         return text.translate(_TRANSLIT)
     return text

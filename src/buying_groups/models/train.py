@@ -25,6 +25,7 @@ from transformers import (
 )
 
 from buying_groups.evaluate import head_metrics
+from buying_groups.models.glossary import load_glossary
 from buying_groups.models.inference import clean_inputs, encode_pairs, predict_proba
 from buying_groups.models.role_model import (
     ADVOCACY_LEVELS,
@@ -325,6 +326,7 @@ def train_role_model(
             if model_cfg.get("role_rules", False)
             else [],
             transliterate=bool(model_cfg.get("transliterate", False)),
+            glossary=load_glossary() if model_cfg.get("glossary", False) else {},
         )
     train_ds = RoleDataset(train, tokenizer, model, soft)
     eval_ds = RoleDataset(validation, tokenizer, model)

@@ -1,0 +1,86 @@
+"""The English gloss the transformer reads beside a title (models/glossary.py)."""
+
+import pytest
+
+from buying_groups.models.glossary import gloss, load_glossary, word_keys
+from buying_groups.models.inference import RoleModelConfig, model_text
+
+TINY = {"leiterin": "head", "einkauf": "purchasing", "vertrieb": "sales", "leiter": "head"}
+
+
+def test_gloss_appends_english_words_once_and_in_order():
+    assert gloss("Leiterin Einkauf (m/w/d)", TINY) == "Leiterin Einkauf (m/w/d) | head purchasing"
+    assert gloss("LEITER Vertrieb / Leiterin Einkauf", TINY) == (
+        "LEITER Vertrieb / Leiterin Einkauf | head sales purchasing"
+    )
+
+
+def test_gloss_leaves_titles_without_known_words_as_written():
+    assert gloss("Head of Sales", TINY) == "Head of Sales"
+    assert gloss("", TINY) == ""
+    assert gloss("Leiterin Einkauf", {}) == "Leiterin Einkauf"
+
+
+def test_gloss_reads_whole_words_only():
+    assert gloss("Einkaufsleiterin", TINY) == "Einkaufsleiterin"  # not split into known parts
+
+
+def test_words_are_matched_without_case_or_accents():
+    assert word_keys("Directeur Général-Adjoint") == ["directeur", "general", "adjoint"]
+    assert gloss("Geschäftsführer", {"geschaftsfuhrer": "managing director"}).endswith(
+        "| managing director"
+    )
+
+
+def test_bundled_glossary_covers_the_languages_and_no_english_title_word():
+    glossary = load_glossary()
+    assert len(glossary) >= 3000
+    for title, word in [
+        ("Leiterin Einkauf", "purchasing"),
+        ("Responsable des achats", "purchasing"),
+        ("Jefe de ventas", "sales"),
+        ("Responsabile acquisti", "purchasing"),
+        ("Hoofd inkoop", "purchasing"),
+        ("Kierownik ds. sprzedaży", "sales"),
+        ("Gerente de vendas", "sales"),
+        ("Директор по продажам", "sales"),
+    ]:
+        assert word in gloss(title, glossary).split(" | ")[-1].split(), title
+    english = [
+        "Head of Sales",
+        "Art Director",
+        "Commis Chef",
+        "Mineralogist",
+        "Gem Cutter",
+        "Museum Docent",
+        "Welding Robot Operator",
+        "POS Graphic Designer",
+    ]
+    for title in english:  # English words are never glossed, whatever they mean elsewhere
+        assert gloss(title, glossary) == title
+
+
+def test_model_reads_the_gloss_only_when_trained_with_it():
+    on = RoleModelConfig(products=["p"], glossary=TINY, transliterate=True)
+    off = RoleModelConfig(products=["p"], transliterate=True)
+    assert model_text("Leiterin Einkauf", on) == "Leiterin Einkauf | head purchasing"
+    assert model_text("Leiterin Einkauf", off) == "Leiterin Einkauf"
+    assert "glossary" not in on.to_dict()  # a table, not an MLflow parameter
+    assert RoleModelConfig.from_json(on.to_json()).glossary == TINY
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("word,gloss\nLeiter,head\n", "line 2, column word"),
+        ("word,gloss\nleiter,head\nleiter,boss\n", "line 3, column word.*repeated"),
+        ("word,gloss\nleiter,Head!\n", "line 2, column gloss"),
+        ("word,gloss\nleiter,\n", "line 2, column gloss"),
+        ("wort,gloss\n", "expected columns"),
+    ],
+)
+def test_bad_glossary_file_names_line_column_and_problem(tmp_path, text, problem):
+    path = tmp_path / "g.csv"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ValueError, match=problem):
+        load_glossary(path)
