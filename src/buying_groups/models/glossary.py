@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import csv
 import re
-import unicodedata
 from pathlib import Path
+
+from buying_groups.data.real_titles import title_key
 
 GLOSSARY_FILE = Path(__file__).resolve().parent.parent / "resources" / "titles" / "glossary.csv"
 SEPARATOR = " | "
@@ -27,10 +28,8 @@ _GLOSS = re.compile(r"[a-z]+( [a-z]+){0,2}")
 
 
 def word_keys(text: str) -> list[str]:
-    """A title's words, lower case, accents dropped (as ``data.real_titles.title_key``)."""
-    text = unicodedata.normalize("NFKD", str(text).casefold())
-    text = "".join(c for c in text if not unicodedata.combining(c))
-    return _WORD.findall(text)
+    """A title's words as ``title_key`` writes them: lower case, accents dropped."""
+    return _WORD.findall(title_key(text))
 
 
 def load_glossary(path: Path | str | None = None) -> dict[str, str]:
