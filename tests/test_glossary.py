@@ -21,8 +21,43 @@ def test_gloss_leaves_titles_without_known_words_as_written():
     assert gloss("Leiterin Einkauf", {}) == "Leiterin Einkauf"
 
 
-def test_gloss_reads_whole_words_only():
-    assert gloss("Einkaufsleiterin", TINY) == "Einkaufsleiterin"  # not split into known parts
+def test_gloss_reads_whole_words_only_without_compound_heads():
+    assert gloss("Einkaufsleiterin", TINY) == "Einkaufsleiterin"  # a plain dict has no heads
+
+
+@pytest.fixture
+def german_dutch(tmp_path):
+    path = tmp_path / "g.csv"
+    path.write_text(
+        "word,gloss,language\n"
+        "leiter,head,de\neinkauf,purchasing,de\nsachbearbeiter,clerk,de\n"
+        "medewerker,employee,nl\nlector,professor,nl\nrrhh,hr,es\nresponsable,head,es fr\n"
+        "direktor,director,ru de\nberater,consultant,de\n",
+        encoding="utf-8",
+    )
+    return load_glossary(path)
+
+
+def test_german_words_get_their_female_forms(german_dutch):
+    assert gloss("Beraterin", german_dutch) == "Beraterin | consultant"
+    assert gloss("Beraterinnen", german_dutch) == "Beraterinnen | consultant"
+    assert gloss("Responsablein", german_dutch) == "Responsablein"  # not a German word
+
+
+def test_unknown_german_and_dutch_compounds_are_read_by_their_head(german_dutch):
+    assert gloss("Einkaufsleiterin", german_dutch).endswith("| purchasing head")  # linking s
+    assert gloss("Einkaufsachbearbeiter", german_dutch).endswith("| purchasing clerk")
+    assert gloss("Gesamtleiter", german_dutch).endswith("| head")  # unknown modifier
+    assert gloss("Generaldirektorin", german_dutch).endswith("| director")  # de among its languages
+    assert gloss("Baliemedewerker", german_dutch).endswith("| employee")
+    # a head needs 4+ letters before it, and only German and Dutch words are heads
+    assert gloss("Collector", german_dutch) == "Collector"
+    assert gloss("Jefresponsable", german_dutch) == "Jefresponsable"
+
+
+def test_dotted_abbreviations_are_joined_only_where_the_glossary_names_them(german_dutch):
+    assert gloss("Directora de RR.HH. Iberia", german_dutch).endswith("| hr")
+    assert gloss("Sr.Mgr. Einkauf", german_dutch) == "Sr.Mgr. Einkauf | purchasing"
 
 
 def test_words_are_matched_without_case_or_accents():
@@ -51,6 +86,7 @@ def test_bundled_glossary_covers_the_languages_and_no_english_title_word():
         "Art Director",
         "Commis Chef",
         "Mineralogist",
+        "Collector",
         "Gem Cutter",
         "Museum Docent",
         "Welding Robot Operator",

@@ -7,9 +7,18 @@ languages' job-title words, each with the English words an English title would u
 the model read ``Leiterin Einkauf | head purchasing``. The glossary travels inside the
 model (``RoleModelConfig.glossary``), so editing the file never changes a trained model.
 
-Words are looked up case-, accent- and punctuation-blind, whole words only: splitting an
-unknown word into two known ones read English titles wrongly ("Mineralogist" as "minera" +
-"logist"), and the glossary's German and Dutch compounds are listed whole.
+Words are looked up case-, accent- and punctuation-blind. Three things reach words the
+list does not name, for titles no writer saw:
+
+- a dotted abbreviation the list names joined is read joined ("RR.HH." as "rrhh");
+- a German word gets a female form ("berater" -> "beraterin", "beraterinnen");
+- an unknown word ending in a German or Dutch word of 5+ letters, after 4+ letters, is read
+  as a compound with that head ("Gesamtprojektleiter" as "gesamt" + "projektleiter": project
+  manager; "Einkaufssachbearbeiterin": purchasing clerk). Any split of an unknown word into
+  two known ones read English titles wrongly ("Mineralogist" as "minera" + "logist"), so
+  only the two compounding languages' words are heads, stored as ``-head`` entries. On the
+  tokenizer's 15,418 English words of 6+ letters this reads two wrongly ("linebacker",
+  "darmstadt"), against four with a 3-letter modifier ("collector" as "col" + "lector").
 """
 
 from __future__ import annotations
@@ -25,6 +34,10 @@ SEPARATOR = " | "
 MAX_GLOSS_WORDS = 8  # a long title's gloss stays short: the activity text shares 64 tokens
 _WORD = re.compile(r"[^\W\d_]+")
 _GLOSS = re.compile(r"[a-z]+( [a-z]+){0,2}")
+_DOTTED = re.compile(r"\b(?:[^\W\d_]{1,3}\.){2,}")  # "RR.HH.", "S.A.", "e.V."
+COMPOUND_LANGUAGES = ("de", "nl")  # languages that write a job's words as one word
+MIN_HEAD, MIN_MODIFIER = 5, 4  # letters of a compound's head and of what comes before it
+FEMALE_ENDINGS = {"de": ("in", "innen")}  # "Leiter" -> "Leiterin", "Leiterinnen"
 
 
 def word_keys(text: str) -> list[str]:
@@ -33,12 +46,16 @@ def word_keys(text: str) -> list[str]:
 
 
 def load_glossary(path: Path | str | None = None) -> dict[str, str]:
-    """Word -> English gloss from a ``word,gloss[,language]`` CSV (the bundled one by default).
+    """Word -> English gloss from a ``word,gloss[,language]`` CSV (the bundled one by default;
+    ``language``: the codes of the languages that use the word, space-separated),
+    with derived entries: German female forms, and ``-head`` for each German or Dutch word
+    that may end a compound (see the module's docstring).
 
     Raises ``ValueError`` naming the file, line and problem for an empty or repeated word or
     a gloss that is not 1-3 lower-case ASCII words."""
     path = Path(path or GLOSSARY_FILE)
     out: dict[str, str] = {}
+    languages: dict[str, set[str]] = {}
     with path.open(encoding="utf-8", newline="") as f:
         reader = csv.DictReader(f)
         if not {"word", "gloss"} <= set(reader.fieldnames or ()):
@@ -58,7 +75,37 @@ def load_glossary(path: Path | str | None = None) -> dict[str, str]:
                     "1-3 lower-case ASCII words"
                 )
             out[word] = gloss
+            languages[word] = set((row.get("language") or "").split())
+    return _with_derived(out, languages)
+
+
+def _with_derived(words: dict[str, str], languages: dict[str, set[str]]) -> dict[str, str]:
+    """``words`` plus female forms and compound heads; a listed word is never overridden."""
+    out = dict(words)
+    for word, langs in languages.items():
+        endings = {e for lang in langs for e in FEMALE_ENDINGS.get(lang, ())}
+        female = [word + e for e in sorted(endings) if len(word) >= 4 and not word.endswith("in")]
+        for form in female:
+            out.setdefault(form, words[word])
+        if langs & set(COMPOUND_LANGUAGES) and len(word) >= MIN_HEAD:
+            for form in [word, *female]:
+                out.setdefault("-" + form, out[form])
     return out
+
+
+def _lookup(word: str, glossary: dict[str, str]) -> str | None:
+    """A word's gloss: listed, else read as modifier + the longest compound head it ends in."""
+    found = glossary.get(word)
+    if found is not None or len(word) < MIN_MODIFIER + MIN_HEAD:
+        return found
+    for cut in range(MIN_MODIFIER, len(word) - MIN_HEAD + 1):
+        head = glossary.get("-" + word[cut:])
+        if head is not None:
+            modifier = glossary.get(word[:cut])
+            if modifier is None and word[cut - 1] == "s":  # the linking s of "Einkaufs-"
+                modifier = glossary.get(word[: cut - 1])
+            return f"{modifier} {head}" if modifier else head
+    return None
 
 
 def gloss(title: str, glossary: dict[str, str]) -> str:
@@ -67,8 +114,14 @@ def gloss(title: str, glossary: dict[str, str]) -> str:
     if not glossary or not title:
         return title
     words: list[str] = []
-    for word in word_keys(title):
-        found = glossary.get(word)
+
+    def join(match: re.Match[str]) -> str:  # "RR.HH." is one word where the glossary says so
+        word = match.group(0).replace(".", "")
+        return word + " " if title_key(word) in glossary else match.group(0)
+
+    joined = _DOTTED.sub(join, title)
+    for word in word_keys(joined):
+        found = _lookup(word, glossary)
         for w in (found or "").split():
             if w not in words:
                 words.append(w)
