@@ -32,7 +32,8 @@ def german_dutch(tmp_path):
         "word,gloss,language\n"
         "leiter,head,de\neinkauf,purchasing,de\nsachbearbeiter,clerk,de\n"
         "medewerker,employee,nl\nlector,professor,nl\nrrhh,hr,es\nresponsable,head,es fr\n"
-        "direktor,director,ru de\nberater,consultant,de\n",
+        "direktor,director,ru de\nberater,consultant,de\nkollege,colleague,de\n"
+        "kaufmann,clerk,de\nmonteur,fitter,de\nzona,area,es it\n",
         encoding="utf-8",
     )
     return load_glossary(path)
@@ -41,6 +42,8 @@ def german_dutch(tmp_path):
 def test_german_words_get_their_female_forms(german_dutch):
     assert gloss("Beraterin", german_dutch) == "Beraterin | consultant"
     assert gloss("Beraterinnen", german_dutch) == "Beraterinnen | consultant"
+    assert gloss("Kollegin", german_dutch) == "Kollegin | colleague"
+    assert gloss("Kauffrau", german_dutch) == "Kauffrau | clerk"
     assert gloss("Responsablein", german_dutch) == "Responsablein"  # not a German word
 
 
@@ -50,9 +53,11 @@ def test_unknown_german_and_dutch_compounds_are_read_by_their_head(german_dutch)
     assert gloss("Gesamtleiter", german_dutch).endswith("| head")  # unknown modifier
     assert gloss("Generaldirektorin", german_dutch).endswith("| director")  # de among its languages
     assert gloss("Baliemedewerker", german_dutch).endswith("| employee")
-    # a head needs 4+ letters before it, and only German and Dutch words are heads
+    assert gloss("Obermonteurin", german_dutch).endswith("| senior fitter")  # rank prefix
+    # a head needs 4+ letters before it; only German and Dutch words begin or end a compound
     assert gloss("Collector", german_dutch) == "Collector"
     assert gloss("Jefresponsable", german_dutch) == "Jefresponsable"
+    assert gloss("Zonaleiter", german_dutch).endswith("| head")  # "zona" is not German
 
 
 def test_dotted_abbreviations_are_joined_only_where_the_glossary_names_them(german_dutch):
@@ -113,6 +118,7 @@ def test_model_reads_the_gloss_only_when_trained_with_it():
         ("word,gloss\nleiter,Head!\n", "line 2, column gloss"),
         ("word,gloss\nleiter,\n", "line 2, column gloss"),
         ("wort,gloss\n", "expected columns"),
+        ("word,gloss,language\nleiter,head,german\n", "line 2, column language"),
     ],
 )
 def test_bad_glossary_file_names_line_column_and_problem(tmp_path, text, problem):

@@ -10,15 +10,17 @@ model (``RoleModelConfig.glossary``), so editing the file never changes a traine
 Words are looked up case-, accent- and punctuation-blind. Three things reach words the
 list does not name, for titles no writer saw:
 
-- a dotted abbreviation the list names joined is read joined ("RR.HH." as "rrhh");
-- a German word gets a female form ("berater" -> "beraterin", "beraterinnen");
+- a dotted abbreviation the list names joined is read joined ("RR.HH." as "rrhh"; this is
+  code, so it applies to models trained before it too);
+- a German word gets its female forms ("Berater" -> "Beraterin", "Kollege" -> "Kollegin");
 - an unknown word ending in a German or Dutch word of 5+ letters, after 4+ letters, is read
-  as a compound with that head ("Gesamtprojektleiter" as "gesamt" + "projektleiter": project
-  manager; "Einkaufssachbearbeiterin": purchasing clerk). Any split of an unknown word into
-  two known ones read English titles wrongly ("Mineralogist" as "minera" + "logist"), so
-  only the two compounding languages' words are heads, stored as ``-head`` entries. On the
-  tokenizer's 15,418 English words of 6+ letters this reads two wrongly ("linebacker",
-  "darmstadt"), against four with a 3-letter modifier ("collector" as "col" + "lector").
+  as a compound with that head, and with the gloss of what comes before it where that is a
+  German or Dutch word or a rank prefix ("Einkaufssachbearbeiterin": purchasing clerk;
+  "Obermonteur": senior fitter). Both parts are German or Dutch words (``-word`` entries),
+  since any split into two known words read English titles wrongly ("Mineralogist" as
+  "minera" + "logist"). On the encoder vocabulary's 15,418 English words of 6+ letters
+  this reads two wrongly ("linebacker", "darmstadt"), against four with a 3-letter
+  modifier ("collector" as "col" + "lector"). A model trained before these entries has none.
 """
 
 from __future__ import annotations
@@ -35,9 +37,15 @@ MAX_GLOSS_WORDS = 8  # a long title's gloss stays short: the activity text share
 _WORD = re.compile(r"[^\W\d_]+")
 _GLOSS = re.compile(r"[a-z]+( [a-z]+){0,2}")
 _DOTTED = re.compile(r"\b(?:[^\W\d_]{1,3}\.){2,}")  # "RR.HH.", "S.A.", "e.V."
+LANGUAGES = ("de", "es", "fr", "it", "nl", "pl", "pt", "ru")  # the glossary's languages
 COMPOUND_LANGUAGES = ("de", "nl")  # languages that write a job's words as one word
 MIN_HEAD, MIN_MODIFIER = 5, 4  # letters of a compound's head and of what comes before it
-FEMALE_ENDINGS = {"de": ("in", "innen")}  # "Leiter" -> "Leiterin", "Leiterinnen"
+# German female forms: "Leiter" -> "Leiterin(nen)", "Kollege" -> "Kollegin", "Kaufmann" ->
+# "Kauffrau"
+FEMALE_FORMS = (("", "in"), ("", "innen"), ("e", "in"), ("mann", "frau"))
+# German rank prefixes of a compound, which no glossary row gives ("Oberarzt" is listed;
+# "Obermonteur" is not; Dutch "ober" is a waiter)
+RANK_PREFIXES = {"ober": "senior", "haupt": "chief", "chef": "chief", "junior": "junior"}
 
 
 def word_keys(text: str) -> list[str]:
@@ -51,8 +59,8 @@ def load_glossary(path: Path | str | None = None) -> dict[str, str]:
     with derived entries: German female forms, and ``-head`` for each German or Dutch word
     that may end a compound (see the module's docstring).
 
-    Raises ``ValueError`` naming the file, line and problem for an empty or repeated word or
-    a gloss that is not 1-3 lower-case ASCII words."""
+    Raises ``ValueError`` naming the file, line and problem for an empty or repeated word,
+    a gloss that is not 1-3 lower-case ASCII words, or an unknown language code."""
     path = Path(path or GLOSSARY_FILE)
     out: dict[str, str] = {}
     languages: dict[str, set[str]] = {}
@@ -74,36 +82,53 @@ def load_glossary(path: Path | str | None = None) -> dict[str, str]:
                     f"{path.name}, line {line}, column gloss: {gloss!r} is not "
                     "1-3 lower-case ASCII words"
                 )
+            langs = set((row.get("language") or "").split())
+            if not langs <= set(LANGUAGES):
+                raise ValueError(
+                    f"{path.name}, line {line}, column language: {row['language']!r} is not "
+                    f"space-separated codes of {', '.join(LANGUAGES)}"
+                )
             out[word] = gloss
-            languages[word] = set((row.get("language") or "").split())
+            languages[word] = langs
     return _with_derived(out, languages)
 
 
+def _female_forms(word: str) -> list[str]:
+    """A German word's female forms ("berater" -> "beraterin", "beraterinnen")."""
+    if len(word) < 4 or word.endswith("in"):
+        return []
+    return [word[: len(word) - len(end)] + fem for end, fem in FEMALE_FORMS if word.endswith(end)]
+
+
 def _with_derived(words: dict[str, str], languages: dict[str, set[str]]) -> dict[str, str]:
-    """``words`` plus female forms and compound heads; a listed word is never overridden."""
+    """``words`` plus German female forms and a ``-word`` entry for each German or Dutch
+    word that may begin or end a compound; a listed word is never overridden."""
     out = dict(words)
     for word, langs in languages.items():
-        endings = {e for lang in langs for e in FEMALE_ENDINGS.get(lang, ())}
-        female = [word + e for e in sorted(endings) if len(word) >= 4 and not word.endswith("in")]
-        for form in female:
+        forms = [word] + (_female_forms(word) if "de" in langs else [])
+        for form in forms[1:]:
             out.setdefault(form, words[word])
-        if langs & set(COMPOUND_LANGUAGES) and len(word) >= MIN_HEAD:
-            for form in [word, *female]:
-                out.setdefault("-" + form, out[form])
+        if langs & set(COMPOUND_LANGUAGES):
+            for form in forms:
+                if len(form) >= MIN_MODIFIER:
+                    out.setdefault("-" + form, words[word])
+    for prefix, meaning in RANK_PREFIXES.items():
+        out["-" + prefix] = meaning
     return out
 
 
 def _lookup(word: str, glossary: dict[str, str]) -> str | None:
-    """A word's gloss: listed, else read as modifier + the longest compound head it ends in."""
+    """A word's gloss: listed, else read as a German or Dutch compound by the longest head
+    of 5+ letters it ends in after 4+ letters, with its modifier's gloss where known."""
     found = glossary.get(word)
     if found is not None or len(word) < MIN_MODIFIER + MIN_HEAD:
         return found
     for cut in range(MIN_MODIFIER, len(word) - MIN_HEAD + 1):
         head = glossary.get("-" + word[cut:])
         if head is not None:
-            modifier = glossary.get(word[:cut])
+            modifier = glossary.get("-" + word[:cut])
             if modifier is None and word[cut - 1] == "s":  # the linking s of "Einkaufs-"
-                modifier = glossary.get(word[: cut - 1])
+                modifier = glossary.get("-" + word[: cut - 1])
             return f"{modifier} {head}" if modifier else head
     return None
 
