@@ -56,8 +56,8 @@ def word_keys(text: str) -> list[str]:
 def load_glossary(path: Path | str | None = None) -> dict[str, str]:
     """Word -> English gloss from a ``word,gloss[,language]`` CSV (the bundled one by default;
     ``language``: the codes of the languages that use the word, space-separated),
-    with derived entries: German female forms, and ``-head`` for each German or Dutch word
-    that may end a compound (see the module's docstring).
+    with derived entries: German female forms, and ``-word`` for each German or Dutch word
+    (and rank prefix) that may begin or end a compound (see the module's docstring).
 
     Raises ``ValueError`` naming the file, line and problem for an empty or repeated word,
     a gloss that is not 1-3 lower-case ASCII words, or an unknown language code."""
