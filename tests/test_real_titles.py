@@ -1,6 +1,8 @@
 """The bundled real-title evaluation set, the training title lists and what keeps them apart;
 transliteration; the real-title metrics and the promotion gate they feed."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,6 +21,7 @@ from buying_groups.models.inference import RoleModelConfig, model_text
 from buying_groups.qualify.promotion import decide
 from buying_groups.taxonomy import FUNCTIONS, SENIORITIES
 
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 LANGUAGES = {"en", "de", "fr", "es", "ru", "pt", "it", "nl", "pl"}
 
 
@@ -452,3 +455,15 @@ def test_the_main_jobs_report_shows_real_title_roles_beside_the_persona():
     assert lines[1].startswith("role macro-F1, real job titles")
     assert lines[1].endswith("transformer 0.810, rules 0.610")
     assert persona_lines({}) == []
+
+
+def test_bls_function_overrides_are_applied():
+    """The guide's labels for the BLS titles the group mapping calls `other` are in the list
+    (scripts/build_title_lists.py applies them; a rebuild without them would fail here)."""
+    overrides = pd.read_csv(SCRIPTS / "bls_function_overrides.csv")
+    assert set(overrides["function"]) <= set(FUNCTIONS)
+    assert not overrides["title"].duplicated().any()
+    bls = read_title_list(RESOURCE_DIR / TRAINING_LISTS["bls"]).set_index("title")["function"]
+    assert overrides["title"].isin(bls.index).all()
+    assert (bls[overrides["title"]].to_numpy() == overrides["function"].to_numpy()).all()
+    assert (overrides["function"] == "operations").sum() >= 100  # rule 6's manual operations
