@@ -60,6 +60,20 @@ def test_unknown_german_and_dutch_compounds_are_read_by_their_head(german_dutch)
     assert gloss("Zonaleiter", german_dutch).endswith("| head")  # "zona" is not German
 
 
+def test_compounds_with_english_parts_and_linking_elements(german_dutch):
+    # English heads and first parts of German and Dutch compounds, and "-en" / "-n" links
+    assert gloss("Einkaufsmanagerin", german_dutch).endswith("| purchasing manager")
+    assert gloss("Personalleiterin", german_dutch).endswith("| hr head")
+    assert gloss("Marketingsachbearbeiter", german_dutch).endswith("| marketing clerk")
+    glossary = {**german_dutch, "-finanzen": "finance", "-kunde": "customer"}
+    assert gloss("Finanzleiter", glossary).endswith("| finance head")  # Finanz(en)
+    assert gloss("Kundenberaterin", glossary).endswith("| customer consultant")  # Kunde(n)
+    assert gloss("Managerin", german_dutch) == "Managerin | manager"  # a German form
+    # English stays unglossed: an English part alone, or an English first part as a head
+    for title in ("Manager", "Sales Manager", "Interpersonal Skills Coach", "Telesales"):
+        assert gloss(title, german_dutch) == title
+
+
 def test_dotted_abbreviations_are_joined_only_where_the_glossary_names_them(german_dutch):
     assert gloss("Directora de RR.HH. Iberia", german_dutch).endswith("| hr")
     assert gloss("Sr.Mgr. Einkauf", german_dutch) == "Sr.Mgr. Einkauf | purchasing"

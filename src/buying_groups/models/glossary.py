@@ -21,6 +21,10 @@ list does not name, for titles no writer saw:
   "minera" + "logist"). On the encoder vocabulary's 15,418 English words of 6+ letters
   this reads two wrongly ("linebacker", "darmstadt"), against four with a 3-letter
   modifier ("collector" as "col" + "lector"). A model trained before these entries has none.
+  The first part is also read with its linking element ("Kunden-", "Finanz-"), and a few
+  English words that German and Dutch compounds are made of count as parts
+  (``LOAN_HEADS``, ``LOAN_FIRST_PARTS``: "Einkaufsmanagerin": purchasing manager;
+  "Personaldirektorin": hr director), never as a word alone.
 """
 
 from __future__ import annotations
@@ -46,6 +50,32 @@ FEMALE_FORMS = (("", "in"), ("", "innen"), ("e", "in"), ("mann", "frau"))
 # German rank prefixes of a compound, which no glossary row gives ("Oberarzt" is listed;
 # "Obermonteur" is not; Dutch "ober" is a waiter)
 RANK_PREFIXES = {"ober": "senior", "haupt": "chief", "chef": "chief", "junior": "junior"}
+# English words that German and Dutch titles build compounds with ("Einkaufsmanager",
+# "Vertriebscontroller", "Marketingassistentin", "Personalreferentin"). The glossary drops
+# every English word, so these parts were unreadable. They are compound parts only (and
+# German female forms: "Managerin"), never a gloss of a word alone, so an English title
+# stays unglossed; the first parts are never heads ("Interpersonal" is not staff, which is
+# what German "Personal" means).
+LOAN_HEADS = ("manager", "controller", "consultant", "designer", "developer", "planner")
+LOAN_FIRST_PARTS = {
+    "marketing": "marketing",
+    "personal": "hr",
+    "sales": "sales",
+    "export": "export",
+    "import": "import",
+    "service": "service",
+    "software": "software",
+    "online": "online",
+    "content": "content",
+    "event": "event",
+    "account": "account",
+    "business": "business",
+    "office": "office",
+    "team": "team",
+}
+# how a compound's first part may end before the head: "Einkaufs-" (Einkauf), "Kunden-"
+# (Kunde), "Finanz-" (Finanzen), "Personal-"
+LINKING = (("", ""), ("s", ""), ("n", ""), ("en", ""), ("", "en"))
 
 
 def word_keys(text: str) -> list[str]:
@@ -114,7 +144,26 @@ def _with_derived(words: dict[str, str], languages: dict[str, set[str]]) -> dict
                     out.setdefault("-" + form, words[word])
     for prefix, meaning in RANK_PREFIXES.items():
         out["-" + prefix] = meaning
+    for head in LOAN_HEADS:
+        for form in [head, *_female_forms(head)]:
+            out.setdefault("-" + form, head)
+            if form != head:  # "Managerin" is German; "manager" alone stays English
+                out.setdefault(form, head)
+    for first, meaning in LOAN_FIRST_PARTS.items():
+        out.setdefault(first + "-", meaning)  # a first part only, never a head
     return out
+
+
+def _first_part(first: str, glossary: dict[str, str]) -> str | None:
+    """The gloss of a compound's first part, read with or without its linking element."""
+    for drop, add in LINKING:
+        if first.endswith(drop):
+            stem = first[: len(first) - len(drop)] + add
+            if len(stem) >= MIN_MODIFIER:
+                found = glossary.get("-" + stem, glossary.get(stem + "-"))
+                if found is not None:
+                    return found
+    return None
 
 
 def _lookup(word: str, glossary: dict[str, str]) -> str | None:
@@ -126,9 +175,7 @@ def _lookup(word: str, glossary: dict[str, str]) -> str | None:
     for cut in range(MIN_MODIFIER, len(word) - MIN_HEAD + 1):
         head = glossary.get("-" + word[cut:])
         if head is not None:
-            modifier = glossary.get("-" + word[:cut])
-            if modifier is None and word[cut - 1] == "s":  # the linking s of "Einkaufs-"
-                modifier = glossary.get("-" + word[: cut - 1])
+            modifier = _first_part(word[:cut], glossary)
             return f"{modifier} {head}" if modifier else head
     return None
 
