@@ -54,20 +54,31 @@ def test_no_training_title_is_an_eval_title():
     assert len(dropped) == len(kept) - 1
 
 
-def test_bls_seniority_guesses_are_masked_and_lists_can_repeat():
-    """A BLS title's seniority is the rules' keyword parse: kept where a keyword matched, the
-    parser's default ("professional") masked; ``repeat`` copies a list's training titles."""
-    catalog = _catalog()
-    bls = knowledge_examples(["bls"], catalog, case_noise=0.0)
-    guessed = bls["job_title"].map(match_seniority).isna()
+@pytest.mark.parametrize("name", ["bls", "esco"])
+def test_parsed_seniority_guesses_are_masked(name):
+    """A BLS or ESCO title's seniority is the rules' keyword parse: kept where a keyword
+    matched, the parser's default ("professional") masked."""
+    titles = knowledge_examples([name], _catalog(), case_noise=0.0)
+    guessed = titles["job_title"].map(match_seniority).isna()
     assert guessed.any() and (~guessed).any()
-    assert bls.loc[guessed, "seniority"].isna().all()
-    assert (
-        bls.loc[~guessed, "seniority"] == bls.loc[~guessed, "job_title"].map(match_seniority)
-    ).all()
-    assert bls["function"].notna().all()  # the function labels stay
-    apprentice = bls[bls["job_title"].str.contains("Apprentice")]
+    assert titles.loc[guessed, "seniority"].isna().all()
+    kept = titles.loc[~guessed]
+    assert (kept["seniority"] == kept["job_title"].map(match_seniority)).all()
+    assert titles["function"].notna().all()  # the function labels stay
+    apprentice = titles[titles["job_title"].str.contains("apprentice", case=False)]
     assert len(apprentice) and apprentice["seniority"].isna().all()
+
+
+def test_a_title_in_two_lists_keeps_the_first_lists_labels_and_lists_can_repeat():
+    """``title_lists`` order decides a shared title's labels; ``repeat`` copies a list's
+    training titles."""
+    catalog = _catalog()
+    both = knowledge_examples(["esco", "bls"], catalog, case_noise=0.0)
+    esco = read_title_list(RESOURCE_DIR / TRAINING_LISTS["esco"]).set_index("title")
+    shared = both[both["job_title"].isin(esco.index)]
+    assert (shared["vocab"] == "esco").all()
+    assert (shared["function"].to_numpy() == esco.loc[shared["job_title"], "function"]).all()
+    assert both["job_title"].is_unique
 
     once = knowledge_examples(["bls", "curated"], catalog, case_noise=0.0)
     twice = knowledge_examples(["bls", "curated"], catalog, case_noise=0.0, repeat={"curated": 2})

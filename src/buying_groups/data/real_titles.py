@@ -5,8 +5,9 @@ Two kinds of bundled lists (``resources/titles/``, provenance and licences in do
 * ``real_titles_eval.csv``: real titles, labelled one by one after docs/labelling-guide.md, in
   nine languages. Evaluation only: nothing trains or is tuned on it, and every training list
   is de-duplicated against it (``knowledge_examples``).
-* training lists (``bls``: BLS occupation titles with distant labels, ``curated``: a
-  multilingual list labelled one by one): *persona knowledge* the generator lacks. They enter
+* training lists (``bls``: BLS occupation titles with distant labels, ``esco``: ESCO
+  occupation titles labelled one by one, ``curated``: a multilingual list labelled one by
+  one): *persona knowledge* the generator lacks. They enter
   training as title-only contacts (no activity, so no role labels: roles are masked).
 """
 
@@ -26,7 +27,13 @@ from buying_groups.taxonomy import FUNCTIONS, SENIORITIES, Catalog, Product, ass
 
 RESOURCE_DIR = Path(__file__).resolve().parent.parent / "resources" / "titles"
 EVAL_FILE = "real_titles_eval.csv"
-TRAINING_LISTS = {"bls": "bls_titles.csv", "curated": "curated_titles.csv"}
+TRAINING_LISTS = {
+    "bls": "bls_titles.csv",
+    "esco": "esco_titles.csv",
+    "curated": "curated_titles.csv",
+}
+# lists whose seniority is the rules parser's guess, not a label (masked where it matched none)
+PARSED_SENIORITY = ("bls", "esco")
 COLUMNS = ("title", "function", "seniority", "language")
 # Languages with fewer labelled titles than this get no per-language figures (too noisy).
 MIN_LANGUAGE_TITLES = 50
@@ -110,7 +117,7 @@ def knowledge_examples(
     case, as CRM exports hold them (each copy in its title's split). ``repeat`` names a
     list's training copies (e.g. ``{"curated": 2}``: its training titles twice).
 
-    A BLS title's seniority is a distant label from the rules' keyword parser; where no
+    A BLS or ESCO title's seniority is a distant label from the rules' keyword parser; where no
     keyword matched, the parser's default (``professional``) is a guess, not a label, so it
     is masked (``None``): trained on, it taught every model the parser's blind spots
     ("Harnessmaker Apprentice" -> professional)."""
@@ -149,7 +156,7 @@ def knowledge_examples(
             "split": np.where(held_for_validation, "validation", "train"),
         }
     )
-    guessed = (out["vocab"] == "bls") & out["job_title"].map(match_seniority).isna()
+    guessed = out["vocab"].isin(PARSED_SENIORITY) & out["job_title"].map(match_seniority).isna()
     out["seniority"] = out["seniority"].where(~guessed, None)
     for product in catalog.products:
         out[f"advocacy_{product.name}"] = 0
