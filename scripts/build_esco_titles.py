@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from buying_groups.baselines.rules import parse_seniority
-from buying_groups.data.real_titles import RESOURCE_DIR, title_key
+from buying_groups.data.real_titles import title_key, write_title_list
 from buying_groups.taxonomy import FUNCTIONS
 
 
@@ -69,11 +69,8 @@ def main() -> None:
             "language": "en",
             "source": "esco",
         }
-    ).sort_values("title", kind="stable")
-    path = RESOURCE_DIR / "esco_titles.csv"
-    out.to_csv(path, index=False)
-    print(f"{len(out)} titles -> {path}")
-    print(out["function"].value_counts().to_string())
+    )
+    write_title_list(out, "esco_titles.csv")
 
 
 if __name__ == "__main__":

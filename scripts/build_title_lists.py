@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from buying_groups.baselines.rules import parse_function, parse_seniority
-from buying_groups.data.real_titles import RESOURCE_DIR
+from buying_groups.data.real_titles import write_title_list
 
 OVERRIDES = Path(__file__).with_name("bls_function_overrides.csv")
 
@@ -152,11 +152,7 @@ def main() -> None:
         function = overrides.get(entry["raw"], function)
         rows.append((entry["raw"], function, seniority, "en", "bls-ooh"))
     out = pd.DataFrame(rows, columns=["title", "function", "seniority", "language", "source"])
-    out = out.drop_duplicates("title").sort_values("title", kind="stable")
-    path = RESOURCE_DIR / "bls_titles.csv"
-    out.to_csv(path, index=False)
-    print(f"{len(out)} titles -> {path}")
-    print(out["function"].value_counts().to_string())
+    write_title_list(out.drop_duplicates("title"), "bls_titles.csv")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from buying_groups.baselines.rules import match_seniority
+from buying_groups.data.io import atomic_write
 from buying_groups.data.splits import unit_hash
 from buying_groups.taxonomy import FUNCTIONS, SENIORITIES, Catalog, Product, assign_roles
 
@@ -66,6 +67,17 @@ def read_title_list(path: Path) -> pd.DataFrame:
         i = int(np.flatnonzero(empty.to_numpy())[0])
         raise ValueError(f"{path.name}, line {i + 2}, column 'title': empty title")
     return frame
+
+
+def write_title_list(frame: pd.DataFrame, name: str) -> Path:
+    """Write a title list (``COLUMNS`` and ``source``) to ``RESOURCE_DIR / name``, sorted by
+    title, atomically; print its size and functions (the build scripts' report)."""
+    path = RESOURCE_DIR / name
+    frame = frame.sort_values("title", kind="stable")
+    atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
+    print(f"{len(frame)} titles -> {path}")
+    print(frame["function"].value_counts().to_string())
+    return path
 
 
 def real_title_eval(path: Path | None = None) -> pd.DataFrame:
