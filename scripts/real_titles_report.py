@@ -14,6 +14,11 @@ bootstrap interval of ``bg-train-roles``' gap table. ``--source written-eval-4``
 the titles whose ``source`` starts so (there: the 560 abbreviated ones; ``written-eval``: all
 2,064 added on 2026-12-06; docs/data.md).
 
+``--titles`` scores another labelled list instead, function only, leaving out every title the
+training data holds: e.g. the national occupation names no default training reads,
+``--titles src/buying_groups/resources/titles/occupation_titles.csv`` (its seniority is the
+rules' keyword parse, no label; docs/data.md).
+
 ``--parts`` also scores each model's two readers apart, its title expert alone and its
 transformer alone (no pooling), and prints the model's macro-F1 minus each with the paired
 bootstrap interval of ``bg-train-roles``' gap table: what pooling adds, per language.
@@ -33,7 +38,7 @@ from buying_groups.baselines.rules import RulesBaseline
 from buying_groups.baselines.tfidf import TfidfBaseline
 from buying_groups.cli.train_roles import load_examples
 from buying_groups.config import catalog_from, config_dir
-from buying_groups.data.real_titles import real_title_eval
+from buying_groups.data.real_titles import real_title_eval, title_key
 from buying_groups.models.distill import load_role_model
 from buying_groups.models.evaluation import real_title_gaps, real_title_metrics, real_title_table
 from buying_groups.models.inference import clean_inputs, decode, predict_proba
@@ -65,15 +70,19 @@ def main() -> None:
     ap.add_argument("--parts", action="store_true", help="also the expert and transformer alone")
     ap.add_argument("--variant", default=None, help="e.g. fp32 (default: each model's own)")
     ap.add_argument("--source", default=None, help="only titles whose source starts so")
+    ap.add_argument("--titles", type=Path, default=None, help="another labelled list (function)")
     args = ap.parse_args()
 
     with initialize_config_dir(config_dir=config_dir(), version_base=None):
         cfg = compose("train_roles", overrides=[f"data_dir={args.data_dir}"])
     catalog = catalog_from(cfg)
-    real = real_title_eval()
+    real = real_title_eval(args.titles)
     if args.source:
         real = real[real["source"].str.startswith(args.source)].reset_index(drop=True)
     examples, _ = load_examples(cfg, catalog)
+    if args.titles:  # never trained on: not a title of the training data (lists included)
+        seen = set(examples["job_title"].map(title_key))
+        real = real[~real["job_title"].map(title_key).isin(seen)].reset_index(drop=True)
     preds = {
         "rules": RulesBaseline(catalog).predict(real),
         "tfidf_logreg": TfidfBaseline(catalog)
@@ -94,6 +103,9 @@ def main() -> None:
     table = pd.concat(
         {n: real_title_table(real_title_metrics(real, p, catalog)) for n, p in preds.items()}
     )
+    if args.titles:
+        table = table[[c for c in table.columns if c.startswith("function")]]
+        gaps = [g[g["head"] == "function"] for g in gaps]
     counts = real["language"].value_counts()
     table.insert(0, "titles", [counts.sum() if k == "all" else counts[k] for _, k in table.index])
     print(f"{len(real):,} real job titles (never trained on)")

@@ -7,9 +7,10 @@ Two kinds of bundled lists (``resources/titles/``, provenance and licences in do
   is de-duplicated against it (``knowledge_examples``).
 * training lists (``bls``: BLS occupation titles with distant labels, ``esco``: ESCO
   occupation titles labelled one by one, ``curated``: a multilingual list labelled one by
-  one): *persona knowledge* the generator lacks. They enter training as title-only
-  contacts: no activity, so their roles are the ones the spec's rules give their persona
-  (``title_list_roles``; masked otherwise).
+  one, ``occupations``: national occupation names in seven other languages labelled one by
+  one, opt-in and a second real-title check): *persona knowledge* the generator lacks. They
+  enter training as title-only contacts: no activity, so their roles are the ones the spec's
+  rules give their persona (``title_list_roles``; masked otherwise).
 """
 
 from __future__ import annotations
@@ -32,10 +33,11 @@ EVAL_FILE = "real_titles_eval.csv"
 TRAINING_LISTS = {
     "bls": "bls_titles.csv",
     "esco": "esco_titles.csv",
+    "occupations": "occupation_titles.csv",
     "curated": "curated_titles.csv",
 }
 # lists whose seniority is the rules parser's guess, not a label (masked where it matched none)
-PARSED_SENIORITY = ("bls", "esco")
+PARSED_SENIORITY = ("bls", "esco", "occupations")
 COLUMNS = ("title", "function", "seniority", "language")
 # Languages with fewer labelled titles than this get no per-language figures (too noisy).
 MIN_LANGUAGE_TITLES = 50
@@ -130,9 +132,9 @@ def knowledge_examples(
     case, as CRM exports hold them (each copy in its title's split). ``repeat`` names a
     list's training copies (e.g. ``{"curated": 2}``: its training titles twice).
 
-    A BLS or ESCO title's seniority is a distant label from the rules' keyword parser; where no
-    keyword matched, the parser's default (``professional``) is a guess, not a label, so it
-    is masked (``None``): trained on, it taught every model the parser's blind spots
+    A BLS, ESCO or occupations title's seniority is a distant label from the rules' keyword
+    parser; where no keyword matched, the parser's default (``professional``) is a guess, not
+    a label, so it is masked (``None``): trained on, it taught every model the parser's blind spots
     ("Harnessmaker Apprentice" -> professional)."""
     sources = list(sources)
     unknown = [s for s in sources if s not in TRAINING_LISTS]
