@@ -82,10 +82,9 @@ def main() -> None:
         print(f"{len(shown)} jobs to label -> {args.dump}")
         return
     labels = pd.concat([pd.read_csv(p, dtype=str) for p in args.labels], ignore_index=True)
-    labels = labels.drop_duplicates("key")
-    bad = ~labels["function"].isin([*FUNCTIONS, "drop"])
+    bad = ~labels["function"].isin([*FUNCTIONS, "drop"]) | labels["key"].duplicated(keep=False)
     if bad.any():
-        raise ValueError(f"unknown functions:\n{labels[bad].head(20)}")
+        raise ValueError(f"unknown functions or keys labelled twice:\n{labels[bad].head(20)}")
     table = forms.merge(labels[["key", "function"]], on="key", how="left")
     table["tkey"] = table["title"].map(title_key)
     labelled = table["function"].notna()
