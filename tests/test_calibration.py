@@ -1,18 +1,21 @@
-"""Role decision offsets (models/calibration.py): pure logic on made-up probabilities, and
-their use by ``predict_proba`` on a tiny random model."""
+"""Role decision offsets and persona temperatures (models/calibration.py): pure logic on
+made-up probabilities, and their use by ``predict_proba`` and ``decode`` on a tiny random model."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from buying_groups.evaluate import calibration_error
 from buying_groups.models.calibration import (
     MIN_LABELS,
     bagged_offsets,
+    choose_persona_temperature,
     choose_role_bias,
     fit_offsets,
+    fit_temperature,
     macro_f1,
 )
-from buying_groups.models.inference import decode, predict_proba, shift
+from buying_groups.models.inference import decode, predict_proba, shift, tempered
 
 
 def test_macro_f1_matches_sklearn_over_the_classes_present():
@@ -290,3 +293,59 @@ def test_a_variant_differing_on_a_rare_class_only_is_not_refused_for_it():
     assert pick_variant(icfg | {"min_class_labels": 0}, cfg, runs, catalog)[0] == "fp32"
     runs.proba["int8"] = proba(common)
     assert pick_variant(icfg, cfg, runs, catalog)[0] == "fp32"
+
+
+def test_calibration_error_is_zero_when_probabilities_hold_and_the_gap_when_not():
+    conf = np.full(1000, 0.7)
+    right = np.arange(1000) < 700  # right 70% of the time at 0.7
+    assert calibration_error(conf, right) == pytest.approx(0.0)
+    assert calibration_error(np.full(1000, 0.9), right) == pytest.approx(0.2)  # says 0.9
+    assert calibration_error(np.array([1.0, 1.0]), np.array([True, False])) == pytest.approx(0.5)
+
+
+def test_fitted_temperature_undoes_an_over_confident_head():
+    """Labels drawn from softmax(z), the head reporting softmax(2.5 z): the fit finds ~2.5,
+    and an honest head keeps ~1."""
+    rng = np.random.default_rng(0)
+    z = rng.normal(0, 1.5, (5000, 5))
+    honest = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    y = np.array([rng.choice(5, p=p) for p in honest])
+    sharp = np.exp(2.5 * z) / np.exp(2.5 * z).sum(1, keepdims=True)
+    assert fit_temperature(sharp, y) == pytest.approx(2.5, rel=0.1)
+    assert fit_temperature(honest, y) == pytest.approx(1.0, rel=0.1)
+
+
+def test_temperature_changes_the_reported_probabilities_never_the_labels(tiny):
+    model, tok = tiny
+    frame = pd.DataFrame({"job_title": ["CFO", "Leiter Einkauf", ""], "activity_text": ""})
+    raw = predict_proba(model, tok, frame)
+    plain = decode(model.config, raw)
+    model.config.persona_temperature = {"function": 3.0}
+    try:
+        soft = decode(model.config, raw)
+        vectors = tempered(model.config, raw)["function"]
+    finally:
+        model.config.persona_temperature = {}
+    assert (soft["function"] == plain["function"]).all()
+    assert (soft["function_proba"] < plain["function_proba"]).all()  # softer, not sharper
+    np.testing.assert_allclose(soft["function_proba"], vectors.max(1), rtol=1e-6)
+    np.testing.assert_allclose(vectors.sum(1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(soft["seniority_proba"], plain["seniority_proba"])  # untouched
+    np.testing.assert_allclose(predict_proba(model, tok, frame)["function"], raw["function"])
+
+
+def test_choose_persona_temperature_sets_and_reports_it(tiny):
+    model, tok = tiny
+    titles = pd.DataFrame(
+        {
+            "job_title": ["CFO", "Leiter Einkauf", "Nurse", "Teacher"] * 25,
+            "activity_text": "",
+            "function": ["finance", "procurement", "other", "other"] * 25,
+        }
+    )
+    scores = choose_persona_temperature(model, tok, titles)
+    try:
+        assert model.config.persona_temperature == {"function": scores["function_temperature"]}
+        assert scores["function_log_loss_after"] <= scores["function_log_loss_before"] + 1e-9
+    finally:
+        model.config.persona_temperature = {}

@@ -11,6 +11,7 @@ from buying_groups.baselines.rules import match_seniority
 from buying_groups.data.real_titles import (
     RESOURCE_DIR,
     TRAINING_LISTS,
+    calibration_titles,
     knowledge_examples,
     read_title_list,
     real_title_eval,
@@ -147,6 +148,25 @@ def test_real_title_metrics_overall_and_per_language():
     assert not any(k.startswith("real/xx/") for k in m)
     table = real_title_table(m)
     assert list(table.index) == ["all", "en"]
+    assert "real/function_calibration_error" not in m  # no probabilities, no figure
+    pred["function_proba"] = 0.95  # says 0.95, right 0.9 of the time
+    m = real_title_metrics(truth, pred)
+    assert m["real/function_calibration_error"] == pytest.approx(0.05)
+    assert "function_calibration_error" not in real_title_table(m).columns
+
+
+def test_calibration_titles_are_real_names_no_model_saw():
+    eval_keys = {title_key(t) for t in real_title_eval()["job_title"]}
+    names = read_title_list(RESOURCE_DIR / TRAINING_LISTS["occupations"])
+    seen = names["title"].iloc[:500].tolist()
+    titles = calibration_titles("occupations", seen, 1000, seed=1)
+    assert len(titles) == 1000 and titles["job_title"].is_unique
+    keys = set(titles["job_title"].map(title_key))
+    assert not keys & ({title_key(t) for t in seen} | eval_keys)
+    assert set(titles["function"]) <= set(FUNCTIONS) and (titles["activity_text"] == "").all()
+    assert calibration_titles("occupations", seen, 1000, seed=1).equals(titles)  # seeded
+    with pytest.raises(ValueError, match="unknown title list"):
+        calibration_titles("nope", [], 10)
 
 
 def test_promotion_refuses_a_candidate_worse_on_real_titles():

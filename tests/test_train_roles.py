@@ -137,6 +137,15 @@ def test_three_comparable_runs(trained):
     # role decision offsets: chosen on validation where it holds enough roles, saved with
     # the model (an empty list: the head's own argmax)
     assert len(config["role_bias"]) in (0, len(config["roles"]))
+    # the function probabilities fitted on real occupation names it never trained on, saved
+    # and logged; on the real-title set their calibration error is logged beside the labels
+    assert (
+        config["persona_temperature"]["function"] == t["metrics.calibration/function_temperature"]
+    )
+    after = t["metrics.calibration/function_log_loss_after"]
+    assert after <= t["metrics.calibration/function_log_loss_before"] + 1e-9
+    assert 0 <= t["metrics.real/function_calibration_error"] <= 1
+    assert "function probabilities: temperature" in proc.stdout
 
 
 @pytest.mark.slow

@@ -35,6 +35,19 @@ def head_metrics(
     }
 
 
+def calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error: the gap between the reported probability of the predicted
+    label and how often it is right, averaged over ``bins`` equal-width probability bins
+    weighted by their share of the predictions (0: "0.7" is right 70% of the time)."""
+    confidence = np.asarray(confidence, dtype=float)
+    correct = np.asarray(correct, dtype=float)
+    if len(confidence) == 0:
+        return float("nan")
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    gap = np.bincount(which, weights=correct - confidence, minlength=bins)
+    return float(np.abs(gap).sum() / len(confidence))
+
+
 def stack_roles(frame: pd.DataFrame, products: Iterable[str]) -> pd.Series:
     """All ``role_<product>`` columns as one long Series (contact x product pairs)."""
     return pd.concat([frame[f"role_{p}"] for p in products], ignore_index=True)

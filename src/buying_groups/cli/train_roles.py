@@ -28,9 +28,19 @@ from buying_groups.cli.common import (
 from buying_groups.config import catalog_from, hydra_entry
 from buying_groups.data.dataset import dataset_manifest
 from buying_groups.data.examples import role_model_splits
-from buying_groups.data.real_titles import knowledge_examples, real_title_eval
+from buying_groups.data.real_titles import (
+    calibration_titles,
+    knowledge_examples,
+    real_title_eval,
+)
 from buying_groups.data.validate import DataValidationError
-from buying_groups.models.calibration import MIN_LABELS, choose_role_bias, raw_role_metrics
+from buying_groups.models.calibration import (
+    MIN_CALIBRATION_TITLES,
+    MIN_LABELS,
+    choose_persona_temperature,
+    choose_role_bias,
+    raw_role_metrics,
+)
 from buying_groups.models.distill import INPUT_COLUMNS, distillation, transfer_inputs
 from buying_groups.models.evaluation import (
     VariantRuns,
@@ -190,6 +200,7 @@ def fit_and_log(
         with console.status("measuring inference variants"):
             runs = measure_for_choice(cfg.inference, model, tokenizer, validation)
         calibration = calibrate_roles(cfg, model, tokenizer, validation)
+        calibration |= calibrate_persona(cfg, model, tokenizer, (train, validation))
         set_variant(cfg, model, runs, catalog)
         evaluated = evaluate_predictor(predict, evaluation, catalog, real=real)
         if model.config.role_bias:  # validation chose the offsets: its roles scored without
@@ -255,6 +266,32 @@ def calibrate_roles(cfg: DictConfig, model, tokenizer, validation) -> dict[str, 
         f"role decision offsets {({r: b for r, b in bias.items() if b}) or 'none'}: validation "
         f"role macro-F1 {scores['role_macro_f1_before']:.3f} -> "
         f"{scores['role_macro_f1_after']:.3f} (in-sample; validation is reported without them)"
+    )
+    return {f"calibration/{k}": v for k, v in scores.items()}
+
+
+def calibrate_persona(cfg: DictConfig, model, tokenizer, seen) -> dict[str, float]:  # noqa: ANN001
+    """The function head's reported probabilities softened to match how often it is right on
+    real names it never saw (``persona_calibration``; ``model.persona_temperature``)."""
+    model.config.persona_temperature = {}
+    spec = cfg.get("persona_calibration") or {}
+    if not spec.get("list"):
+        return {}
+    exclude = pd.concat([frame["job_title"] for frame in seen])
+    titles = calibration_titles(spec["list"], exclude, int(spec["max_titles"]), cfg.seed)
+    if len(titles) < MIN_CALIBRATION_TITLES:
+        console.print(
+            f"persona calibration: none ({len(titles)} '{spec['list']}' titles not trained on, "
+            f"under {MIN_CALIBRATION_TITLES})"
+        )
+        return {}
+    with console.status(f"fitting the function probabilities on {len(titles):,} real titles"):
+        scores = choose_persona_temperature(model, tokenizer, titles)
+    console.print(
+        f"function probabilities: temperature {scores['function_temperature']:.2f}, fitted on "
+        f"{len(titles):,} '{spec['list']}' titles never trained on; their calibration error "
+        f"{scores['function_calibration_error_before']:.3f} -> "
+        f"{scores['function_calibration_error_after']:.3f}"
     )
     return {f"calibration/{k}": v for k, v in scores.items()}
 

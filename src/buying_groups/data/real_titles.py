@@ -183,3 +183,21 @@ def knowledge_examples(
         for k in range(1, int(times))
     ]
     return pd.concat([out, *copies], ignore_index=True) if copies else out
+
+
+def calibration_titles(
+    name: str, exclude: Iterable[str], max_titles: int, seed: int = 0
+) -> pd.DataFrame:
+    """Real titles to fit the reported persona probabilities on: the ``name`` list's titles
+    equal (``title_key``) to no ``exclude`` title (those a model trained or was chosen on)
+    and no evaluation title, at most ``max_titles`` of them (a seeded sample), as model
+    inputs with their ``function`` and ``language``."""
+    if name not in TRAINING_LISTS:
+        raise ValueError(f"unknown title list {name!r}; choose from {list(TRAINING_LISTS)}")
+    frame = read_title_list(RESOURCE_DIR / TRAINING_LISTS[name])
+    held = {title_key(t) for t in exclude} | {title_key(t) for t in real_title_eval()["job_title"]}
+    frame = frame[~frame["title"].map(title_key).isin(held)].drop_duplicates("title")
+    if len(frame) > max_titles:
+        frame = frame.sample(max_titles, random_state=seed)
+    out = frame.rename(columns={"title": "job_title"})[["job_title", "function", "language"]]
+    return out.assign(activity_text="").reset_index(drop=True)

@@ -14,7 +14,12 @@ from sklearn.metrics import classification_report
 from buying_groups.data.examples import cap
 from buying_groups.data.real_titles import MIN_LANGUAGE_TITLES, persona_roles
 from buying_groups.data.splits import ROLE_SPLITS
-from buying_groups.evaluate import evaluate_predictions, head_metrics, stack_roles
+from buying_groups.evaluate import (
+    calibration_error,
+    evaluate_predictions,
+    head_metrics,
+    stack_roles,
+)
 from buying_groups.models.inference import (
     RoleModelConfig,
     active_cache,
@@ -131,6 +136,10 @@ def real_title_metrics(
         for head, (t, p) in heads.items():
             for k, v in head_metrics(t[mask].ravel(), p[mask].ravel()).items():
                 out[f"real/{prefix}{head}_{k}"] = v
+    for head in ("function", "seniority"):  # do its reported probabilities hold on real titles?
+        if f"{head}_proba" in pred.columns:
+            right = truth[head].to_numpy() == pred[head].to_numpy()
+            out[f"real/{head}_calibration_error"] = calibration_error(pred[f"{head}_proba"], right)
     return out
 
 
@@ -138,8 +147,8 @@ def real_title_table(metrics: dict[str, float]) -> pd.DataFrame:
     """``real/...`` metrics as a table: one row per language (``all`` first)."""
     rows: dict[str, dict[str, float]] = {}
     for key, value in metrics.items():
-        if not key.startswith("real/"):
-            continue
+        if not key.startswith("real/") or key.endswith("_calibration_error"):
+            continue  # the table compares labels; the probabilities' error is logged apart
         parts = key.split("/")
         lang, name = ("all", parts[1]) if len(parts) == 2 else (parts[1], parts[2])
         rows.setdefault(lang, {})[name] = value

@@ -66,6 +66,9 @@ class RoleModelConfig:
     # the head's weight above for every title; models saved before it have none)
     role_bias: list[float] = field(default_factory=list)  # per role, a log-probability offset
     # chosen on validation macro-F1 (models/calibration.py); none: the head's own argmax
+    persona_temperature: dict[str, float] = field(default_factory=dict)  # per persona head,
+    # the temperature its reported probabilities are softened by, fitted on real titles never
+    # trained on (models/calibration.py); labels do not change; none: the head's own
     role_rules: list = field(default_factory=list)  # per product, the spec's role rules as
     # role indices [function][seniority][advocacy] (taxonomy.role_rules_table): the role head
     # adds the log-probability of each role under the predicted persona; none: the head alone
@@ -381,8 +384,18 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return z / z.sum(-1, keepdims=True)
 
 
+def tempered(model_config: RoleModelConfig, proba: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``proba`` with each persona head's ``persona_temperature`` applied (log-probabilities
+    divided by it): the probabilities a user reads. The most likely label is unchanged."""
+    out = dict(proba)
+    for head, t in model_config.persona_temperature.items():
+        out[head] = softmax(np.log(np.clip(proba[head], 1e-12, None)) / float(t))
+    return out
+
+
 def decode(model_config: RoleModelConfig, proba: dict[str, np.ndarray]) -> pd.DataFrame:
-    """Most likely labels (and their probabilities) per head and product."""
+    """Most likely labels (and their reported probabilities, ``tempered``) per head and product."""
+    proba = tempered(model_config, proba)
     out = pd.DataFrame(
         {
             "function": np.array(model_config.functions)[proba["function"].argmax(1)],

@@ -354,6 +354,7 @@ class RoleModel(nn.Module):
             max_length=max_length or self.config.max_length,
             freeze_layers=0,
             role_bias=[],  # its head is not the teacher's: it gets its own offsets
+            persona_temperature={},  # and its own temperature
         )
         for name, p in student.named_parameters():
             p.requires_grad = not (freeze_embeddings and name.startswith("encoder.embeddings."))

@@ -7,7 +7,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from buying_groups.models.inference import decode, predict_proba
+from buying_groups.models.inference import decode, predict_proba, tempered
 from buying_groups.models.loading import load_for_inference
 
 
@@ -15,6 +15,7 @@ def role_outputs(model, tokenizer, frame: pd.DataFrame) -> pd.DataFrame:  # noqa
     """Labels, their probabilities and the full probability vectors, one row per input."""
     proba = predict_proba(model, tokenizer, frame)
     out = decode(model.config, proba)
+    proba = tempered(model.config, proba)  # the vectors as decode reports their maxima
     out["function_probs"] = list(proba["function"].astype(np.float64))
     out["seniority_probs"] = list(proba["seniority"].astype(np.float64))
     for j, product in enumerate(model.config.products):
