@@ -23,6 +23,10 @@ rules' keyword parse, no label; docs/data.md).
 transformer alone (no pooling), and prints the model's macro-F1 minus each with the paired
 bootstrap interval of ``bg-train-roles``' gap table: what pooling adds, per language.
 ``--variant`` runs every model as that inference variant instead of its recorded one.
+
+``--confidence`` also prints, per model, how far its reported function probability can be
+trusted on these titles: the share at or above 0.5 / 0.7 / 0.8 / 0.9, their accuracy and the
+accuracy of those below (the titles to send to review), and the calibration error.
 """
 
 from __future__ import annotations
@@ -40,7 +44,12 @@ from buying_groups.cli.train_roles import load_examples
 from buying_groups.config import catalog_from, config_dir
 from buying_groups.data.real_titles import real_title_eval, title_key
 from buying_groups.models.distill import load_role_model
-from buying_groups.models.evaluation import real_title_gaps, real_title_metrics, real_title_table
+from buying_groups.models.evaluation import (
+    confidence_table,
+    real_title_gaps,
+    real_title_metrics,
+    real_title_table,
+)
 from buying_groups.models.inference import clean_inputs, decode, predict_proba
 from buying_groups.models.runtime import use_variant
 
@@ -71,6 +80,7 @@ def main() -> None:
     ap.add_argument("--variant", default=None, help="e.g. fp32 (default: each model's own)")
     ap.add_argument("--source", default=None, help="only titles whose source starts so")
     ap.add_argument("--titles", type=Path, default=None, help="another labelled list (function)")
+    ap.add_argument("--confidence", action="store_true", help="accuracy by reported probability")
     args = ap.parse_args()
 
     with initialize_config_dir(config_dir=config_dir(), version_base=None):
@@ -114,6 +124,11 @@ def main() -> None:
         for gap in gaps:
             print(f"\n{gap['model'].iloc[0]}: macro-F1 minus each (90% paired bootstrap interval)")
             print(gap.drop(columns="model").round(3).to_string(index=False))
+        for uri in args.model_uri if args.confidence else []:
+            conf = confidence_table(real, preds[uri])
+            err = conf.attrs["calibration_error"]
+            print(f"\n{uri}: function accuracy by its reported probability (error {err:.3f})")
+            print(conf.round(3).to_string(index=False))
     if args.out is not None:
         table.to_csv(args.out)
 

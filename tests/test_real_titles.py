@@ -17,7 +17,11 @@ from buying_groups.data.real_titles import (
     real_title_eval,
     title_key,
 )
-from buying_groups.models.evaluation import real_title_metrics, real_title_table
+from buying_groups.models.evaluation import (
+    confidence_table,
+    real_title_metrics,
+    real_title_table,
+)
 from buying_groups.models.inference import RoleModelConfig, model_text
 from buying_groups.qualify.promotion import decide
 from buying_groups.taxonomy import FUNCTIONS, SENIORITIES
@@ -153,6 +157,20 @@ def test_real_title_metrics_overall_and_per_language():
     m = real_title_metrics(truth, pred)
     assert m["real/function_calibration_error"] == pytest.approx(0.05)
     assert "function_calibration_error" not in real_title_table(m).columns
+
+
+def test_confidence_table_says_how_right_each_band_is():
+    truth = pd.DataFrame({"function": ["sales"] * 10})
+    pred = pd.DataFrame(
+        {
+            "function": ["sales"] * 6 + ["finance"] * 4,
+            "function_proba": [0.95] * 5 + [0.6] * 5,  # the sure half right, the rest 1 in 5
+        }
+    )
+    t = confidence_table(truth, pred, thresholds=(0.5, 0.9)).set_index("threshold")
+    assert t.loc[0.5].tolist() == pytest.approx([1.0, 0.6, float("nan")], nan_ok=True)
+    assert t.loc[0.9].tolist() == pytest.approx([0.5, 1.0, 0.2])
+    assert t.attrs["calibration_error"] == pytest.approx(0.5 * 0.05 + 0.5 * 0.4)
 
 
 def test_calibration_titles_are_real_names_no_model_saw():

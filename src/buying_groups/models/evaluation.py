@@ -143,6 +143,31 @@ def real_title_metrics(
     return out
 
 
+def confidence_table(
+    truth: pd.DataFrame, pred: pd.DataFrame, head: str = "function",
+    thresholds: tuple[float, ...] = (0.5, 0.7, 0.8, 0.9),
+) -> pd.DataFrame:  # fmt: skip
+    """How far the reported probability of ``head``'s label can be trusted: per threshold,
+    the share of titles at or above it, their accuracy and the accuracy of those below (where
+    to send titles to review), and the calibration error over all."""
+    right = truth[head].to_numpy() == pred[head].to_numpy()
+    conf = pred[f"{head}_proba"].to_numpy()
+    rows = []
+    for t in thresholds:
+        above = conf >= t
+        rows.append(
+            {
+                "threshold": t,
+                "share_at_or_above": float(above.mean()),
+                "accuracy_at_or_above": float(right[above].mean()) if above.any() else np.nan,
+                "accuracy_below": float(right[~above].mean()) if (~above).any() else np.nan,
+            }
+        )
+    table = pd.DataFrame(rows)
+    table.attrs["calibration_error"] = calibration_error(conf, right)
+    return table
+
+
 def real_title_table(metrics: dict[str, float]) -> pd.DataFrame:
     """``real/...`` metrics as a table: one row per language (``all`` first)."""
     rows: dict[str, dict[str, float]] = {}
