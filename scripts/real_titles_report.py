@@ -42,7 +42,7 @@ from buying_groups.baselines.rules import RulesBaseline
 from buying_groups.baselines.tfidf import TfidfBaseline
 from buying_groups.cli.train_roles import load_examples
 from buying_groups.config import catalog_from, config_dir
-from buying_groups.data.real_titles import real_title_eval, title_key
+from buying_groups.data.real_titles import TRAINING_LISTS, real_title_eval, title_key
 from buying_groups.models.distill import load_role_model
 from buying_groups.models.evaluation import (
     confidence_table,
@@ -124,6 +124,9 @@ def main() -> None:
         for gap in gaps:
             print(f"\n{gap['model'].iloc[0]}: macro-F1 minus each (90% paired bootstrap interval)")
             print(gap.drop(columns="model").round(3).to_string(index=False))
+        fitted_on = (cfg.get("persona_calibration") or {}).get("list")
+        if args.confidence and args.titles and TRAINING_LISTS.get(fitted_on) == args.titles.name:
+            print("\nnote: the function temperature was fitted on up to 3,000 of these titles")
         for uri in args.model_uri if args.confidence else []:
             conf = confidence_table(real, preds[uri])
             err = conf.attrs["calibration_error"]

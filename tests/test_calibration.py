@@ -16,6 +16,7 @@ from buying_groups.models.calibration import (
     macro_f1,
 )
 from buying_groups.models.inference import decode, predict_proba, shift, tempered
+from buying_groups.serving.role_pyfunc import role_outputs
 
 
 def test_macro_f1_matches_sklearn_over_the_classes_present():
@@ -324,14 +325,37 @@ def test_temperature_changes_the_reported_probabilities_never_the_labels(tiny):
     try:
         soft = decode(model.config, raw)
         vectors = tempered(model.config, raw)["function"]
+        again = predict_proba(model, tok, frame)["function"]  # what offsets and students read
+        served = role_outputs(model, tok, frame)
     finally:
         model.config.persona_temperature = {}
+    np.testing.assert_allclose(again, raw["function"])
+    assert (served["function"] == plain["function"]).all()
+    np.testing.assert_allclose(np.stack(served["function_probs"]).max(1), served["function_proba"])
+    np.testing.assert_allclose(np.stack(served["seniority_probs"]), raw["seniority"], rtol=1e-6)
     assert (soft["function"] == plain["function"]).all()
     assert (soft["function_proba"] < plain["function_proba"]).all()  # softer, not sharper
     np.testing.assert_allclose(soft["function_proba"], vectors.max(1), rtol=1e-6)
     np.testing.assert_allclose(vectors.sum(1), 1.0, rtol=1e-6)
     np.testing.assert_allclose(soft["seniority_proba"], plain["seniority_proba"])  # untouched
-    np.testing.assert_allclose(predict_proba(model, tok, frame)["function"], raw["function"])
+
+
+def test_a_near_tie_keeps_its_label_under_any_temperature(tiny):
+    model, _ = tiny
+    n_f, n_s = len(model.config.functions), len(model.config.seniorities)
+    f = np.full((1, n_f), 1e-9, dtype=np.float32)
+    f[0, :2] = [0.4999999, 0.5000001]  # the second, by a hair
+    proba = {
+        "function": f,
+        "seniority": np.full((1, n_s), 1 / n_s, dtype=np.float32),
+        "role": np.full((1, len(model.config.products), len(model.config.roles)), 0.2),
+    }
+    model.config.persona_temperature = {"function": 1e6}  # flattens the two to one value
+    try:
+        out = decode(model.config, proba)
+    finally:
+        model.config.persona_temperature = {}
+    assert out["function"].iloc[0] == model.config.functions[1]
 
 
 def test_choose_persona_temperature_sets_and_reports_it(tiny):
@@ -347,5 +371,34 @@ def test_choose_persona_temperature_sets_and_reports_it(tiny):
     try:
         assert model.config.persona_temperature == {"function": scores["function_temperature"]}
         assert scores["function_log_loss_after"] <= scores["function_log_loss_before"] + 1e-9
+    finally:
+        model.config.persona_temperature = {}
+
+
+def test_calibrate_persona_is_off_without_a_list_or_enough_unseen_titles(tiny):
+    from omegaconf import OmegaConf
+
+    from buying_groups.cli.train_roles import calibrate_persona
+    from buying_groups.data.real_titles import RESOURCE_DIR, TRAINING_LISTS, read_title_list
+
+    model, tok = tiny
+    model.config.persona_temperature = {"function": 2.0}  # a stale one is always cleared
+    off = OmegaConf.create({"seed": 0, "persona_calibration": {"list": None}})
+    assert calibrate_persona(off, model, tok, ()) == {}
+    assert model.config.persona_temperature == {}
+    names = read_title_list(RESOURCE_DIR / TRAINING_LISTS["occupations"])["title"]
+    trained_on_all = (pd.DataFrame({"job_title": names}),)  # as if title_lists held them
+    cfg = OmegaConf.create({"seed": 0, "persona_calibration": {"list": "occupations"}})
+    assert calibrate_persona(cfg, model, tok, trained_on_all) == {}
+    assert model.config.persona_temperature == {}
+    some = (pd.DataFrame({"job_title": names.iloc[:100]}),)
+    cfg = OmegaConf.create(
+        {"seed": 0, "persona_calibration": {"list": "occupations", "max_titles": 600}}
+    )
+    scores = calibrate_persona(cfg, model, tok, some)
+    try:
+        assert model.config.persona_temperature == {
+            "function": scores["calibration/function_temperature"]
+        }
     finally:
         model.config.persona_temperature = {}

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from buying_groups.data.examples import labelled_examples
+from buying_groups.evaluate import calibration_error
 from buying_groups.models.role_model import RoleModel
 from buying_groups.models.runtime import VARIANTS, use_variant
 from buying_groups.serving.role_pyfunc import role_outputs
@@ -144,7 +145,12 @@ def test_three_comparable_runs(trained):
     )
     after = t["metrics.calibration/function_log_loss_after"]
     assert after <= t["metrics.calibration/function_log_loss_before"] + 1e-9
-    assert 0 <= t["metrics.real/function_calibration_error"] <= 1
+    real_error = t["metrics.real/function_calibration_error"]
+    assert 0 <= real_error <= 1
+    logged = mlflow.artifacts.load_dict(f"runs:/{t['run_id']}/reports/real_title_predictions.json")
+    pred = pd.DataFrame(logged["data"], columns=logged["columns"])
+    right = pred["function"] == pred["function_true"]
+    assert calibration_error(pred["function_proba"], right) == pytest.approx(real_error)
     assert "function probabilities: temperature" in proc.stdout
 
 

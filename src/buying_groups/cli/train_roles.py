@@ -200,7 +200,7 @@ def fit_and_log(
         with console.status("measuring inference variants"):
             runs = measure_for_choice(cfg.inference, model, tokenizer, validation)
         calibration = calibrate_roles(cfg, model, tokenizer, validation)
-        calibration |= calibrate_persona(cfg, model, tokenizer, (train, validation))
+        calibration |= calibrate_persona(cfg, model, tokenizer, (fit_rows, validation))
         set_variant(cfg, model, runs, catalog)
         evaluated = evaluate_predictor(predict, evaluation, catalog, real=real)
         if model.config.role_bias:  # validation chose the offsets: its roles scored without
@@ -278,11 +278,13 @@ def calibrate_persona(cfg: DictConfig, model, tokenizer, seen) -> dict[str, floa
     if not spec.get("list"):
         return {}
     exclude = pd.concat([frame["job_title"] for frame in seen])
-    titles = calibration_titles(spec["list"], exclude, int(spec["max_titles"]), cfg.seed)
+    cap = int(spec.get("max_titles") or 3000)
+    titles = calibration_titles(spec["list"], exclude, cap, cfg.seed)
     if len(titles) < MIN_CALIBRATION_TITLES:
         console.print(
             f"persona calibration: none ({len(titles)} '{spec['list']}' titles not trained on, "
-            f"under {MIN_CALIBRATION_TITLES})"
+            f"max_titles {cap}; {MIN_CALIBRATION_TITLES} needed: pick a list training does not "
+            "read)"
         )
         return {}
     with console.status(f"fitting the function probabilities on {len(titles):,} real titles"):

@@ -74,6 +74,11 @@ def evaluate_predictor(
                 "language": real["language"].to_numpy(),
                 **{f"{h}_true": real[h].to_numpy() for h in ("function", "seniority")},
                 **{h: real_pred[h].to_numpy() for h in ("function", "seniority")},
+                **{  # the reported probabilities, to rebuild the confidence bands
+                    c: real_pred[c].to_numpy()
+                    for c in ("function_proba", "seniority_proba")
+                    if c in real_pred.columns
+                },
             }
         )
         for head in ("function", "seniority"):

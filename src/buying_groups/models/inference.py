@@ -394,16 +394,18 @@ def tempered(model_config: RoleModelConfig, proba: dict[str, np.ndarray]) -> dic
 
 
 def decode(model_config: RoleModelConfig, proba: dict[str, np.ndarray]) -> pd.DataFrame:
-    """Most likely labels (and their reported probabilities, ``tempered``) per head and product."""
-    proba = tempered(model_config, proba)
-    out = pd.DataFrame(
-        {
-            "function": np.array(model_config.functions)[proba["function"].argmax(1)],
-            "function_proba": proba["function"].max(1),
-            "seniority": np.array(model_config.seniorities)[proba["seniority"].argmax(1)],
-            "seniority_proba": proba["seniority"].max(1),
-        }
-    )
+    """Most likely labels (and their reported probabilities, ``tempered``) per head and product.
+    Labels come from ``proba`` itself: a near-tie rounded level by the temperature cannot
+    change one."""
+    shown = tempered(model_config, proba)
+    out = pd.DataFrame()
+    for head, labels in (
+        ("function", model_config.functions),
+        ("seniority", model_config.seniorities),
+    ):
+        best = proba[head].argmax(1)
+        out[head] = np.array(labels)[best]
+        out[f"{head}_proba"] = shown[head][np.arange(len(best)), best]
     roles = np.array(model_config.roles)
     for j, product in enumerate(model_config.products):
         out[f"role_{product}"] = roles[proba["role"][:, j].argmax(1)]
