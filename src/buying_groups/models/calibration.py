@@ -12,9 +12,9 @@ back where validation says it belongs. The offsets live in the model's config
 REST, the qualifier) sees the same probabilities. A model saved without offsets predicts as before.
 
 Persona temperature: on real titles it never saw, the function head reports about 0.86 where
-it is right about 0.72 of the time (docs/role-model.md); on the generator's and the
+it is right about 0.71 of the time (docs/role-model.md); on the generator's and the
 hand-written titles it is calibrated. One temperature, fitted by log-loss on real occupation
-names that no training title equals, softens the function probabilities a user reads
+names that no training or evaluation title equals, softens the function probabilities a user reads
 (``persona_temperature``, applied by ``inference.decode``); labels do not change.
 """
 
