@@ -124,9 +124,16 @@ def main() -> None:
         for gap in gaps:
             print(f"\n{gap['model'].iloc[0]}: macro-F1 minus each (90% paired bootstrap interval)")
             print(gap.drop(columns="model").round(3).to_string(index=False))
-        fitted_on = (cfg.get("persona_calibration") or {}).get("list")
-        if args.confidence and args.titles and TRAINING_LISTS.get(fitted_on) == args.titles.name:
-            print("\nnote: the function temperature was fitted on up to 3,000 of these titles")
+        fitted = cfg.get("persona_calibration") or {}
+        if (
+            args.confidence
+            and args.titles
+            and TRAINING_LISTS.get(fitted.get("list")) == args.titles.name
+        ):
+            print(
+                f"\nnote: the function temperature was fitted on up to "
+                f"{fitted.get('max_titles')} of these titles"
+            )
         for uri in args.model_uri if args.confidence else []:
             conf = confidence_table(real, preds[uri])
             err = conf.attrs["calibration_error"]

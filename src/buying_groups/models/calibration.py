@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from buying_groups.evaluate import calibration_error, evaluate_predictions
-from buying_groups.models.inference import decode, predict_proba, tempered
+from buying_groups.models.inference import decode, predict_proba, softmax, tempered
 
 MIN_LABELS = 300  # known (contact, product) roles in validation below this: no offsets
 GRID = np.round(np.arange(-3.0, 3.0001, 0.1), 1)  # offsets tried per role (log scale)
@@ -128,14 +128,16 @@ def fit_temperature(
     from scipy.optimize import minimize_scalar
 
     log_proba = np.log(np.clip(proba, 1e-12, None))
-    rows = np.arange(len(y))
 
     def loss(t: float) -> float:
-        z = log_proba / t
-        z = z - z.max(1, keepdims=True)
-        return float(-(z[rows, y] - np.log(np.exp(z).sum(1))).mean())
+        return log_loss(softmax(log_proba / t), y)
 
     return float(minimize_scalar(loss, bounds=bounds, method="bounded").x)
+
+
+def log_loss(proba: np.ndarray, y: np.ndarray) -> float:
+    """Mean negative log-probability of the true class indices ``y``."""
+    return float(-np.log(np.clip(proba[np.arange(len(y)), y], 1e-12, None)).mean())
 
 
 def choose_persona_temperature(model, tokenizer, titles: pd.DataFrame) -> dict[str, float]:  # noqa: ANN001
@@ -152,7 +154,5 @@ def choose_persona_temperature(model, tokenizer, titles: pd.DataFrame) -> dict[s
         cfg.persona_temperature = temperature
         p = tempered(cfg, raw)["function"]
         out[f"function_calibration_error_{when}"] = calibration_error(p.max(1), p.argmax(1) == y)
-        out[f"function_log_loss_{when}"] = float(
-            -np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None)).mean()
-        )
+        out[f"function_log_loss_{when}"] = log_loss(p, y)
     return out
