@@ -1,5 +1,5 @@
 """Write ``src/buying_groups/resources/titles/occupation_titles.csv``: real occupation names in
-German, French, Portuguese, Spanish, Italian, Polish and Dutch, with the function labellers
+German, French, Portuguese, Spanish, Italian, Polish, Dutch and English, with the function labellers
 gave each after docs/labelling-guide.md and the seniority of the rules baseline's keyword
 parser (masked where it matched none, as for the BLS and ESCO lists).
 
@@ -9,13 +9,16 @@ packages state them, in docs/data.md):
 - ``faker`` 40.63.0, ``faker/providers/job/<locale>``: de_AT (the Austrian careers
   database bic.at, each job in its neutral, female and male form), fr_FR (ONISEP, via
   data.gouv.fr), pt_BR (CBO 2002, Brazil's occupation classification), es (ISCO-08's
-  Spanish titles), pl_PL;
+  Spanish titles), pl_PL, en_US (the default English list, British in style: "Accountant,
+  chartered"; no origin stated);
 - ``mimesis`` 22.2.0, ``mimesis/datasets/<lang>/person.json``, key ``occupation``: it, pl,
-  nl, de, fr, es, pt.
+  nl, de, fr, es, pt, en.
 
 Labellers saw one form of each job (``--dump`` writes them: key, title, language) and gave
 ``key,function`` (``drop`` for a name that is no title; their labels are
-``scripts/occupation_labels.csv``); every form of a job gets its label.
+``scripts/occupation_labels.csv``); every form of a job gets its label. A name that two
+jobs label differently ("Administrator": IT in the Polish list, administrative in the
+English one) is left out as ambiguous.
 
     pip download --no-deps faker==40.63.0 mimesis==22.2.0 -d /tmp/occ
     for w in /tmp/occ/*.whl; do unzip -qo "$w" -d /tmp/occ; done
@@ -39,8 +42,8 @@ from buying_groups.baselines.rules import parse_seniority
 from buying_groups.data.real_titles import title_key, write_title_list
 from buying_groups.taxonomy import FUNCTIONS
 
-FAKER = {"de_AT": "de", "fr_FR": "fr", "pt_BR": "pt", "es": "es", "pl_PL": "pl"}
-MIMESIS = ("it", "pl", "nl", "de", "fr", "es", "pt")
+FAKER = {"de_AT": "de", "fr_FR": "fr", "pt_BR": "pt", "es": "es", "pl_PL": "pl", "en_US": "en"}
+MIMESIS = ("it", "pl", "nl", "de", "fr", "es", "pt", "en")
 
 
 def jobs(packages: Path) -> pd.DataFrame:

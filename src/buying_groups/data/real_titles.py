@@ -7,7 +7,7 @@ Two kinds of bundled lists (``resources/titles/``, provenance and licences in do
   is de-duplicated against it (``knowledge_examples``).
 * training lists (``bls``: BLS occupation titles with distant labels, ``esco``: ESCO
   occupation titles labelled one by one, ``curated``: a multilingual list labelled one by
-  one, ``occupations``: national occupation names in seven other languages labelled one by
+  one, ``occupations``: national occupation names in eight languages labelled one by
   one, opt-in and a second real-title check): *persona knowledge* the generator lacks. They
   enter training as title-only contacts: no activity, so their roles are the ones the spec's
   rules give their persona (``title_list_roles``; masked otherwise).
