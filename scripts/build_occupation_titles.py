@@ -18,7 +18,8 @@ Labellers saw one form of each job (``--dump`` writes them: key, title, language
 ``key,function`` (``drop`` for a name that is no title; their labels are
 ``scripts/occupation_labels.csv``); every form of a job gets its label. A name that two
 jobs label differently ("Administrator": IT in the Polish list, administrative in the
-English one) is left out as ambiguous.
+English one) is left out as ambiguous; a name two jobs label the same is kept once, under the
+language of the list read first (the order below).
 
     pip download --no-deps faker==40.63.0 mimesis==22.2.0 -d /tmp/occ
     for w in /tmp/occ/*.whl; do unzip -qo "$w" -d /tmp/occ; done

@@ -529,7 +529,17 @@ def test_occupation_names_keep_their_jobs_label_in_every_gender_form():
     assert set(labels["function"]) == {*FUNCTIONS, "drop"} and labels["key"].is_unique
     occ = read_title_list(RESOURCE_DIR / TRAINING_LISTS["occupations"])
     assert set(occ["language"]) == LANGUAGES - {"ru"}
-    assert occ["title"].map(title_key).is_unique  # a name two jobs label differently is left out
+    keys = occ["title"].map(title_key)
+    assert keys.is_unique
+    # a name two lists label differently is left out ("Administrator": IT in the Polish list,
+    # administrative in the English one); the English list is there
+    assert {"administrator", "web designer", "supervisor"}.isdisjoint(keys)
+    english = occ[occ["language"] == "en"]
+    assert len(english) > 1500
+    # faker names some English jobs in both word orders: one job, one label
+    reordered = english["title"].str.replace(r"^(.+?), (.+)$", r"\2 \1", regex=True)
+    pairs = english.assign(job=reordered.map(title_key)).groupby("job")["function"]
+    assert (pairs.nunique() == 1).all() and (pairs.size() > 1).sum() >= 5
     german = occ[occ["language"] == "de"].set_index("title")["function"]
     neutral = [t for t in german.index if t.endswith("*in")]
     assert len(neutral) > 1000
