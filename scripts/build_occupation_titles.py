@@ -1,7 +1,7 @@
 """Write ``src/buying_groups/resources/titles/occupation_titles.csv``: real occupation names in
-German, French, Portuguese, Spanish, Italian, Polish, Dutch and English, with the function labellers
-gave each after docs/labelling-guide.md and the seniority of the rules baseline's keyword
-parser (masked where it matched none, as for the BLS and ESCO lists).
+German, French, Portuguese, Spanish, Italian, Polish, Dutch and English, with the function
+labellers gave each after docs/labelling-guide.md and the seniority of the rules baseline's
+keyword parser (masked where it matched none, as for the BLS and ESCO lists).
 
 The names are the occupation lists two MIT-licensed packages bundle (their origins, as the
 packages state them, in docs/data.md):

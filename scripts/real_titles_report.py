@@ -43,6 +43,7 @@ from buying_groups.baselines.tfidf import TfidfBaseline
 from buying_groups.cli.train_roles import load_examples
 from buying_groups.config import catalog_from, config_dir
 from buying_groups.data.real_titles import TRAINING_LISTS, real_title_eval, title_key
+from buying_groups.models.calibration import CALIBRATION_TITLES
 from buying_groups.models.distill import load_role_model
 from buying_groups.models.evaluation import (
     confidence_table,
@@ -132,7 +133,7 @@ def main() -> None:
         ):
             print(
                 f"\nnote: the function temperature was fitted on up to "
-                f"{fitted.get('max_titles')} of these titles"
+                f"{fitted.get('max_titles') or CALIBRATION_TITLES} of these titles"
             )
         for uri in args.model_uri if args.confidence else []:
             conf = confidence_table(real, preds[uri])

@@ -35,6 +35,7 @@ from buying_groups.data.real_titles import (
 )
 from buying_groups.data.validate import DataValidationError
 from buying_groups.models.calibration import (
+    CALIBRATION_TITLES,
     MIN_CALIBRATION_TITLES,
     MIN_LABELS,
     choose_persona_temperature,
@@ -278,7 +279,7 @@ def calibrate_persona(cfg: DictConfig, model, tokenizer, seen) -> dict[str, floa
     if not spec.get("list"):
         return {}
     exclude = pd.concat([frame["job_title"] for frame in seen])
-    cap = int(spec.get("max_titles") or 3000)
+    cap = int(spec.get("max_titles") or CALIBRATION_TITLES)
     titles = calibration_titles(spec["list"], exclude, cap, cfg.seed)
     if len(titles) < MIN_CALIBRATION_TITLES:
         console.print(

@@ -29,6 +29,7 @@ from buying_groups.models.inference import decode, predict_proba, softmax, tempe
 MIN_LABELS = 300  # known (contact, product) roles in validation below this: no offsets
 GRID = np.round(np.arange(-3.0, 3.0001, 0.1), 1)  # offsets tried per role (log scale)
 MIN_CALIBRATION_TITLES = 500  # real titles below this: no persona temperature
+CALIBRATION_TITLES = 3000  # persona_calibration's max_titles where the config gives none
 
 
 def macro_f1(y: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
