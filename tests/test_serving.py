@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 
 # serves the promoted tiny champion (trained in a subprocess): the slow tier
@@ -87,6 +88,17 @@ def test_serve_answers_good_and_bad_requests(promoted, monkeypatch):
         assert r.status_code == 200, r.text
         preds = r.json()["predictions"]
         assert len(preds) == 3 and {"score", "qualified", "stage", "members"} <= set(preds[0])
+        # each member carries the persona the served role model gives its title
+        served_model = mlflow.pyfunc.load_model("models:/buying-groups@champion")
+        roles = served_model.unwrap_python_model().predict_roles(
+            pd.DataFrame({"job_title": ["CISO", "Einkaufsleiter"], "activity_text": ""})
+        )
+        pairs = zip(roles["function"], roles["seniority"], strict=True)
+        persona = dict(zip(["C1", "C2"], pairs, strict=True))
+        members = [m for p in preds for m in p["members"]]
+        assert members and all(
+            (m["function"], m["seniority"]) == persona[m["contact_id"]] for m in members
+        )
         assert post(good, headers={}).status_code == 401
         # HTTP's scheme and media type are case-insensitive; the token is not
         assert post(good, headers={"Authorization": "bearer s3cret"}).status_code == 200
@@ -149,7 +161,8 @@ def test_serve_answers_good_and_bad_requests(promoted, monkeypatch):
                 "-H",
                 "Authorization: Bearer s3cret",
                 "--checks",
-                "not_a_server_error,status_code_conformance,content_type_conformance",
+                "not_a_server_error,status_code_conformance,content_type_conformance,"
+                "response_schema_conformance",
                 "--max-examples",
                 "40",
                 "--seed",

@@ -14,6 +14,9 @@ from buying_groups.qualify.model import Qualifier, engage_next, qualifier_output
 from buying_groups.taxonomy import Catalog
 
 RolePredictor = Callable[[pd.DataFrame], pd.DataFrame]
+# The shape of a scored group; bg-score's cache keys on it, so an older run's groups are
+# scored again, not mixed in. 2: members carry their persona (function, seniority).
+GROUPS_FORMAT = 2
 
 
 def score_contacts(predict: RolePredictor, inputs: pd.DataFrame, catalog: Catalog) -> pd.DataFrame:
@@ -27,22 +30,32 @@ def score_contacts(predict: RolePredictor, inputs: pd.DataFrame, catalog: Catalo
 
 
 def _members(contact_roles: pd.DataFrame) -> dict[tuple, list[dict]]:
-    """Per (account, product): the members as a list of {contact_id, role, probability}."""
+    """Per (account, product): the members as a list of {contact_id, function, seniority,
+    role, probability, engaged_30d}; the persona says why the title got its role."""
     m = contact_roles[contact_roles["role"] != "none"].sort_values(
         ["account_id", "product", "role", "contact_id"]
     )
     out: dict[tuple, list[dict]] = {}
-    for a, prod, c, r, p, e in zip(
+    for a, prod, c, f, s, r, p, e in zip(
         m["account_id"],
         m["product"],
         m["contact_id"],
+        m["function"],
+        m["seniority"],
         m["role"],
         m["role_proba"],
         m["engaged_30d"],
         strict=True,
     ):
         out.setdefault((a, prod), []).append(
-            {"contact_id": c, "role": r, "probability": round(float(p), 4), "engaged_30d": bool(e)}
+            {
+                "contact_id": c,
+                "function": f,
+                "seniority": s,
+                "role": r,
+                "probability": round(float(p), 4),
+                "engaged_30d": bool(e),
+            }
         )
     return out
 
@@ -56,7 +69,7 @@ def score_groups(
     top_reasons: int = 3,
 ) -> pd.DataFrame:
     """One row per (account, product) at ``as_of``: score, qualified flag, journey stage,
-    members with roles, reasons, missing roles and whom to engage next."""
+    members with persona and role, reasons, missing roles and whom to engage next."""
     contact_roles = predict_contact_roles(predict, tables["contacts"], catalog)
     state = group_states(tables, contact_roles, catalog, [as_of])
     out = qualifier_outputs(qualifier, state, top=top_reasons)

@@ -20,7 +20,7 @@ from buying_groups.data.io import file_digest
 from buying_groups.data.validate import empty_table
 from buying_groups.models.runtime import prediction_key
 from buying_groups.qualify.customers import GROUP_FIELDS, add_customer_fields, renewal_risk
-from buying_groups.scoring import score_groups
+from buying_groups.scoring import GROUPS_FORMAT, score_groups
 from buying_groups.taxonomy import Catalog
 
 REQUIRED = ("account_id", "contact_id", "job_title", "activities")
@@ -263,6 +263,7 @@ class BuyingGroupsPyfunc(mlflow.pyfunc.PythonModel):
                 self.role_weights_digest or f"undigested {uuid.uuid4()}",
                 file_digest([*qualifier, Path(context.artifacts["catalog"])]),
                 __version__,
+                f"groups {GROUPS_FORMAT}",
             ]
         )
 

@@ -30,7 +30,9 @@ from fastapi.responses import JSONResponse, Response
 
 from buying_groups import __version__, registry, tracking
 from buying_groups.models.inference import PredictionCache, caching
+from buying_groups.qualify.compare import STAGES
 from buying_groups.serving.buying_groups_pyfunc import short_name
+from buying_groups.taxonomy import FUNCTIONS, ROLES, SENIORITIES
 
 log = logging.getLogger("buying_groups.serve")
 FORMATS = ("dataframe_split", "dataframe_records", "inputs")
@@ -137,6 +139,41 @@ _CONTACT = {
         "subscriptions": {"type": "array", "items": _TERM},
     },
 }
+_MEMBER = {
+    "type": "object",
+    "required": ["contact_id", "function", "seniority", "role", "probability", "engaged_30d"],
+    "properties": {
+        "contact_id": {"type": "string"},
+        "function": {"enum": list(FUNCTIONS)},
+        "seniority": {"enum": list(SENIORITIES)},
+        "role": {"enum": [r for r in ROLES if r != "none"]},
+        "probability": {"type": "number", "minimum": 0, "maximum": 1},
+        "engaged_30d": {"type": "boolean"},
+    },
+}
+_NULLABLE_STRINGS = {"type": ["array", "null"], "items": {"type": "string"}}
+_GROUP = {
+    "type": "object",
+    "required": ["account_id", "product", "as_of", "score", "qualified", "stage", "members"],
+    "properties": {
+        "account_id": {"type": "string"},
+        "product": {"type": "string"},
+        "as_of": {"type": "string"},
+        "score": {"type": "number", "minimum": 0, "maximum": 1},
+        "qualified": {"type": "boolean"},
+        "stage": {"enum": list(STAGES)},
+        "members": {"type": "array", "items": _MEMBER},
+        "reasons_for": {"type": "array", "items": {"type": "string"}},
+        "reasons_against": {"type": "array", "items": {"type": "string"}},
+        "missing_roles": {"type": "array", "items": {"type": "string"}},
+        "engage_next": {"type": "array", "items": {"type": "object"}},
+        # contract 2, null without subscriptions in the request
+        "segment": {"enum": ["new_logo", "expansion", "installed", None]},
+        "renewal_date": {"type": ["string", "null"]},
+        "renewal_risk": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+        "renewal_reasons": _NULLABLE_STRINGS,
+    },
+}
 _ERROR = {
     "type": "object",
     "properties": {"error_code": {"type": "string"}, "message": {"type": "string"}},
@@ -182,16 +219,14 @@ INVOCATIONS_OPENAPI = {
     },
     "responses": {
         "200": {
-            "description": "one row per account x product: score, qualified, stage, members, "
-            "reasons, missing roles, whom to engage next; segment and renewal risk when the "
-            "request sends subscriptions (docs/serving.md)",
+            "description": "one row per account x product: score, qualified, stage, members "
+            "(persona and role), reasons, missing roles, whom to engage next; segment and "
+            "renewal risk when the request sends subscriptions (docs/serving.md)",
             "content": {
                 "application/json": {
                     "schema": {
                         "type": "object",
-                        "properties": {
-                            "predictions": {"type": "array", "items": {"type": "object"}}
-                        },
+                        "properties": {"predictions": {"type": "array", "items": _GROUP}},
                     }
                 }
             },
@@ -331,7 +366,9 @@ def create_app(
         "package": __version__,
         "mlflow": mlflow.__version__,
     }
-    ours = ("/invocations", "/version")
+    # MLflow's /ping and /health send "\n" labelled application/json, which no JSON client
+    # can read; ours send JSON (the model is loaded by now, or create_app raised).
+    ours = ("/invocations", "/version", "/ping", "/health")
     app.router.routes = [r for r in app.router.routes if getattr(r, "path", "") not in ours]
     lock = threading.Lock()
     cache = PredictionCache(limit=prediction_cache) if prediction_cache > 0 else None
@@ -350,6 +387,11 @@ def create_app(
     @app.get("/version")
     async def version() -> Response:
         return JSONResponse(identity)
+
+    @app.get("/ping")
+    @app.get("/health")
+    async def ping() -> Response:
+        return JSONResponse({"status": "ok"})
 
     @app.post("/invocations", openapi_extra=INVOCATIONS_OPENAPI)
     async def invocations(request: Request) -> Response:

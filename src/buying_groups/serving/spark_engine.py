@@ -79,8 +79,8 @@ GROUP_TYPES = {
     "score": "double",
     "qualified": "boolean",
     "stage": "string",
-    "members": "array<struct<contact_id:string, role:string, probability:double, "
-    "engaged_30d:boolean>>",
+    "members": "array<struct<contact_id:string, function:string, seniority:string, "
+    "role:string, probability:double, engaged_30d:boolean>>",
     "reasons_for": "array<string>",
     "reasons_against": "array<string>",
     "missing_roles": "array<string>",
