@@ -19,6 +19,13 @@ def test_configs_compose(app):
         assert cfg.data.name == "tiny" and cfg.data.n_accounts < 200
 
 
+def test_pipeline_scores_an_export_into_a_folder_named_after_it():
+    # an export's scores must not land in (and overwrite) demo's scores/demo/
+    assert compose_config("pipeline")["scores_dir"] == "scores/demo"
+    cfg = compose_config("pipeline", ["data_dir=/exports/acme_2026/"])
+    assert cfg["scores_dir"] == "scores/acme_2026"
+
+
 def test_large_config_is_large():
     cfg = compose_config("generate", ["data=large"])
     assert cfg.data.n_accounts >= 4000

@@ -10,6 +10,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from buying_groups.taxonomy import Catalog
 
+# ${basename:${data_dir}}: a default output folder named after the export it came from, so
+# bg-pipeline data_dir=<export> does not write over demo's scores.
+if not OmegaConf.has_resolver("basename"):
+    OmegaConf.register_new_resolver("basename", lambda path: Path(str(path)).name)
+
 
 def config_dir() -> str:
     """The config directory: ``$BG_CONFIG_DIR``, the copy bundled in the wheel, or the
