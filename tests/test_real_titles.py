@@ -96,6 +96,28 @@ def test_a_title_in_two_lists_keeps_the_first_lists_labels_and_lists_can_repeat(
     assert (twice["split"] == "validation").sum() == (once["split"] == "validation").sum()
 
 
+def test_copies_carry_context_that_keeps_their_labels():
+    catalog = _catalog()
+    plain = knowledge_examples(["curated"], catalog, case_noise=0.0, repeat={"curated": 3})
+    noisy = knowledge_examples(
+        ["curated"], catalog, case_noise=0.0, repeat={"curated": 3}, context_noise=0.3
+    )
+    assert len(noisy) == len(plain)  # no extra rows: the copies change, not their number
+    copy = noisy["contact_id"].str.contains("-")
+    changed = noisy["job_title"] != plain["job_title"]
+    assert not (changed & ~copy).any()  # originals and validation titles stay as written
+    assert 0.2 < changed[copy].mean() < 0.4
+    for col in ("function", "seniority", "split", "language"):  # the labels travel
+        pd.testing.assert_series_equal(noisy[col], plain[col])
+    # each changed title is the original with words added, in the title's language
+    assert all(
+        n.startswith(p)
+        for n, p in zip(noisy["job_title"][changed], plain["job_title"][changed], strict=True)
+    )
+    german = noisy[changed & (noisy["language"] == "de")]["job_title"]
+    assert german.str.contains(" bei ").any() and not german.str.contains(" chez ").any()
+
+
 def test_knowledge_examples_are_title_only_with_masked_roles():
     catalog = _catalog()
     ex = knowledge_examples(["curated"], catalog, seed=3, roles=False)

@@ -67,6 +67,7 @@ def load_examples(cfg: DictConfig, catalog: Catalog) -> tuple[pd.DataFrame, dict
         cfg.seed,
         repeat=cfg.get("title_list_repeat"),
         roles=cfg.get("title_list_roles", True),
+        context_noise=cfg.get("title_list_context", 0.0),
     )
     examples = pd.concat([examples, knowledge], ignore_index=True)
     if cfg.role_label_fraction < 1.0:

@@ -26,6 +26,7 @@ import pandas as pd
 from buying_groups.baselines.rules import match_seniority
 from buying_groups.data.io import atomic_write
 from buying_groups.data.splits import unit_hash
+from buying_groups.data.title_context import with_context
 from buying_groups.taxonomy import FUNCTIONS, SENIORITIES, Catalog, Product, assign_roles
 
 RESOURCE_DIR = Path(__file__).resolve().parent.parent / "resources" / "titles"
@@ -118,6 +119,7 @@ def knowledge_examples(
     validation_share: float = 0.15,
     repeat: dict[str, int] | None = None,
     roles: bool = True,
+    context_noise: float = 0.0,
 ) -> pd.DataFrame:
     """Title-only contacts from the named training lists, shaped like labelled examples
     (``title_kind`` ``knowledge``; no advocacy, as there is no activity). With ``roles``
@@ -130,7 +132,9 @@ def knowledge_examples(
     Titles equal (``title_key``) to an ``exclude`` title (default: the evaluation set's) are
     dropped. A seeded ``case_noise`` share of the titles is added again in ALL CAPS or lower
     case, as CRM exports hold them (each copy in its title's split). ``repeat`` names a
-    list's training copies (e.g. ``{"curated": 2}``: its training titles twice).
+    list's training copies (e.g. ``{"curated": 2}``: its training titles twice); a seeded
+    ``context_noise`` share of those copies carries an employer, place, work mode or gender
+    tag (``title_context``), which says nothing about the person.
 
     A BLS, ESCO or occupations title's seniority is a distant label from the rules' keyword
     parser; where no keyword matched, the parser's default (``professional``) is a guess, not
@@ -176,12 +180,16 @@ def knowledge_examples(
     for product in catalog.products:
         out[f"advocacy_{product.name}"] = 0
         out[f"role_{product.name}"] = persona_roles(out, product) if roles else None
-    copies = [
-        train.assign(contact_id=train["contact_id"] + f"-{k}")
-        for name, times in (repeat or {}).items()
-        for train in [out[(out["vocab"] == name) & (out["split"] == "train")]]
-        for k in range(1, int(times))
-    ]
+    copies = []
+    for name, times in (repeat or {}).items():
+        train = out[(out["vocab"] == name) & (out["split"] == "train")]
+        for k in range(1, int(times)):
+            copy = train.assign(contact_id=train["contact_id"] + f"-{k}")
+            if context_noise > 0:
+                copy["job_title"] = with_context(
+                    copy["job_title"], copy["language"], rng, context_noise
+                )
+            copies.append(copy)
     return pd.concat([out, *copies], ignore_index=True) if copies else out
 
 
