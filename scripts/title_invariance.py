@@ -68,6 +68,7 @@ def main() -> None:
         return decode(model.config, predict_proba(model, tokenizer, frame))
 
     bare = persona(real["job_title"])
+    bare_acc = {head: (bare[head] == real[head]).mean() for head in ("function", "seniority")}
     rows, moved = [], []
     for name, add in CONTEXTS.items():
         pairs = zip(real["job_title"], real["language"], strict=True)
@@ -77,7 +78,7 @@ def main() -> None:
         for head in ("function", "seniority"):
             row[f"{head} same"] = (got[head] == bare[head]).mean()
             row[f"{head} acc"] = (got[head] == real[head]).mean()
-            row[f"{head} acc bare"] = (bare[head] == real[head]).mean()
+            row[f"{head} acc bare"] = bare_acc[head]
         rows.append(row)
         changed = got["function"] != bare["function"]
         moved.append(

@@ -24,10 +24,10 @@ EMPLOYERS = (
     "Kühne + Nagel", "Pharma Nord", "Hotel Adler", "Klinikum Süd", "Data Systems Inc.",
 )  # fmt: skip
 AT = {  # "title at employer" in the title's language
-    "en": ("{t} at {e}",), "de": ("{t} bei {e}",), "fr": ("{t} chez {e}", "{t} - {e}"),
-    "es": ("{t} en {e}",), "it": ("{t} presso {e}", "{t} in {e}"),
-    "pt": ("{t} na {e}", "{t} no {e}"), "nl": ("{t} bij {e}",),
-    "pl": ("{t} w {e}", "{t} - {e}"), "ru": ("{t} в {e}", "{t}, {e}"),
+    "en": ("{t} at {x}",), "de": ("{t} bei {x}",), "fr": ("{t} chez {x}", "{t} - {x}"),
+    "es": ("{t} en {x}",), "it": ("{t} presso {x}", "{t} in {x}"),
+    "pt": ("{t} na {x}", "{t} no {x}"), "nl": ("{t} bij {x}",),
+    "pl": ("{t} w {x}", "{t} - {x}"), "ru": ("{t} в {x}", "{t}, {x}"),
 }  # fmt: skip
 CITIES = (
     "Hamburg", "München", "Wien", "Zürich", "London", "Manchester", "New York", "Chicago",
@@ -41,29 +41,29 @@ GENDER = {
     "es": ("(h/m)",), "it": ("(m/f)",), "nl": ("(m/v)", "(m/v/x)"), "pl": ("(k/m)",),
     "en": ("(m/f/d)",), "pt": ("(m/f)",), "ru": ("",),
 }  # fmt: skip
-FORMS = ("at", "@", "|", "(employer)", "city", "region", "work", "gender")
+# Each form: its templates ({t} the title, {x} the context) and the words {x} is drawn from,
+# by language ("en" for a language without its own); no words: the employer.
+FORMS = {
+    "at": (AT, None),
+    "@": ({"en": ("{t} @ {x}",)}, None),
+    "|": ({"en": ("{t} | {x}",)}, None),
+    "(employer)": ({"en": ("{t} ({x})",)}, None),
+    "city": ({"en": ("{t} - {x}", "{t}, {x}", "{t} – {x}", "{t} | {x}")}, {"en": CITIES}),
+    "region": ({"en": ("{t} {x}", "{t}, {x}", "{t} - {x}")}, {"en": REGIONS}),
+    "work": ({"en": ("{t} ({x})",)}, {"en": WORK}),
+    "gender": ({"en": ("{t} {x}",)}, GENDER),
+}
 
 
 def add_context(title: str, language: str, rng: np.random.Generator) -> str:
     """``title`` with one context of a random form, in its language where that matters."""
     pick = lambda items: items[rng.integers(len(items))]  # noqa: E731
+    in_language = lambda table: table.get(language, table["en"])  # noqa: E731
     employer = pick(EMPLOYERS)
-    form = pick(FORMS)
-    if form == "at":
-        return pick(AT.get(language, AT["en"])).format(t=title, e=employer)
-    if form == "@":
-        return f"{title} @ {employer}"
-    if form == "|":
-        return f"{title} | {employer}"
-    if form == "(employer)":
-        return f"{title} ({employer})"
-    if form == "city":
-        return f"{title}{pick((' - ', ', ', ' – ', ' | '))}{pick(CITIES)}"
-    if form == "region":
-        return f"{title}{pick((' ', ', ', ' - '))}{pick(REGIONS)}"
-    if form == "work":
-        return f"{title} ({pick(WORK)})"
-    return f"{title} {pick(GENDER.get(language, GENDER['en']))}".rstrip()
+    templates, words = FORMS[pick(tuple(FORMS))]
+    template = pick(in_language(templates))
+    context = employer if words is None else pick(in_language(words))
+    return template.format(t=title, x=context).rstrip()  # Russian has no gender tag
 
 
 def with_context(

@@ -151,7 +151,6 @@ _MEMBER = {
         "engaged_30d": {"type": "boolean"},
     },
 }
-_NULLABLE_STRINGS = {"type": ["array", "null"], "items": {"type": "string"}}
 _GROUP = {
     "type": "object",
     "required": ["account_id", "product", "as_of", "score", "qualified", "stage", "members"],
@@ -171,7 +170,7 @@ _GROUP = {
         "segment": {"enum": ["new_logo", "expansion", "installed", None]},
         "renewal_date": {"type": ["string", "null"]},
         "renewal_risk": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
-        "renewal_reasons": _NULLABLE_STRINGS,
+        "renewal_reasons": {"type": ["array", "null"], "items": {"type": "string"}},
     },
 }
 _ERROR = {
