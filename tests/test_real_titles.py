@@ -23,6 +23,11 @@ from buying_groups.models.evaluation import (
     real_title_table,
 )
 from buying_groups.models.inference import RoleModelConfig, model_text
+from buying_groups.models.invariance import (
+    context_invariance,
+    invariance_table,
+    with_title_context,
+)
 from buying_groups.qualify.promotion import decide
 from buying_groups.taxonomy import FUNCTIONS, SENIORITIES
 
@@ -179,6 +184,41 @@ def test_real_title_metrics_overall_and_per_language():
     m = real_title_metrics(truth, pred)
     assert m["real/function_calibration_error"] == pytest.approx(0.05)
     assert "function_calibration_error" not in real_title_table(m).columns
+
+
+def test_context_invariance_counts_personas_that_move():
+    real = pd.DataFrame(
+        {
+            "job_title": ["VP sales", "sales rep", "Buchhalter", ""],
+            "language": ["en", "en", "de", "en"],
+            "function": ["sales", "sales", "finance", "other"],
+            "seniority": ["vp", "individual_contributor"] * 2,
+        }
+    )
+
+    def predict(frame: pd.DataFrame) -> pd.DataFrame:  # a case-sensitive keyword reader
+        t = frame["job_title"]
+        return pd.DataFrame(
+            {
+                "function": np.where(t.str.contains("sales"), "sales", "other"),
+                "seniority": np.where(t.str.contains("VP"), "vp", "individual_contributor"),
+            }
+        )
+
+    assert list(with_title_context(real, "employer")["job_title"]) == [
+        "VP sales at Globex Inc.", "sales rep at Globex Inc.", "Buchhalter bei Globex GmbH", ""
+    ]  # fmt: skip
+    m, preds = context_invariance(predict, real, predict(real), ["employer", "all_caps"])
+    assert m["real_context/employer_function_same"] == 1.0
+    assert m["real_context/employer_function_accuracy"] == 0.75  # as bare: Buchhalter missed
+    assert m["real_context/all_caps_function_same"] == 0.5  # SALES is no longer read
+    assert m["real_context/all_caps_seniority_same"] == 1.0
+    assert set(preds) == {"employer", "all_caps"}
+    table = invariance_table(m)
+    assert list(table.index) == ["employer", "all_caps"]
+    assert table.loc["all_caps", "function_same"] == 0.5
+    with pytest.raises(ValueError, match="unknown title context 'emoji'"):
+        with_title_context(real, "emoji")
 
 
 def test_confidence_table_says_how_right_each_band_is():

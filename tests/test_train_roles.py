@@ -152,6 +152,10 @@ def test_three_comparable_runs(trained):
     right = pred["function"] == pred["function_true"]
     assert calibration_error(pred["function_proba"], right) == pytest.approx(real_error)
     assert "function probabilities: temperature" in proc.stdout
+    # how often the real titles' persona holds with an employer appended, for every model
+    for name in ("transformer", "rules", "tfidf_logreg"):
+        assert 0 <= by_name[name]["metrics.real_context/employer_function_same"] <= 1
+    assert "words that say nothing about the person" in proc.stdout
 
 
 @pytest.mark.slow

@@ -52,6 +52,7 @@ from buying_groups.models.evaluation import (
     real_title_table,
 )
 from buying_groups.models.inference import caching, decode, predict_proba
+from buying_groups.models.invariance import invariance_table
 from buying_groups.models.train import train_role_model
 from buying_groups.serving.role_pyfunc import role_outputs
 from buying_groups.taxonomy import Catalog
@@ -107,6 +108,7 @@ def train_and_log(cfg: DictConfig) -> dict:
         examples, t.max_train_samples, t.max_eval_samples, cfg.seed
     )
     real = real_title_eval() if cfg.real_titles else None
+    contexts = cfg.get("real_title_contexts") or ()
     console.print(
         f"data: {manifest['name']}  train {len(train):,} (title lists "
         f"{int((train['title_kind'] == 'knowledge').sum()):,})  validation {len(validation):,}  "
@@ -123,7 +125,9 @@ def train_and_log(cfg: DictConfig) -> dict:
             baseline = RulesBaseline(catalog) if name == "rules" else TfidfBaseline(catalog)
             if name == "tfidf_logreg":
                 baseline.fit(train)
-            evaluated = evaluate_predictor(baseline.predict, evaluation, catalog, real=real)
+            evaluated = evaluate_predictor(
+                baseline.predict, evaluation, catalog, real=real, contexts=contexts
+            )
             results[name], real_pred[name] = log_evaluation(evaluated)
     tags = {"bg.kind": "role_model", "bg.model": "transformer"}
     with tracking.run("transformer", tags, parent_run_id=parent) as active:
@@ -204,7 +208,8 @@ def fit_and_log(
         calibration = calibrate_roles(cfg, model, tokenizer, validation)
         calibration |= calibrate_persona(cfg, model, tokenizer, (fit_rows, validation))
         set_variant(cfg, model, runs, catalog)
-        evaluated = evaluate_predictor(predict, evaluation, catalog, real=real)
+        contexts = cfg.get("real_title_contexts") or ()
+        evaluated = evaluate_predictor(predict, evaluation, catalog, real=real, contexts=contexts)
         if model.config.role_bias:  # validation chose the offsets: its roles scored without
             evaluated[0].update(raw_role_metrics(model, tokenizer, validation, catalog.names))
         metrics, real_pred = log_evaluation(evaluated)
@@ -330,6 +335,13 @@ def report(results: dict[str, dict], real: pd.DataFrame | None, gaps: pd.DataFra
             pd.concat({name: real_title_table(m) for name, m in results.items()}),
             f"real job titles ({len(real):,}, never trained on; docs/data.md)",
         )
+        same = {name: invariance_table(m) for name, m in results.items()}
+        if any(len(t) for t in same.values()):
+            print_frame(
+                pd.concat(same),
+                "real titles with words that say nothing about the person: share whose "
+                "persona stays the bare title's, accuracy (scripts/title_invariance.py)",
+            )
     if gaps is not None and len(gaps):
         cell = gaps.apply(lambda r: f"{r.gap:+.3f} ({r.low:+.3f}..{r.high:+.3f})", axis=1)
         wide = gaps.assign(cell=cell).pivot(index="language", columns=["other", "head"])["cell"]

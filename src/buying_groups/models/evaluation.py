@@ -4,7 +4,7 @@ reports and confusion matrices; and measure a role model's inference variants.""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,6 +30,7 @@ from buying_groups.models.inference import (
     predict_proba,
     shift,
 )
+from buying_groups.models.invariance import context_invariance
 from buying_groups.models.runtime import available_variants, check_variant, use_variant
 from buying_groups.plots import confusion_matrix_figure
 from buying_groups.taxonomy import FUNCTIONS, ROLES, SENIORITIES, Catalog
@@ -45,6 +46,7 @@ def evaluate_predictor(
     splits: tuple[str, ...] = EVAL_SPLITS,
     figures: bool = True,
     real: pd.DataFrame | None = None,
+    contexts: Iterable[str] = (),
 ) -> tuple[dict[str, float], dict[str, dict], dict[str, object]]:
     """(flat metrics, per-class reports, confusion-matrix figures) on every split.
 
@@ -53,7 +55,9 @@ def evaluate_predictor(
     real-title set, ``data.real_titles.real_title_eval``) also ``real/<head>_...`` and
     ``real/<language>/<head>_...`` for the persona heads and the roles their labelled
     persona implies with no activity (``real_title_metrics``), and the reports hold every
-    real title's prediction (``real/predictions``, a frame).
+    real title's prediction (``real/predictions``, a frame); with ``contexts`` too, how
+    often the real titles' persona holds with each one (``real_context/...``,
+    ``models.invariance``).
     """
     frame = examples[examples["split"].isin(splits)]
     pred = predict(frame)
@@ -67,6 +71,7 @@ def evaluate_predictor(
     if real is not None:
         real_pred = predict(real)
         metrics.update(real_title_metrics(real, real_pred, catalog))
+        metrics.update(context_invariance(predict, real, real_pred, contexts)[0])
         # every title's prediction beside its label: errors to browse, gaps to bootstrap
         reports["real/predictions"] = pd.DataFrame(
             {

@@ -1,0 +1,82 @@
+"""Does a persona hold when a title carries words that say nothing about the person?
+
+CRM and CV exports write an employer, a place, a work mode or a gender tag into the title
+("Head of Sales bei Globex GmbH", "CFO | Globex", "Buyer (m/w/d)"). A role model should give
+such a title the persona of the bare one. ``context_invariance`` appends each context to the
+real-title evaluation set and measures how often the persona stays the same. The employer,
+city and region here are words training never sees (training's own context copies,
+``data.title_context``, draw from other lists), so the check is not of memorised words.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import pandas as pd
+
+COMPANY = "Globex"  # a name that is no word of any title language
+EMPLOYER = {
+    "en": " at {c} Inc.",
+    "de": " bei {c} GmbH",
+    "fr": " chez {c}",
+    "es": " en {c}",
+    "it": " presso {c}",
+    "pt": " na {c}",
+    "nl": " bij {c}",
+    "pl": " w {c}",
+    "ru": " в {c}",
+}
+# name (an MLflow metric name) -> how it rewrites a title of a language
+CONTEXTS: dict[str, Callable[[str, str], str]] = {
+    "employer": lambda t, lang: t + EMPLOYER.get(lang, EMPLOYER["en"]).format(c=COMPANY),
+    "at_sign": lambda t, lang: f"{t} @ {COMPANY}",
+    "pipe": lambda t, lang: f"{t} | {COMPANY}",
+    "parenthesised": lambda t, lang: f"{t} ({COMPANY})",
+    "city": lambda t, lang: f"{t} - Berlin",
+    "region": lambda t, lang: f"{t}, EMEA",
+    "remote": lambda t, lang: f"{t} (Remote)",
+    "gender_tag": lambda t, lang: f"{t} (m/w/d)",
+    "all_caps": lambda t, lang: t.upper(),
+}
+HEADS = ("function", "seniority")
+
+
+def with_title_context(real: pd.DataFrame, context: str) -> pd.DataFrame:
+    """``real`` (``job_title``, ``language``, ...) with ``context`` applied to every title."""
+    if context not in CONTEXTS:
+        raise ValueError(f"unknown title context {context!r}; known: {', '.join(CONTEXTS)}")
+    add = CONTEXTS[context]
+    pairs = zip(real["job_title"].fillna(""), real["language"], strict=True)
+    return real.assign(job_title=[add(t, lang) if t.strip() else t for t, lang in pairs])
+
+
+def context_invariance(
+    predict: Callable[[pd.DataFrame], pd.DataFrame],
+    real: pd.DataFrame,
+    bare: pd.DataFrame,
+    contexts: Iterable[str] = ("employer",),
+) -> tuple[dict[str, float], dict[str, pd.DataFrame]]:
+    """Per context, the share of titles whose function and seniority stay what the bare
+    title got (``bare``: ``predict(real)``) and the accuracy with the context:
+    ``real_context/<context>_<head>_same|accuracy``; and each context's predictions."""
+    metrics, preds = {}, {}
+    for name in contexts:
+        got = predict(with_title_context(real, name))
+        for head in HEADS:
+            same = got[head].to_numpy() == bare[head].to_numpy()
+            metrics[f"real_context/{name}_{head}_same"] = float(same.mean())
+            right = got[head].to_numpy() == real[head].to_numpy()
+            metrics[f"real_context/{name}_{head}_accuracy"] = float(right.mean())
+        preds[name] = got
+    return metrics, preds
+
+
+def invariance_table(metrics: dict[str, float]) -> pd.DataFrame:
+    """``real_context/...`` metrics as a table: one row per context."""
+    rows: dict[str, dict[str, float]] = {}
+    for key, value in metrics.items():
+        if key.startswith("real_context/"):
+            name = key.split("/", 1)[1]
+            context = next(c for c in CONTEXTS if name.startswith(f"{c}_"))
+            rows.setdefault(context, {})[name[len(context) + 1 :]] = value
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("context")
