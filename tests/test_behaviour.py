@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def trained(tiny_dataset, catalog, tmp_path_factory):
-    # Without the frozen-layer cache: the recipe the known gaps below were found on (the
+    # Without the frozen-layer cache: the recipe the real-style titles were checked on (the
     # cache changes training only by the frozen layers' dropout, but that is enough to move a
     # title or two of a model this small, differently on each host).
     overrides = ["experiment=tiny", "data_dir=unused", "trainer.epochs=6"]
@@ -39,6 +39,7 @@ def trained(tiny_dataset, catalog, tmp_path_factory):
         cfg.seed,
         repeat=cfg.title_list_repeat,
         roles=cfg.title_list_roles,
+        context_noise=cfg.title_list_context,
     )
     model, tok, _ = train_role_model(
         pd.concat([ex[ex["split"] == "train"], knowledge], ignore_index=True),
@@ -169,29 +170,13 @@ REAL_STYLE = {
         "Учитель английского языка",
     ],
 }
-# Known failures of the tiny test model (bf16 training on an AVX-512 BF16 host), kept
-# visible; not strict, because fp32 training on another host trains a different model. It
-# reads "Contador General" as executive ("General" as in "Director General"; the demo
-# champion does too) and "Enfermera de quirófano" as a business function (the demo champion
-# gets it right): the tiny data has few Spanish titles. With experiment=tiny's curated list
-# alone (no BLS titles), it also misses "IT-Leiter" and "Acheteuse Senior Industrie" and
-# gets "Enfermera de quirófano" right; the demo champion gets these three right. Trained
-# from cached frozen layers (no dropout below them), it read "Менеджер по продажам B2B" as
-# business development on an AMD EPYC host (2026-12-04); the demo champion reads it as sales.
-TINY_MODEL_GAP = {
-    "Менеджер по продажам B2B": "read as business development when trained from the cache",
-    "Contador General": "read as executive, like 'Director General' (the demo champion too)",
-    "Enfermera de quirófano": "the tiny train split has too few Spanish non-business titles",
-    "IT-Leiter": "missed when the tiny model trains on the curated list alone (not with BLS)",
-    "Acheteuse Senior Industrie": "the feminine form; missed with the curated list alone",
-}
-REAL_CASES = [
-    pytest.param(f, t, id=t, marks=pytest.mark.xfail(strict=False, reason=TINY_MODEL_GAP[t]))
-    if t in TINY_MODEL_GAP
-    else pytest.param(f, t, id=t)
-    for f, titles in REAL_STYLE.items()
-    for t in titles
-]
+# Every one must pass. Until 2026-12-07 five were known failures of the tiny model, marked
+# xfail (not strict, as they passed on some hosts): "Contador General" read as executive,
+# "Enfermera de quirófano" as a business function, "IT-Leiter", "Acheteuse Senior Industrie"
+# and "Менеджер по продажам B2B" missed with older recipes. Trained as the main job trains
+# (context copies of the curated list, title_list_context), all 32 pass with fp32 and with
+# bf16 training (AMD EPYC with AVX-512 BF16, 2026-12-07).
+REAL_CASES = [pytest.param(f, t, id=t) for f, titles in REAL_STYLE.items() for t in titles]
 
 # Abbreviated titles as CRM reps type them (labelling guide, "Abbreviations and acronyms");
 # none of them is in a title list. Before the abbreviated training titles (2026-12-06) the
