@@ -52,7 +52,7 @@ def main() -> None:
     metrics, preds = context_invariance(persona, real, bare, CONTEXTS)
     table = invariance_table(metrics)
     for head in ("function", "seniority"):
-        table[f"{head}_accuracy_bare"] = (bare[head] == real[head]).mean()
+        table[f"{head}_accuracy_bare"] = (bare[head].to_numpy() == real[head].to_numpy()).mean()
     table.insert(0, "example", [with_title_context(real.head(1), c)["job_title"].iat[0]
                                 for c in table.index])  # fmt: skip
     with pd.option_context("display.width", 200, "display.max_colwidth", 40):
@@ -62,14 +62,15 @@ def main() -> None:
             moved = []
             for name, got in preds.items():
                 changed = (got["function"] != bare["function"]).to_numpy()
+                texts = with_title_context(real, name)["job_title"].to_numpy()
                 moved.append(
                     pd.DataFrame(
                         {
                             "context": name,
-                            "title": with_title_context(real, name)["job_title"][changed],
-                            "bare": bare["function"][changed],
-                            "with context": got["function"][changed],
-                            "label": real["function"][changed],
+                            "title": texts[changed],
+                            "bare": bare["function"].to_numpy()[changed],
+                            "with context": got["function"].to_numpy()[changed],
+                            "label": real["function"].to_numpy()[changed],
                         }
                     )
                 )

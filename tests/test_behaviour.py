@@ -39,7 +39,6 @@ def trained(tiny_dataset, catalog, tmp_path_factory):
         cfg.seed,
         repeat=cfg.title_list_repeat,
         roles=cfg.title_list_roles,
-        context_noise=cfg.title_list_context,
     )
     model, tok, _ = train_role_model(
         pd.concat([ex[ex["split"] == "train"], knowledge], ignore_index=True),
@@ -170,12 +169,12 @@ REAL_STYLE = {
         "Учитель английского языка",
     ],
 }
-# Every one must pass. Until 2026-12-07 five were known failures of the tiny model, marked
-# xfail (not strict, as they passed on some hosts): "Contador General" read as executive,
-# "Enfermera de quirófano" as a business function, "IT-Leiter", "Acheteuse Senior Industrie"
-# and "Менеджер по продажам B2B" missed with older recipes. Trained as the main job trains
-# (context copies of the curated list, title_list_context), all 32 pass with fp32 and with
-# bf16 training (AMD EPYC with AVX-512 BF16, 2026-12-07).
+# Every one must pass. Until 2026-12-07 five were marked xfail (not strict) as known
+# failures of older recipes: "Contador General" read as executive, "Enfermera de quirófano"
+# as a business function, "IT-Leiter", "Acheteuse Senior Industrie" and "Менеджер по
+# продажам B2B" missed. With today's title lists all five pass with bf16 training on Intel
+# Xeon (CI, 2026-12-07) and AMD EPYC, and with fp32 training on AMD EPYC (2026-12-07), so
+# they are plain tests again.
 REAL_CASES = [pytest.param(f, t, id=t) for f, titles in REAL_STYLE.items() for t in titles]
 
 # Abbreviated titles as CRM reps type them (labelling guide, "Abbreviations and acronyms");

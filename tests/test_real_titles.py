@@ -26,6 +26,7 @@ from buying_groups.models.inference import RoleModelConfig, model_text
 from buying_groups.models.invariance import (
     context_invariance,
     invariance_table,
+    title_contexts,
     with_title_context,
 )
 from buying_groups.qualify.promotion import decide
@@ -209,16 +210,23 @@ def test_context_invariance_counts_personas_that_move():
         "VP sales at Globex Inc.", "sales rep at Globex Inc.", "Buchhalter bei Globex GmbH", ""
     ]  # fmt: skip
     m, preds = context_invariance(predict, real, predict(real), ["employer", "all_caps"])
+    # over the three rows with a title (the blank one cannot move)
     assert m["real_context/employer_function_same"] == 1.0
-    assert m["real_context/employer_function_accuracy"] == 0.75  # as bare: Buchhalter missed
-    assert m["real_context/all_caps_function_same"] == 0.5  # SALES is no longer read
+    assert m["real_context/employer_function_accuracy"] == pytest.approx(2 / 3)  # as bare
+    assert m["real_context/all_caps_function_same"] == pytest.approx(1 / 3)  # SALES unread
     assert m["real_context/all_caps_seniority_same"] == 1.0
     assert set(preds) == {"employer", "all_caps"}
     table = invariance_table(m)
     assert list(table.index) == ["employer", "all_caps"]
-    assert table.loc["all_caps", "function_same"] == 0.5
-    with pytest.raises(ValueError, match="unknown title context 'emoji'"):
-        with_title_context(real, "emoji")
+    assert table.loc["all_caps", "function_same"] == pytest.approx(1 / 3)
+    # a context whose name starts another's keeps its own row
+    table = invariance_table(
+        {"real_context/city_de_function_same": 1, "real_context/city_function_same": 0}
+    )
+    assert table.loc["city_de", "function_same"] == 1 and table.loc["city", "function_same"] == 0
+    assert title_contexts("employer") == ["employer"] and title_contexts(None) == []
+    with pytest.raises(ValueError, match="real_title_contexts: unknown 'emoji'; choose from"):
+        context_invariance(predict, real, predict(real), ["employer", "emoji"])
 
 
 def test_confidence_table_says_how_right_each_band_is():

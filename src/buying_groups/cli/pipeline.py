@@ -256,7 +256,14 @@ def persona_lines(roles: dict) -> list[str]:
 
 # What the teacher learned from; the student learns from the same (the pipeline's values,
 # command-line overrides included), unless student_overrides name them.
-TEACHER_DATA = ("role_label_fraction", "title_lists", "title_list_roles", "title_list_repeat")
+TEACHER_DATA = (
+    "role_label_fraction",
+    "title_lists",
+    "title_list_roles",
+    "title_list_repeat",
+    "title_list_context",
+    "real_title_contexts",
+)
 
 
 def student_config(cfg: DictConfig, extra: list[str]) -> DictConfig:

@@ -52,7 +52,7 @@ from buying_groups.models.evaluation import (
     real_title_table,
 )
 from buying_groups.models.inference import caching, decode, predict_proba
-from buying_groups.models.invariance import invariance_table
+from buying_groups.models.invariance import invariance_table, title_contexts
 from buying_groups.models.train import train_role_model
 from buying_groups.serving.role_pyfunc import role_outputs
 from buying_groups.taxonomy import Catalog
@@ -108,7 +108,7 @@ def train_and_log(cfg: DictConfig) -> dict:
         examples, t.max_train_samples, t.max_eval_samples, cfg.seed
     )
     real = real_title_eval() if cfg.real_titles else None
-    contexts = cfg.get("real_title_contexts") or ()
+    contexts = title_contexts(cfg.get("real_title_contexts"))  # checked before any training
     console.print(
         f"data: {manifest['name']}  train {len(train):,} (title lists "
         f"{int((train['title_kind'] == 'knowledge').sum()):,})  validation {len(validation):,}  "
@@ -208,7 +208,7 @@ def fit_and_log(
         calibration = calibrate_roles(cfg, model, tokenizer, validation)
         calibration |= calibrate_persona(cfg, model, tokenizer, (fit_rows, validation))
         set_variant(cfg, model, runs, catalog)
-        contexts = cfg.get("real_title_contexts") or ()
+        contexts = title_contexts(cfg.get("real_title_contexts"))
         evaluated = evaluate_predictor(predict, evaluation, catalog, real=real, contexts=contexts)
         if model.config.role_bias:  # validation chose the offsets: its roles scored without
             evaluated[0].update(raw_role_metrics(model, tokenizer, validation, catalog.names))
@@ -319,8 +319,8 @@ def set_variant(cfg: DictConfig, model, runs: VariantRuns | None, catalog: Catal
 
 
 def report(results: dict[str, dict], real: pd.DataFrame | None, gaps: pd.DataFrame | None) -> None:
-    """Every model's metrics per split, on the real titles, and the transformer's real-title
-    gaps to each baseline with their bootstrap intervals."""
+    """Every model's metrics per split, on the real titles and with their contexts, and the
+    transformer's real-title gaps to each baseline with their bootstrap intervals."""
     rows = {}
     for name, m in results.items():
         for split in ("validation", "test", "test_ood", "crm_test"):
@@ -338,7 +338,7 @@ def report(results: dict[str, dict], real: pd.DataFrame | None, gaps: pd.DataFra
         same = {name: invariance_table(m) for name, m in results.items()}
         if any(len(t) for t in same.values()):
             print_frame(
-                pd.concat(same),
+                pd.concat(same).rename_axis(["model", "context"]),
                 "real titles with words that say nothing about the person: share whose "
                 "persona stays the bare title's, accuracy (scripts/title_invariance.py)",
             )

@@ -4,8 +4,9 @@ IT, DACH", "Buchhalter (m/w/d)"). Training copies of real titles with one of the
 role model to read past them: without, an employer such as "at Globex Inc." changed the
 function of 6.5% of the real evaluation titles (docs/benchmarks.md).
 
-The fillers here are for training only; ``scripts/title_invariance.py`` measures with others
-(Globex, Berlin, EMEA, Remote), so it stays a check on words the model never saw.
+The fillers here are for training only; ``models.invariance`` (logged by ``bg-train-roles``,
+all its contexts in ``scripts/title_invariance.py``) measures with others (Globex, Berlin,
+EMEA, Remote), so it stays a check on words the model never saw.
 """
 
 from __future__ import annotations

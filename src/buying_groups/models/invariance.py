@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+import numpy as np
 import pandas as pd
 
 COMPANY = "Globex"  # a name that is no word of any title language
@@ -41,31 +42,50 @@ CONTEXTS: dict[str, Callable[[str, str], str]] = {
 HEADS = ("function", "seniority")
 
 
+def title_contexts(names: object) -> list[str]:
+    """The configured contexts (``real_title_contexts``: a name, a list of names, or
+    null/empty for none), checked against ``CONTEXTS``."""
+    names = [names] if isinstance(names, str) else list(names or [])
+    unknown = [n for n in names if n not in CONTEXTS]
+    if unknown:
+        raise ValueError(
+            f"real_title_contexts: unknown {', '.join(map(repr, unknown))}; "
+            f"choose from {', '.join(CONTEXTS)}"
+        )
+    return names
+
+
+def has_title(real: pd.DataFrame) -> np.ndarray:
+    """Which rows hold a title (a string that is not blank): the only ones a context changes."""
+    return np.array([isinstance(t, str) and bool(t.strip()) for t in real["job_title"]])
+
+
 def with_title_context(real: pd.DataFrame, context: str) -> pd.DataFrame:
-    """``real`` (``job_title``, ``language``, ...) with ``context`` applied to every title."""
-    if context not in CONTEXTS:
-        raise ValueError(f"unknown title context {context!r}; known: {', '.join(CONTEXTS)}")
-    add = CONTEXTS[context]
-    pairs = zip(real["job_title"].fillna(""), real["language"], strict=True)
-    return real.assign(job_title=[add(t, lang) if t.strip() else t for t, lang in pairs])
+    """``real`` (``job_title``, ``language``, ...) with ``context`` applied to every title;
+    missing and blank titles stay as they are."""
+    add = CONTEXTS[title_contexts(context)[0]]
+    titled = has_title(real)
+    pairs = zip(real["job_title"], real["language"], titled, strict=True)
+    return real.assign(job_title=[add(t, lang) if ok else t for t, lang, ok in pairs])
 
 
 def context_invariance(
     predict: Callable[[pd.DataFrame], pd.DataFrame],
     real: pd.DataFrame,
     bare: pd.DataFrame,
-    contexts: Iterable[str] = ("employer",),
+    contexts: Iterable[str] | str = ("employer",),
 ) -> tuple[dict[str, float], dict[str, pd.DataFrame]]:
-    """Per context, the share of titles whose function and seniority stay what the bare
-    title got (``bare``: ``predict(real)``) and the accuracy with the context:
+    """Per context, over the rows with a title, the share whose function and seniority stay
+    what the bare title got (``bare``: ``predict(real)``) and the accuracy with the context:
     ``real_context/<context>_<head>_same|accuracy``; and each context's predictions."""
     metrics, preds = {}, {}
-    for name in contexts:
+    titled = has_title(real)
+    for name in title_contexts(contexts):
         got = predict(with_title_context(real, name))
         for head in HEADS:
-            same = got[head].to_numpy() == bare[head].to_numpy()
+            same = got[head].to_numpy()[titled] == bare[head].to_numpy()[titled]
             metrics[f"real_context/{name}_{head}_same"] = float(same.mean())
-            right = got[head].to_numpy() == real[head].to_numpy()
+            right = got[head].to_numpy()[titled] == real[head].to_numpy()[titled]
             metrics[f"real_context/{name}_{head}_accuracy"] = float(right.mean())
         preds[name] = got
     return metrics, preds
@@ -73,10 +93,11 @@ def context_invariance(
 
 def invariance_table(metrics: dict[str, float]) -> pd.DataFrame:
     """``real_context/...`` metrics as a table: one row per context."""
+    ends = [f"_{head}_{kind}" for head in HEADS for kind in ("same", "accuracy")]
     rows: dict[str, dict[str, float]] = {}
     for key, value in metrics.items():
-        if key.startswith("real_context/"):
-            name = key.split("/", 1)[1]
-            context = next(c for c in CONTEXTS if name.startswith(f"{c}_"))
-            rows.setdefault(context, {})[name[len(context) + 1 :]] = value
+        name = key.removeprefix("real_context/")
+        end = next((e for e in ends if name.endswith(e)), None)
+        if key.startswith("real_context/") and end:
+            rows.setdefault(name[: -len(end)], {})[end[1:]] = value
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("context")
