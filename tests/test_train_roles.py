@@ -55,6 +55,15 @@ def test_pipeline_trains_roles_with_the_same_defaults():
     assert roles["title_list_repeat"] == {"curated": 3}  # the default chosen on validation
 
 
+def test_a_misspelt_real_title_context_stops_the_run_before_any_data_is_read():
+    from buying_groups.cli.train_roles import train_and_log
+
+    cfg = compose_config("train_roles", ["real_title_contexts=[employer,emoji]"])
+    cfg.data_dir = "/nonexistent"  # never read: the check comes first
+    with pytest.raises(SystemExit, match="real_title_contexts: unknown 'emoji'; choose from"):
+        train_and_log(cfg)
+
+
 def test_the_student_learns_from_the_teachers_rows(tmp_path):
     """bg-pipeline student=true: the student's bg-train-roles config takes the pipeline's
     title lists, copies, their contexts, the real-title contexts measured and the label

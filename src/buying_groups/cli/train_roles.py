@@ -100,6 +100,10 @@ def run(cfg: DictConfig) -> float:
 def train_and_log(cfg: DictConfig) -> dict:
     """Train, evaluate and log; every model's metrics by name, and the ``objective``."""
     catalog = catalog_from(cfg)
+    try:  # a misspelt context stops the run before any data is read
+        contexts = title_contexts(cfg.get("real_title_contexts"))
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
     if cfg.generate_if_missing:
         ensure_dataset(cfg)
     examples, manifest = load_examples(cfg, catalog)
@@ -108,7 +112,6 @@ def train_and_log(cfg: DictConfig) -> dict:
         examples, t.max_train_samples, t.max_eval_samples, cfg.seed
     )
     real = real_title_eval() if cfg.real_titles else None
-    contexts = title_contexts(cfg.get("real_title_contexts"))  # checked before any training
     console.print(
         f"data: {manifest['name']}  train {len(train):,} (title lists "
         f"{int((train['title_kind'] == 'knowledge').sum()):,})  validation {len(validation):,}  "
