@@ -136,7 +136,7 @@ def train_and_log(cfg: DictConfig) -> dict:
     with tracking.run("transformer", tags, parent_run_id=parent) as active:
         tracking.log_context(**context, dataset_frame=train[INPUT_COLUMNS])
         data = (train, validation, evaluation, real)
-        mine, real_pred["transformer"] = fit_and_log(cfg, catalog, manifest, *data)
+        mine, real_pred["transformer"] = fit_and_log(cfg, catalog, manifest, *data, contexts)
         results = {"transformer": mine, **results}
         gaps = real_title_gaps(real, real_pred) if real is not None else None
         if gaps is not None:
@@ -177,10 +177,11 @@ def fit_and_log(
     validation: pd.DataFrame,
     evaluation: pd.DataFrame,
     real: pd.DataFrame | None,
+    contexts: list[str],
 ) -> tuple[dict[str, float], pd.DataFrame | None]:
-    """Fine-tune (or distil) the transformer, evaluate it, choose its inference variant,
-    save it and log it as a pyfunc, in the active run; its metrics and its real-title
-    predictions."""
+    """Fine-tune (or distil) the transformer, evaluate it (on the real titles with
+    ``contexts`` too), choose its inference variant, save it and log it as a pyfunc, in the
+    active run; its metrics and its real-title predictions."""
     start, soft, fit_rows = None, None, train
     if cfg.distill.teacher:
         try:
@@ -211,7 +212,6 @@ def fit_and_log(
         calibration = calibrate_roles(cfg, model, tokenizer, validation)
         calibration |= calibrate_persona(cfg, model, tokenizer, (fit_rows, validation))
         set_variant(cfg, model, runs, catalog)
-        contexts = title_contexts(cfg.get("real_title_contexts"))
         evaluated = evaluate_predictor(predict, evaluation, catalog, real=real, contexts=contexts)
         if model.config.role_bias:  # validation chose the offsets: its roles scored without
             evaluated[0].update(raw_role_metrics(model, tokenizer, validation, catalog.names))
