@@ -74,6 +74,23 @@ def test_compounds_with_english_parts_and_linking_elements(german_dutch):
         assert gloss(title, german_dutch) == title
 
 
+def test_compounds_ending_in_an_abbreviated_head_are_read_as_the_full_word(german_dutch):
+    assert gloss("Schichtltr. Produktion", german_dutch) == "Schichtltr. Produktion | head"
+    assert gloss("Einkaufsltr.", german_dutch).endswith("| purchasing head")
+    assert gloss("Einkaufssachb.", german_dutch).endswith("| purchasing clerk")
+    assert gloss("Industriekfm.", german_dutch).endswith("| clerk")
+    glossary = load_glossary()  # the bundled glossary has the heads and what comes before
+    assert gloss("Gruppenltr. IT", glossary).endswith("| team lead")  # listed Gruppenleiter
+    assert gloss("Teamltr. Einkauf", glossary).endswith("| team lead purchasing")
+    assert gloss("Personalref.", glossary).endswith("| hr specialist")
+    assert gloss("Servicetechn.", glossary).endswith("| service technician")
+    # the abbreviation needs 4+ letters before it, and a glossary with the full word
+    assert gloss("Altr.", german_dutch) == "Altr."
+    assert gloss("Vertriebsltr.", TINY) == "Vertriebsltr."
+    for title in ("Chief Referee", "Teaching Assistant", "Maker Space Assist", "Paltry"):
+        assert gloss(title, glossary) == title
+
+
 def test_dotted_abbreviations_are_joined_only_where_the_glossary_names_them(german_dutch):
     assert gloss("Directora de RR.HH. Iberia", german_dutch).endswith("| hr")
     assert gloss("Sr.Mgr. Einkauf", german_dutch) == "Sr.Mgr. Einkauf | purchasing"

@@ -25,6 +25,10 @@ list does not name, for titles no writer saw:
   English words that German and Dutch compounds are made of count as parts
   (``LOAN_HEADS``, ``LOAN_FIRST_PARTS``: "Einkaufsmanagerin": purchasing manager;
   "Personaldirektorin": hr director), never as a word alone.
+
+A compound may end in an abbreviated head ("Vertriebsltr.", "Personalref."): it is read as
+the word the abbreviation shortens (``ABBREVIATED_HEADS``; code, so models trained before
+it read these too, where their glossary has the full word).
 """
 
 from __future__ import annotations
@@ -72,6 +76,22 @@ LOAN_FIRST_PARTS = {
     "business": "business",
     "office": "office",
     "team": "team",
+}
+# German abbreviations that end a compound in CRM and CV exports ("Vertriebsltr.",
+# "Personalref.", "Empfangsmitarb.", "Servicetechn."): an unknown word ending in one, after
+# 4+ letters, is read as the compound with the word it shortens ("Schichtltr." as
+# "Schichtleiter"), where this model's glossary has that word as a German head. Consonant
+# clusters and German stems: no English word of 4+ letters plus one of them is a title word.
+ABBREVIATED_HEADS = {
+    "ltr": "leiter",
+    "ltg": "leitung",
+    "kfm": "kaufmann",
+    "kffr": "kauffrau",
+    "sachb": "sachbearbeiter",
+    "mitarb": "mitarbeiter",
+    "ref": "referent",
+    "techn": "techniker",
+    "assist": "assistent",
 }
 # how a compound's first part may end before the head: "Einkaufs-" (Einkauf), "Kunden-"
 # (Kunde), "Finanz-" (Finanzen), "Personal-"
@@ -167,11 +187,18 @@ def _first_part(first: str, glossary: dict[str, str]) -> str | None:
 
 
 def _lookup(word: str, glossary: dict[str, str]) -> str | None:
-    """A word's gloss: listed, else read as a German or Dutch compound by the longest head
-    of 5+ letters it ends in after 4+ letters, with its modifier's gloss where known."""
+    """A word's gloss: listed, else read as a German or Dutch compound by its abbreviated
+    head or the longest head of 5+ letters it ends in after 4+ letters, with its modifier's
+    gloss where known."""
     found = glossary.get(word)
-    if found is not None or len(word) < MIN_MODIFIER + MIN_HEAD:
+    if found is not None:
         return found
+    for short, full in ABBREVIATED_HEADS.items():  # "schichtltr" -> "schichtleiter"
+        stem = word[: len(word) - len(short)]
+        if word.endswith(short) and len(stem) >= MIN_MODIFIER and "-" + full in glossary:
+            return _lookup(stem + full, glossary)
+    if len(word) < MIN_MODIFIER + MIN_HEAD:
+        return None
     for cut in range(MIN_MODIFIER, len(word) - MIN_HEAD + 1):
         head = glossary.get("-" + word[cut:])
         if head is not None:
