@@ -17,7 +17,9 @@ the titles whose ``source`` starts so (there: the 560 abbreviated ones; ``writte
 ``--titles`` scores another labelled list instead, function only, leaving out every title the
 training data holds: e.g. the national occupation names no default training reads,
 ``--titles src/buying_groups/resources/titles/occupation_titles.csv`` (its seniority is the
-rules' keyword parse, no label; docs/data.md).
+rules' keyword parse, no label; docs/data.md). ``--seniority`` scores a list's seniority too,
+where it is a label: ``--titles scripts/probe_de_abbreviated_heads.csv --seniority``
+(90 German titles whose compounds end in an abbreviated head, docs/benchmarks.md).
 
 ``--parts`` also scores each model's two readers apart, its title expert alone and its
 transformer alone (no pooling), and prints the model's macro-F1 minus each with the paired
@@ -81,6 +83,7 @@ def main() -> None:
     ap.add_argument("--variant", default=None, help="e.g. fp32 (default: each model's own)")
     ap.add_argument("--source", default=None, help="only titles whose source starts so")
     ap.add_argument("--titles", type=Path, default=None, help="another labelled list (function)")
+    ap.add_argument("--seniority", action="store_true", help="--titles' seniority is a label")
     ap.add_argument("--confidence", action="store_true", help="accuracy by reported probability")
     args = ap.parse_args()
 
@@ -114,7 +117,7 @@ def main() -> None:
     table = pd.concat(
         {n: real_title_table(real_title_metrics(real, p, catalog)) for n, p in preds.items()}
     )
-    if args.titles:
+    if args.titles and not args.seniority:
         table = table[[c for c in table.columns if c.startswith("function")]]
         gaps = [g[g["head"] == "function"] for g in gaps]
     counts = real["language"].value_counts()

@@ -65,6 +65,18 @@ def test_no_training_title_is_an_eval_title():
     assert len(dropped) == len(kept) - 1
 
 
+def test_the_abbreviated_head_probe_is_labelled_and_in_no_other_list():
+    # scripts/probe_de_abbreviated_heads.csv: written after the glossary rule it checks, from
+    # none of the bundled titles (docs/benchmarks.md); it must stay out of training and eval
+    probe = real_title_eval(Path(__file__).parents[1] / "scripts/probe_de_abbreviated_heads.csv")
+    assert len(probe) == 90 and set(probe["language"]) == {"de"}
+    keys = set(probe["job_title"].map(title_key))
+    assert len(keys) == len(probe)
+    assert not keys & {title_key(t) for t in real_title_eval()["job_title"]}
+    examples = knowledge_examples(list(TRAINING_LISTS), _catalog(), exclude=[])
+    assert not keys & {title_key(t) for t in examples["job_title"]}
+
+
 @pytest.mark.parametrize(
     ("name", "apprentice"), [("bls", "apprentice"), ("esco", "apprentice"), ("occupations", None)]
 )
