@@ -86,6 +86,8 @@ def main() -> None:
     ap.add_argument("--seniority", action="store_true", help="--titles' seniority is a label")
     ap.add_argument("--confidence", action="store_true", help="accuracy by reported probability")
     args = ap.parse_args()
+    if args.seniority and not args.titles:
+        ap.error("--seniority needs --titles (the evaluation set's seniority is always scored)")
 
     with initialize_config_dir(config_dir=config_dir(), version_base=None):
         cfg = compose("train_roles", overrides=[f"data_dir={args.data_dir}"])

@@ -7,7 +7,7 @@ languages' job-title words, each with the English words an English title would u
 the model read ``Leiterin Einkauf | head purchasing``. The glossary travels inside the
 model (``RoleModelConfig.glossary``), so editing the file never changes a trained model.
 
-Words are looked up case-, accent- and punctuation-blind. Three things reach words the
+Words are looked up case-, accent- and punctuation-blind. Four things reach words the
 list does not name, for titles no writer saw:
 
 - a dotted abbreviation the list names joined is read joined ("RR.HH." as "rrhh"; this is
@@ -24,11 +24,10 @@ list does not name, for titles no writer saw:
   The first part is also read with its linking element ("Kunden-", "Finanz-"), and a few
   English words that German and Dutch compounds are made of count as parts
   (``LOAN_HEADS``, ``LOAN_FIRST_PARTS``: "Einkaufsmanagerin": purchasing manager;
-  "Personaldirektorin": hr director), never as a word alone.
-
-A compound may end in an abbreviated head ("Vertriebsltr.", "Personalref."): it is read as
-the word the abbreviation shortens (``ABBREVIATED_HEADS``; code, so models trained before
-it read these too, where their glossary has the full word).
+  "Personaldirektorin": hr director), never as a word alone;
+- a compound that ends in an abbreviated German head ("Vertriebsltr.", "Personalref.") is
+  read as the word the abbreviation shortens (``ABBREVIATED_HEADS``; code, so models
+  trained before it read these too, where their glossary has the full word as a head).
 """
 
 from __future__ import annotations
@@ -81,7 +80,9 @@ LOAN_FIRST_PARTS = {
 # "Personalref.", "Empfangsmitarb.", "Servicetechn."): an unknown word ending in one, after
 # 4+ letters, is read as the compound with the word it shortens ("Schichtltr." as
 # "Schichtleiter"), where this model's glossary has that word as a German head. Consonant
-# clusters and German stems: no English word of 4+ letters plus one of them is a title word.
+# clusters and German stems: no word of the encoder's English vocabulary and no English
+# title of the bundled lists ends in one after 4+ letters; a name may ("Crossref Engineer"
+# reads "specialist").
 ABBREVIATED_HEADS = {
     "ltr": "leiter",
     "ltg": "leitung",
@@ -196,7 +197,13 @@ def _lookup(word: str, glossary: dict[str, str]) -> str | None:
     for short, full in ABBREVIATED_HEADS.items():  # "schichtltr" -> "schichtleiter"
         stem = word[: len(word) - len(short)]
         if word.endswith(short) and len(stem) >= MIN_MODIFIER and "-" + full in glossary:
-            return _lookup(stem + full, glossary)
+            return glossary.get(stem + full) or _compound(stem + full, glossary)
+    return _compound(word, glossary)
+
+
+def _compound(word: str, glossary: dict[str, str]) -> str | None:
+    """A word read as a German or Dutch compound by the longest head of 5+ letters it ends in
+    after 4+ letters, with its modifier's gloss where known; None if it is none."""
     if len(word) < MIN_MODIFIER + MIN_HEAD:
         return None
     for cut in range(MIN_MODIFIER, len(word) - MIN_HEAD + 1):
