@@ -163,6 +163,10 @@ def test_bad_title_list_names_line_and_column(tmp_path):
     )
     with pytest.raises(ValueError, match=r"bad.csv, line 3, column 'function'.*'finanse'"):
         read_title_list(path)
+    # a path given as text (as scripts pass it) gets the same message, not an AttributeError
+    (tmp_path / "short.csv").write_text("job_title,function\nCFO,finance\n")
+    with pytest.raises(ValueError, match=r"short.csv: missing column\(s\) \['title'"):
+        real_title_eval(str(tmp_path / "short.csv"))
 
 
 def test_transliteration_only_for_models_trained_with_it():

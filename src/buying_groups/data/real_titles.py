@@ -51,8 +51,9 @@ def title_key(title: str) -> str:
     return " ".join(re.sub(r"[^\w]+", " ", text).split())
 
 
-def read_title_list(path: Path) -> pd.DataFrame:
+def read_title_list(path: Path | str) -> pd.DataFrame:
     """A labelled title list; ``ValueError`` naming the file, row and column of a bad cell."""
+    path = Path(path)
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
@@ -83,7 +84,7 @@ def write_title_list(frame: pd.DataFrame, name: str) -> Path:
     return path
 
 
-def real_title_eval(path: Path | None = None) -> pd.DataFrame:
+def real_title_eval(path: Path | str | None = None) -> pd.DataFrame:
     """The evaluation set as model inputs: ``job_title``, empty ``activity_text``, the truth
     (``function``, ``seniority``), ``language`` and ``source``."""
     frame = read_title_list(path or RESOURCE_DIR / EVAL_FILE)
