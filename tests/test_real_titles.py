@@ -17,6 +17,7 @@ from buying_groups.data.real_titles import (
     real_title_eval,
     title_key,
 )
+from buying_groups.data.title_typos import add_typo, with_typos
 from buying_groups.models.evaluation import (
     confidence_table,
     real_title_metrics,
@@ -136,6 +137,37 @@ def test_copies_carry_context_that_keeps_their_labels():
     assert german.str.contains(" bei ").any() and not german.str.contains(" chez ").any()
 
 
+def test_a_typo_is_one_slip_in_one_word_and_copies_keep_their_labels():
+    rng = np.random.default_rng(0)
+    for title in ["Sales Manager", "Leiterin Einkauf (m/w/d)", "Директор по маркетингу"]:
+        slips = {add_typo(title, rng) for _ in range(60)}
+        assert title not in slips and len(slips) > 10
+        for slip in slips:
+            # one word differs, by one letter dropped, doubled or two neighbours swapped
+            diff = [(a, b) for a, b in zip(title.split(), slip.split(), strict=True) if a != b]
+            assert len(diff) == 1
+            a, b = diff[0]
+            inner = range(1, len(a) - 1)  # the first letter stays
+            kinds = {a[:i] + a[i + 1 :] for i in inner} | {a[: i + 1] + a[i:] for i in inner}
+            kinds |= {a[:i] + a[i + 1] + a[i] + a[i + 2 :] for i in inner}
+            assert b in kinds
+    assert add_typo("CFO / VP", rng) == "CFO / VP"  # no word of 4+ letters
+    assert list(with_typos(pd.Series(["", "Controller"]), rng, 1.0))[0] == ""
+    catalog = _catalog()
+    args = {"case_noise": 0.0, "repeat": {"curated": 3}}
+    plain = knowledge_examples(["curated"], catalog, **args)
+    typos = knowledge_examples(["curated"], catalog, **args, typo_noise=0.25)
+    copy = typos["contact_id"].str.contains("-")
+    changed = typos["job_title"] != plain["job_title"]
+    assert not (changed & ~copy).any()  # originals and validation titles as written
+    assert 0.15 < changed[copy].mean() < 0.3
+    for col in ("function", "seniority", "split", "language"):
+        pd.testing.assert_series_equal(typos[col], plain[col])
+    # context and typos together: the typo share comes on top of the context's
+    both = knowledge_examples(["curated"], catalog, **args, context_noise=0.3, typo_noise=0.25)
+    assert (both["job_title"] != plain["job_title"])[copy].mean() > changed[copy].mean() + 0.1
+
+
 def test_knowledge_examples_are_title_only_with_masked_roles():
     catalog = _catalog()
     ex = knowledge_examples(["curated"], catalog, seed=3, roles=False)
@@ -232,6 +264,12 @@ def test_context_invariance_counts_personas_that_move():
     assert m["real_context/all_caps_function_same"] == pytest.approx(1 / 3)  # SALES unread
     assert m["real_context/all_caps_seniority_same"] == 1.0
     assert set(preds) == {"employer", "all_caps"}
+    # typo: the longest word's two middle letters swapped, the same slip every time
+    assert list(with_title_context(real, "typo")["job_title"]) == [
+        "VP slaes", "slaes rep", "Buchahlter", ""
+    ]  # fmt: skip
+    typo, _ = context_invariance(predict, real, predict(real), ["typo"])
+    assert typo["real_context/typo_function_same"] == pytest.approx(1 / 3)  # "slaes" unread
     table = invariance_table(m)
     assert list(table.index) == ["employer", "all_caps"]
     assert table.loc["all_caps", "function_same"] == pytest.approx(1 / 3)

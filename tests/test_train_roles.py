@@ -75,13 +75,14 @@ def test_the_student_learns_from_the_teachers_rows(tmp_path):
     from buying_groups.config import config_dir
 
     args = ["title_lists=[curated]", "title_list_repeat=null", "role_label_fraction=0.5"]
-    args += ["title_list_context=0", "real_title_contexts=[city]"]
+    args += ["title_list_context=0", "title_list_typo=0.5", "real_title_contexts=[city]"]
     pipeline = compose_config("pipeline", [*args, "student_overrides=['experiment=distill']"])
     pipeline.output_dir = str(tmp_path)  # set by Hydra in a run
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         sub = student_config(pipeline, list(pipeline.student_overrides))
         assert list(sub.title_lists) == ["curated"] and sub.title_list_repeat is None
         assert sub.title_list_context == 0 and list(sub.real_title_contexts) == ["city"]
+        assert sub.title_list_typo == 0.5
         assert sub.role_label_fraction == 0.5 and list(sub.baselines) == []  # distill's
         own = ["experiment=distill", "title_lists=[bls]"]
         pipeline.student_overrides = own

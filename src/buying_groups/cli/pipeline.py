@@ -262,6 +262,7 @@ TEACHER_DATA = (
     "title_list_roles",
     "title_list_repeat",
     "title_list_context",
+    "title_list_typo",
     "real_title_contexts",
 )
 

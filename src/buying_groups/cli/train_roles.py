@@ -69,6 +69,7 @@ def load_examples(cfg: DictConfig, catalog: Catalog) -> tuple[pd.DataFrame, dict
         repeat=cfg.get("title_list_repeat"),
         roles=cfg.get("title_list_roles", True),
         context_noise=cfg.get("title_list_context", 0.0),
+        typo_noise=cfg.get("title_list_typo", 0.0),
     )
     examples = pd.concat([examples, knowledge], ignore_index=True)
     if cfg.role_label_fraction < 1.0:

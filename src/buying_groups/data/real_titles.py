@@ -27,6 +27,7 @@ from buying_groups.baselines.rules import match_seniority
 from buying_groups.data.io import atomic_write
 from buying_groups.data.splits import unit_hash
 from buying_groups.data.title_context import with_context
+from buying_groups.data.title_typos import with_typos
 from buying_groups.taxonomy import FUNCTIONS, SENIORITIES, Catalog, Product, assign_roles
 
 RESOURCE_DIR = Path(__file__).resolve().parent.parent / "resources" / "titles"
@@ -121,6 +122,7 @@ def knowledge_examples(
     repeat: dict[str, int] | None = None,
     roles: bool = True,
     context_noise: float = 0.0,
+    typo_noise: float = 0.0,
 ) -> pd.DataFrame:
     """Title-only contacts from the named training lists, shaped like labelled examples
     (``title_kind`` ``knowledge``; no advocacy, as there is no activity). With ``roles``
@@ -135,7 +137,8 @@ def knowledge_examples(
     case, as CRM exports hold them (each copy in its title's split). ``repeat`` names a
     list's training copies (e.g. ``{"curated": 2}``: its training titles twice); a seeded
     ``context_noise`` share of those copies carries an employer, place, work mode or gender
-    tag (``title_context``), which says nothing about the person.
+    tag (``title_context``), which says nothing about the person, and a seeded ``typo_noise``
+    share one typing slip (``title_typos``).
 
     A BLS, ESCO or occupations title's seniority is a distant label from the rules' keyword
     parser; where no keyword matched, the parser's default (``professional``) is a guess, not
@@ -190,6 +193,8 @@ def knowledge_examples(
                 copy["job_title"] = with_context(
                     copy["job_title"], copy["language"], rng, context_noise
                 )
+            if typo_noise > 0:
+                copy["job_title"] = with_typos(copy["job_title"], rng, typo_noise)
             copies.append(copy)
     return pd.concat([out, *copies], ignore_index=True) if copies else out
 

@@ -10,6 +10,7 @@ city and region here are words training never sees (training's own context copie
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -27,6 +28,21 @@ EMPLOYER = {
     "pl": " w {c}",
     "ru": " в {c}",
 }
+
+
+def typo(title: str) -> str:
+    """The title with one typing slip: the two middle letters of its longest word of 5+
+    letters swapped ("Sales Manager" -> "Sales Maanger", "Einkaufsleiter" -> "Einkausfleiter");
+    unchanged where no word is that long. Deterministic, so every model sees the same slips."""
+    words = [w for w in re.findall(r"[^\W\d_]+", title) if len(w) >= 5]
+    if not words:
+        return title
+    word = max(words, key=len)
+    i = len(word) // 2 - 1
+    slip = word[:i] + word[i + 1] + word[i] + word[i + 2 :]
+    return title.replace(word, slip, 1)
+
+
 # name (an MLflow metric name) -> how it rewrites a title of a language
 CONTEXTS: dict[str, Callable[[str, str], str]] = {
     "employer": lambda t, lang: t + EMPLOYER.get(lang, EMPLOYER["en"]).format(c=COMPANY),
@@ -38,6 +54,7 @@ CONTEXTS: dict[str, Callable[[str, str], str]] = {
     "remote": lambda t, lang: f"{t} (Remote)",
     "gender_tag": lambda t, lang: f"{t} (m/w/d)",
     "all_caps": lambda t, lang: t.upper(),
+    "typo": lambda t, lang: typo(t),
 }
 HEADS = ("function", "seniority")
 

@@ -1,0 +1,50 @@
+"""Typing slips, as real exports hold them ("Sales Manger", "VP Fiannce", "Einkaufsleiterr").
+
+The generator misspells 4% of its own titles, but the real titles the role model trains on
+are spelt right, and a slip in the one word that names the function (a "Fiannce" the word
+pieces no longer read as finance) moved the function of 22% of the real evaluation titles
+(`models.invariance`, context ``typo``; docs/benchmarks.md). Training copies of real titles
+with one slip teach the model to read through them.
+
+The slips here are random (a letter dropped, doubled or swapped with its neighbour, in a
+random word of 4+ letters); the check in ``models.invariance`` swaps the two middle letters of
+the longest word, deterministically, so it measures slips at places the training did not pick.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+WORD = re.compile(r"[^\W\d_]{4,}")  # letters only, any script
+
+
+def add_typo(title: str, rng: np.random.Generator) -> str:
+    """``title`` with one slip in a random word of 4+ letters; unchanged where it has none.
+    The first letter is kept: people rarely mistype it."""
+    words = list(WORD.finditer(title))
+    if not words:
+        return title
+    word = words[rng.integers(len(words))]
+    start, text = word.start(), word.group()
+    i = int(rng.integers(1, len(text) - 1))  # an inner letter with one after it
+    kind = rng.integers(3)
+    if kind == 0:  # dropped
+        slip = text[:i] + text[i + 1 :]
+    elif kind == 1:  # doubled
+        slip = text[: i + 1] + text[i:]
+    else:  # swapped with the next
+        slip = text[:i] + text[i + 1] + text[i] + text[i + 2 :]
+    return title[:start] + slip + title[start + len(text) :]
+
+
+def with_typos(titles: pd.Series, rng: np.random.Generator, share: float) -> np.ndarray:
+    """A seeded ``share`` of ``titles`` with one slip each (``add_typo``); the rest as they
+    are. Empty titles stay empty."""
+    chosen = rng.random(len(titles)) < share
+    return np.array(
+        [add_typo(t, rng) if c and t else t for t, c in zip(titles, chosen, strict=True)],
+        dtype=object,
+    )
