@@ -1,16 +1,18 @@
 """How far a role model's persona holds when a title carries words that say nothing about the
-person: an employer, a place, a work mode, a gender tag, as CRM and CV exports write them.
+person (an employer, a place, a work mode, a gender tag, as CRM and CV exports write them) or
+a typing slip.
 
     python scripts/title_invariance.py --model-uri models:/buying-group-roles@champion
 
-Each context of ``buying_groups.models.invariance`` is appended to every title of the
+Each context of ``buying_groups.models.invariance`` is applied to every title of the
 real-title evaluation set (or ``--titles``, a CSV with ``title,function,seniority,language``);
 the table gives, per context, the share of titles whose function and seniority stay what the
 bare title got, and the accuracy with the context against the bare titles'. ``employer``
 writes "at <company>" in the title's own language ("bei Globex GmbH", "chez Globex",
-"в Globex"). ``--examples N`` prints N titles whose function changed. ``bg-train-roles`` logs
-the contexts of ``real_title_contexts`` (default: employer) for every model; this runs all
-of them on any model. The figures are in docs/benchmarks.md.
+"в Globex"); ``typo`` swaps two letters of the longest word. ``--examples N`` prints N titles
+whose function changed. ``bg-train-roles`` logs the contexts of ``real_title_contexts``
+(default: employer, typo) for every model; this runs all of them on any model. The figures
+are in docs/benchmarks.md.
 """
 
 from __future__ import annotations

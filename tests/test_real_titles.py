@@ -66,16 +66,26 @@ def test_no_training_title_is_an_eval_title():
     assert len(dropped) == len(kept) - 1
 
 
-def test_the_abbreviated_head_probe_is_labelled_and_in_no_other_list():
-    # scripts/probe_de_abbreviated_heads.csv: written after the glossary rule it checks, from
-    # none of the bundled titles (docs/benchmarks.md); it must stay out of training and eval
-    probe = real_title_eval(Path(__file__).parents[1] / "scripts/probe_de_abbreviated_heads.csv")
-    assert len(probe) == 90 and set(probe["language"]) == {"de"}
+@pytest.mark.parametrize(
+    ("name", "size", "languages"),
+    [
+        ("probe_de_abbreviated_heads.csv", 90, {"de"}),
+        ("probe_cv_titles.csv", 333, {"en", "de", "fr", "es", "it"}),
+    ],
+)
+def test_a_probe_is_labelled_and_in_no_other_list(name, size, languages):
+    # scripts/probe_*.csv: written after the model they check, from none of the bundled titles
+    # (docs/benchmarks.md); they must stay out of training and evaluation, and of each other
+    probe = real_title_eval(SCRIPTS / name)
+    assert len(probe) == size and set(probe["language"]) == languages
     keys = set(probe["job_title"].map(title_key))
     assert len(keys) == len(probe)
     assert not keys & {title_key(t) for t in real_title_eval()["job_title"]}
-    for name in TRAINING_LISTS.values():  # the lists themselves, not examples built from them
-        assert not keys & set(read_title_list(RESOURCE_DIR / name)["title"].map(title_key)), name
+    for listed in TRAINING_LISTS.values():  # the lists themselves, not examples built from them
+        assert not keys & set(read_title_list(RESOURCE_DIR / listed)["title"].map(title_key))
+    for other in SCRIPTS.glob("probe_*.csv"):
+        if other.name != name:
+            assert not keys & set(read_title_list(other)["title"].map(title_key)), other.name
 
 
 @pytest.mark.parametrize(

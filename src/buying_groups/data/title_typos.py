@@ -4,7 +4,8 @@ The generator misspells 4% of its own titles, but the real titles the role model
 are spelt right, and a slip in the one word that names the function (a "Fiannce" the word
 pieces no longer read as finance) moved the function of 22% of the real evaluation titles
 (`models.invariance`, context ``typo``; docs/benchmarks.md). Training copies of real titles
-with one slip teach the model to read through them.
+with one slip (``title_list_typo``) teach the model to read through them: at 0.25 the moves
+fell to 16%, at a small cost on titles as written, so the default is off.
 
 The slips here are random (a letter dropped, doubled or swapped with its neighbour, in a
 random word of 4+ letters); the check in ``models.invariance`` swaps the two middle letters of

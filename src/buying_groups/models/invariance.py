@@ -2,8 +2,9 @@
 
 CRM and CV exports write an employer, a place, a work mode or a gender tag into the title
 ("Head of Sales bei Globex GmbH", "CFO | Globex", "Buyer (m/w/d)"). A role model should give
-such a title the persona of the bare one. ``context_invariance`` appends each context to the
-real-title evaluation set and measures how often the persona stays the same. The employer,
+such a title the persona of the bare one; nor should a typing slip ("Sales Maanger") move it.
+``context_invariance`` applies each context to the real-title evaluation set and measures
+how often the persona stays the same. The employer,
 city and region here are words training never sees (training's own context copies,
 ``data.title_context``, draw from other lists), so the check is not of memorised words.
 """
