@@ -173,9 +173,14 @@ def test_a_typo_is_one_slip_in_one_word_and_copies_keep_their_labels():
     assert 0.15 < changed[copy].mean() < 0.3
     for col in ("function", "seniority", "split", "language"):
         pd.testing.assert_series_equal(typos[col], plain[col])
-    # context and typos together: the typo share comes on top of the context's
+    # with contexts: the slips draw from their own stream, so every context stays where it was
+    # (and title_list_typo=0 trains on what it did before slips existed)
+    context = knowledge_examples(["curated"], catalog, **args, context_noise=0.3)
     both = knowledge_examples(["curated"], catalog, **args, context_noise=0.3, typo_noise=0.25)
-    assert (both["job_title"] != plain["job_title"])[copy].mean() > changed[copy].mean() + 0.1
+    slipped = both["job_title"] != context["job_title"]
+    assert 0.15 < slipped[copy].mean() < 0.3
+    for a, b in zip(context["job_title"][slipped], both["job_title"][slipped], strict=True):
+        assert len(a.split()) == len(b.split()) and abs(len(a) - len(b)) <= 1
 
 
 def test_knowledge_examples_are_title_only_with_masked_roles():
@@ -278,6 +283,16 @@ def test_context_invariance_counts_personas_that_move():
     assert list(with_title_context(real, "typo")["job_title"]) == [
         "VP slaes", "slaes rep", "Buchahlter", ""
     ]  # fmt: skip
+    slip = {
+        t: with_title_context(pd.DataFrame({"job_title": [t], "language": ["en"]}), "typo")
+        for t in ["Sales Manager", "Director Director", "Head of IT", "Installation"]
+    }
+    assert [s["job_title"].iat[0] for s in slip.values()] == [
+        "Sales Maanger",
+        "Dircetor Director",
+        "Head of IT",
+        "Installation",
+    ]  # the longest word, its first occurrence; none of 5+ letters or equal middle letters
     typo, _ = context_invariance(predict, real, predict(real), ["typo"])
     assert typo["real_context/typo_function_same"] == pytest.approx(1 / 3)  # "slaes" unread
     table = invariance_table(m)

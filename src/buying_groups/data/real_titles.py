@@ -185,6 +185,7 @@ def knowledge_examples(
         out[f"advocacy_{product.name}"] = 0
         out[f"role_{product.name}"] = persona_roles(out, product) if roles else None
     copies = []
+    slips = np.random.default_rng([seed, 1])  # its own stream: the contexts stay as they were
     for name, times in (repeat or {}).items():
         train = out[(out["vocab"] == name) & (out["split"] == "train")]
         for k in range(1, int(times)):
@@ -194,7 +195,7 @@ def knowledge_examples(
                     copy["job_title"], copy["language"], rng, context_noise
                 )
             if typo_noise > 0:
-                copy["job_title"] = with_typos(copy["job_title"], rng, typo_noise)
+                copy["job_title"] = with_typos(copy["job_title"], slips, typo_noise)
             copies.append(copy)
     return pd.concat([out, *copies], ignore_index=True) if copies else out
 

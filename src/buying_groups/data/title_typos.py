@@ -9,7 +9,8 @@ fell to 16%, at a small cost on titles as written, so the default is off.
 
 The slips here are random (a letter dropped, doubled or swapped with its neighbour, in a
 random word of 4+ letters); the check in ``models.invariance`` swaps the two middle letters of
-the longest word, deterministically, so it measures slips at places the training did not pick.
+the longest word, deterministically: slips at places not chosen to match the training's.
+A slip that swaps two equal letters changes nothing.
 """
 
 from __future__ import annotations

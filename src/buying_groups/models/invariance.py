@@ -34,7 +34,8 @@ EMPLOYER = {
 def typo(title: str) -> str:
     """The title with one typing slip: the two middle letters of its longest word of 5+
     letters swapped ("Sales Manager" -> "Sales Maanger", "Einkaufsleiter" -> "Einkausfleiter");
-    unchanged where no word is that long. Deterministic, so every model sees the same slips."""
+    unchanged where no word is that long, or its middle letters are equal ("Installation").
+    Deterministic, so every model sees the same slips."""
     words = [w for w in re.findall(r"[^\W\d_]+", title) if len(w) >= 5]
     if not words:
         return title
