@@ -21,6 +21,18 @@ import numpy as np
 import pandas as pd
 
 WORD = re.compile(r"[^\W\d_]{4,}")  # letters only, any script
+SWAPPED, DROPPED, DOUBLED = range(3)  # the slips, in the order the generator draws them
+
+
+def slip(word: str, i: int, kind: int) -> str:
+    """``word`` with one slip at its letter ``i`` (an inner letter with one after it):
+    ``SWAPPED`` with the next letter, ``DROPPED`` or ``DOUBLED``. The one slip function of the
+    generator's titles, the training copies' and the typo check (``models.invariance``)."""
+    if kind == SWAPPED:
+        return word[:i] + word[i + 1] + word[i] + word[i + 2 :]
+    if kind == DROPPED:
+        return word[:i] + word[i + 1 :]
+    return word[:i] + word[i] + word[i:]
 
 
 def add_typo(title: str, rng: np.random.Generator) -> str:
@@ -32,14 +44,8 @@ def add_typo(title: str, rng: np.random.Generator) -> str:
     word = words[rng.integers(len(words))]
     start, text = word.start(), word.group()
     i = int(rng.integers(1, len(text) - 1))  # an inner letter with one after it
-    kind = rng.integers(3)
-    if kind == 0:  # dropped
-        slip = text[:i] + text[i + 1 :]
-    elif kind == 1:  # doubled
-        slip = text[: i + 1] + text[i:]
-    else:  # swapped with the next
-        slip = text[:i] + text[i + 1] + text[i] + text[i + 2 :]
-    return title[:start] + slip + title[start + len(text) :]
+    slipped = slip(text, i, int(rng.integers(3)))
+    return title[:start] + slipped + title[start + len(text) :]
 
 
 def with_typos(titles: pd.Series, rng: np.random.Generator, share: float) -> np.ndarray:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from buying_groups.data import vocab
+from buying_groups.data.title_typos import slip
 
 TITLE_KINDS = ("normal", "dual", "vague", "empty")
 
@@ -158,12 +159,5 @@ class TitleComposer:
         i = long_words[self.rng.integers(len(long_words))]
         w = words[i]
         j = int(self.rng.integers(1, len(w) - 1))
-        op = self.rng.integers(3)
-        if op == 0:  # swap neighbours
-            w = w[:j] + w[j + 1] + w[j] + w[j + 2 :]
-        elif op == 1:  # drop a letter
-            w = w[:j] + w[j + 1 :]
-        else:  # double a letter
-            w = w[:j] + w[j] + w[j:]
-        words[i] = w
+        words[i] = slip(w, j, int(self.rng.integers(3)))
         return " ".join(words)

@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import pandas as pd
 
+from buying_groups.data.title_typos import SWAPPED, slip
+
 COMPANY = "Globex"  # a name that is no word of any title language
 EMPLOYER = {
     "en": " at {c} Inc.",
@@ -40,9 +42,7 @@ def typo(title: str) -> str:
     if not words:
         return title
     word = max(words, key=len)
-    i = len(word) // 2 - 1
-    slip = word[:i] + word[i + 1] + word[i] + word[i + 2 :]
-    return title.replace(word, slip, 1)
+    return title.replace(word, slip(word, len(word) // 2 - 1, SWAPPED), 1)
 
 
 # name (an MLflow metric name) -> how it rewrites a title of a language
