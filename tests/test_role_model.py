@@ -11,6 +11,7 @@ import torch
 
 from buying_groups.models.inference import MAX_TITLE_CHARS, clean_inputs, decode, predict_proba
 from buying_groups.models.role_model import IGNORE, RoleModel
+from buying_groups.models.spelling import spelling_vocabulary
 from buying_groups.models.train import TOKEN_KEYS, Collator, RoleDataset, role_class_weights
 from buying_groups.taxonomy import FUNCTIONS, ROLES, SENIORITIES, assign_roles, role_rules_table
 
@@ -105,6 +106,30 @@ def test_save_load_roundtrip_keeps_labels_and_predictions(model_and_tokenizer, f
     decoded = decode(loaded.config, b)
     assert set(decoded["function"]) <= set(FUNCTIONS)
     assert {f"role_{p}" for p in PRODUCTS} <= set(decoded.columns)
+
+
+def test_a_typing_slip_is_read_as_the_word_the_training_titles_spell(model_and_tokenizer, tmp_path):
+    model, tok = model_and_tokenizer
+    titles = ["Procurement Manager", "PROCUREMENT MAANGER", "Procurement Mnager", "Procurmnt Mgr"]
+    frame = pd.DataFrame({"job_title": titles, "activity_text": ""})
+    plain = predict_proba(model, tok, frame)
+    assert not np.allclose(plain["function"][0], plain["function"][1], atol=1e-4)
+    model.config.spelling = spelling_vocabulary(
+        ["Procurement Manager", "Sales Manager", "Head of Procurement"]
+    )
+    try:
+        fixed = predict_proba(model, tok, frame)
+        model.save(tmp_path, tok)
+    finally:
+        model.config.spelling = {}
+    for head in fixed:  # both slips read as "Manager"; a title two slips away as written
+        np.testing.assert_allclose(fixed[head][1:3], fixed[head][[0, 0]], atol=1e-5)
+        np.testing.assert_allclose(fixed[head][3], plain[head][3], atol=1e-5)
+    loaded, loaded_tok = RoleModel.load(tmp_path)  # the vocabulary travels with the model
+    assert loaded.config.spelling["manager"] == 2
+    np.testing.assert_allclose(
+        predict_proba(loaded, loaded_tok, frame)["role"], fixed["role"], atol=1e-5
+    )
 
 
 def test_predictions_do_not_depend_on_batching_or_duplicates(model_and_tokenizer, frame):
@@ -267,6 +292,7 @@ def test_pair_tokenizer_gives_the_transformers_tokenizers_ids(model_and_tokenize
         padded = tok.pad({k: theirs[k][:3] for k in theirs}, return_tensors="np")
         for key, array in ours.pad(rows).items():
             np.testing.assert_array_equal(array, padded[key])
+    assert ours.get_vocab() == tok.get_vocab()  # the speller's known words, either way
 
 
 def test_an_exported_model_predicts_without_pytorch(model_and_tokenizer, frame, tmp_path):

@@ -23,6 +23,7 @@ import pandas as pd
 
 from buying_groups.models.glossary import gloss
 from buying_groups.models.runtime import prediction_key, use_variant
+from buying_groups.models.spelling import Speller
 from buying_groups.models.title_expert import EXPERT_NAME
 from buying_groups.taxonomy import FUNCTIONS, ROLES, SENIORITIES
 
@@ -58,6 +59,9 @@ class RoleModelConfig:
     # models saved before it
     glossary: dict[str, str] = field(default_factory=dict)  # title word -> English gloss,
     # appended to the title (models/glossary.py); none: the title as written
+    spelling: dict[str, int] = field(default_factory=dict)  # the training titles' words (and
+    # in how many titles each is): an unknown title word one typing slip from one of them is
+    # read as it when predicting (models/spelling.py); none: as written
     title_expert_weights: dict[str, float] = field(default_factory=dict)  # per persona head,
     # the weight of the character n-gram title expert (models/title_expert.py); none or 0:
     # the transformer alone
@@ -96,6 +100,7 @@ class RoleModelConfig:
         d.pop("encoder")
         d.pop("role_rules")  # a table, not a parameter (and too long for one)
         d.pop("glossary")
+        d.pop("spelling")
         return d
 
     @classmethod
@@ -329,6 +334,9 @@ def predict_proba(
     if len(todo) == 0:
         return {"function": f[codes], "seniority": s[codes], "role": shift(r[codes], cfg.role_bias)}
     titles_todo = [uniques[i][0] for i in todo]
+    speller = model_speller(model, tokenizer)
+    if speller is not None:  # "Sales Maanger" read as "Sales Manager" by both the expert and
+        titles_todo = [speller(t) for t in titles_todo]  # the encoder (not in training)
     priors = expert_priors(model, titles_todo)
     enc = encode_pairs(tokenizer, cfg, titles_todo, [uniques[i][1] for i in todo])
     order = todo[np.argsort([len(ids) for ids in enc["input_ids"]], kind="stable")]
@@ -342,6 +350,22 @@ def predict_proba(
     if cache is not None:
         entries.add([keys[i] for i in todo], (f[todo], s[todo], r[todo]))
     return {"function": f[codes], "seniority": s[codes], "role": shift(r[codes], cfg.role_bias)}
+
+
+def model_speller(model, tokenizer) -> Speller | None:  # noqa: ANN001
+    """The model's speller (``models.spelling``), built once per vocabulary; None where the
+    model has no spelling vocabulary. The encoder's whole words and the glossary's words
+    count as known, so they are never corrected."""
+    vocabulary = model.config.spelling
+    if not vocabulary:
+        return None
+    cached = getattr(model, "speller", None)
+    if cached is None or cached[0] is not vocabulary:
+        known = {w.lstrip("▁Ġ").lower() for w in tokenizer.get_vocab()}
+        known = {w for w in known if w.isalpha()} | set(model.config.glossary)
+        cached = (vocabulary, Speller(vocabulary, known))
+        model.speller = cached
+    return cached[1]
 
 
 def expert_priors(model, titles: list[str]) -> dict[str, np.ndarray]:  # noqa: ANN001
@@ -458,6 +482,9 @@ class PairTokenizer:
             "token_type_ids": [e.type_ids for e in encodings],
             "attention_mask": [e.attention_mask for e in encodings],
         }
+
+    def get_vocab(self) -> dict[str, int]:
+        return self.backend.get_vocab()
 
     def pad(self, features: dict[str, list[list[int]]], return_tensors: str = "np") -> dict:
         if return_tensors != "np":
