@@ -4,9 +4,11 @@ One slip in the word that names the function ("VP Fiannce", "Einkausfleiter") le
 English word pieces and the character n-grams little to read: on the real evaluation titles
 with their longest word's middle letters swapped, the champion's function moved on 22% of
 them (``models.invariance``, context ``typo``; docs/benchmarks.md). A title word that the
-model does not know, and that is one slip away (a letter dropped, added, changed, or two
-neighbours swapped) from exactly one word of the training titles, is read as that word
-before the model sees the title.
+model does not know, and that is one slip away (a letter dropped or added, or two
+neighbours swapped; never at the first letter and never a letter dropped or added at the
+end) from exactly one word of the training titles, is read as that word before the model sees
+the title. A changed letter is not read: it turned words into other real words ("Moldador",
+a moulder, into "Soldador", a welder).
 
 What the model knows travels with it (``RoleModelConfig.spelling``): the words of two or more
 distinct training titles of the title lists, with that count (a training copy's slip is in
@@ -41,19 +43,27 @@ def _deletes(word: str) -> set[str]:
     return {word[:i] + word[i + 1 :] for i in range(len(word))}
 
 
-def one_slip(a: str, b: str) -> bool:
-    """Whether ``b`` is ``a`` with one letter dropped, added or changed, or two neighbours
-    swapped (optimal string alignment distance 1)."""
-    if a == b or abs(len(a) - len(b)) > 1:
+def one_slip(written: str, word: str) -> bool:
+    """Whether ``written`` is ``word`` with one typing slip: two neighbours swapped, a letter
+    dropped or one added, never at the first letter and never a letter dropped or added at
+    the end. A changed letter does not count: it turned real words into others ("Moldador"
+    into "Soldador", "Tesco" into "Telco"), as do first letters ("einer" into "miner") and
+    endings (inflections: "técnicas", "Kardiologii")."""
+    if written[:1] != word[:1] or written == word:
         return False
-    if len(a) == len(b):
-        diff = [i for i in range(len(a)) if a[i] != b[i]]
-        if len(diff) == 1:
-            return True
+    if len(written) == len(word):
+        diff = [i for i in range(len(word)) if written[i] != word[i]]
         i = diff[0]
-        return len(diff) == 2 and diff[1] == i + 1 and a[i] == b[i + 1] and a[i + 1] == b[i]
-    short, long = (a, b) if len(a) < len(b) else (b, a)
-    return any(long[:i] + long[i + 1 :] == short for i in range(len(long)))
+        return (
+            len(diff) == 2
+            and diff[1] == i + 1
+            and written[i] == word[i + 1]
+            and written[i + 1] == word[i]
+        )
+    if abs(len(written) - len(word)) != 1:
+        return False
+    short, long = (written, word) if len(written) < len(word) else (word, written)
+    return any(long[:i] + long[i + 1 :] == short for i in range(1, len(long) - 1))
 
 
 class Speller:
