@@ -81,6 +81,7 @@ def test_a_slip_is_a_swap_a_dropped_or_an_added_letter_inside_the_word():
     assert not one_slip("anager", "manager") and not one_slip("managers", "manager")
     assert not one_slip("manage", "manager") and not one_slip("manager", "manager")
     assert one_slip("fiance", "finance") and not one_slip("fnanace", "finance")
+    assert not one_slip("metales", "metals")  # an added letter only where typed twice
     assert not one_slip("abcd", "adcb") and not one_slip("abc", "abcde")
 
 
