@@ -5,7 +5,8 @@ are spelt right, and a slip in the one word that names the function (a "Fiannce"
 pieces no longer read as finance) moved the function of 22% of the real evaluation titles
 (`models.invariance`, context ``typo``; docs/benchmarks.md). Training copies of real titles
 with one slip (``title_list_typo``) teach the model to read through them: at 0.25 the moves
-fell to 16%, at a small cost on titles as written, so the default is off.
+fell to 16%, at a small cost on titles as written, so the default is off. The speller
+(``models.spelling``, on by default) reads slips back to the word instead, when predicting.
 
 The slips here are random (a letter dropped, doubled or swapped with its neighbour, in a
 random word of 4+ letters); the check in ``models.invariance`` swaps the two middle letters of
