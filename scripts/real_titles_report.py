@@ -61,7 +61,7 @@ def parts(model, tokenizer, real: pd.DataFrame) -> dict[str, pd.DataFrame]:  # n
     """The model's title expert alone (argmax of its own probabilities) and its transformer
     alone (the expert detached while it predicts)."""
     expert, cfg = model.title_expert, model.config
-    guess = expert.predict_proba(clean_inputs(real)[0])  # the titles predict_proba pools on
+    guess = expert.predict_proba(clean_inputs(real)[0])  # the titles as written (no speller)
     alone = {
         head: np.asarray(labels, dtype=object)[guess[head].argmax(1)]
         for head, labels in (("function", cfg.functions), ("seniority", cfg.seniorities))

@@ -54,7 +54,7 @@ def test_a_title_keeps_its_case_and_its_other_words(speller):
 
 def test_known_short_and_unrelated_words_stay_as_written(speller):
     for title in [
-        "Sales Manger",  # an encoder word: known
+        "Sales Manger",  # known (here: as the encoder's words are)
         "Dental Hygienist",  # known, and "hygienist" is near no word
         "Heaf of Fnanace",  # "heaf" is short; "fnanace" is two slips from "finance"
         "Sales Manazer",  # a changed letter: often another real word ("Moldador", "Soldador")
@@ -85,13 +85,42 @@ def test_a_slip_is_a_swap_a_dropped_or_an_added_letter_inside_the_word():
     assert not one_slip("abcd", "adcb") and not one_slip("abc", "abcde")
 
 
-def test_the_vocabulary_comes_from_the_title_lists_not_the_generator():
+def test_the_vocabulary_comes_from_real_titles_once_each():
     train = pd.DataFrame(
         {
-            "job_title": ["Sales Manager", "Sales Manger", None, "Head of Sales"],
-            "title_kind": ["normal", "normal", "knowledge", "knowledge"],
+            "contact_id": ["C1", "C2", "K0000001", "K0000001-1", "K0000002", "R1"],
+            "job_title": [
+                "Sales Manager",
+                "Sales Manger",
+                "Head of Sales",
+                "Head of Sales bei Globex",
+                None,
+                "Kaufmann",
+            ],
+            "title_kind": ["normal", "vague", "knowledge", "knowledge", "knowledge", "crm"],
         }
     )
-    assert list(vocabulary_titles(train)) == ["Head of Sales"]
-    own = train.drop(columns="title_kind")  # an own export without lists: its own titles
-    assert list(vocabulary_titles(own)) == ["Sales Manager", "Sales Manger", "Head of Sales"]
+    # not the generator's titles, not a list title's training copy
+    assert list(vocabulary_titles(train)) == ["Head of Sales", "Kaufmann"]
+    own = train.drop(columns="title_kind")  # an own export read as is: every title
+    assert len(vocabulary_titles(own)) == 5
+
+
+def test_the_curated_lists_copies_do_not_make_a_word_known():
+    from buying_groups.data.real_titles import knowledge_examples
+
+    from .test_real_titles import _catalog
+
+    args = {"repeat": {"curated": 3}, "context_noise": 0.3}
+    titles = vocabulary_titles(knowledge_examples(["curated"], _catalog(), **args))
+    once = vocabulary_titles(knowledge_examples(["curated"], _catalog()))
+    assert spelling_vocabulary(titles) == spelling_vocabulary(once)
+
+
+def test_decomposed_accents_and_accentless_known_words_stay_as_written():
+    import unicodedata
+
+    speller = Speller({"maquina": 3, "cientifico": 3, "medico": 4}, known={"medio"})
+    for title in ["Operador de máquina", "Científico de datos", "Professor de nível médio"]:
+        nfd = unicodedata.normalize("NFD", title)
+        assert speller(nfd) == unicodedata.normalize("NFC", title)

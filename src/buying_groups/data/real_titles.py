@@ -135,10 +135,10 @@ def knowledge_examples(
     Titles equal (``title_key``) to an ``exclude`` title (default: the evaluation set's) are
     dropped. A seeded ``case_noise`` share of the titles is added again in ALL CAPS or lower
     case, as CRM exports hold them (each copy in its title's split). ``repeat`` names a
-    list's training copies (e.g. ``{"curated": 2}``: its training titles twice); a seeded
-    ``context_noise`` share of those copies carries an employer, place, work mode or gender
-    tag (``title_context``), which says nothing about the person, and a seeded ``typo_noise``
-    share one typing slip (``title_typos``).
+    list's training copies (e.g. ``{"curated": 2}``: its training titles twice; ``contact_id``
+    ``<id>-<k>``); a seeded ``context_noise`` share of those copies carries an employer,
+    place, work mode or gender tag (``title_context``), which says nothing about the person,
+    and a seeded ``typo_noise`` share one typing slip (``title_typos``).
 
     A BLS, ESCO or occupations title's seniority is a distant label from the rules' keyword
     parser; where no keyword matched, the parser's default (``professional``) is a guess, not

@@ -4,37 +4,41 @@ One slip in the word that names the function ("VP Fiannce", "Einkausfleiter") le
 English word pieces and the character n-grams little to read: on the real evaluation titles
 with their longest word's middle letters swapped, the champion's function moved on 22% of
 them (``models.invariance``, context ``typo``; docs/benchmarks.md). A title word that the
-model does not know, and that is one slip away (a letter dropped or typed twice, or two
-neighbours swapped; never at the first letter and never a letter dropped or added at the
-end) from exactly one word of the training titles, is read as that word before the model sees
-the title. A changed letter is not read: it turned words into other real words ("Moldador",
-a moulder, into "Soldador", a welder).
+model does not know, and that is one typing slip (two neighbours swapped, a letter dropped
+or typed twice, never at the first letter: ``one_slip``) from a word of the training titles,
+is read as that word before the model sees the title; where several are, the one in more
+training titles, and a tie is left as written.
 
 What the model knows travels with it (``RoleModelConfig.spelling``): the words of two or more
-distinct training titles of the title lists, with that count (a training copy's slip is in
-one title only, so it never counts). Nothing else is ever corrected: a word the
-model knows, a word of the encoder's vocabulary ("manger", "dental"), a glossary word, a
-word under 5 letters or one with two words equally close stays as written. Words are
-compared in lower case; the correction takes the written word's case.
+distinct titles of its training title lists, with that count (copies of a title count once;
+the lists' own odd spellings, "Procurment", are in one title). Nothing else is ever
+corrected: a word the model knows, a word of the encoder's vocabulary ("fiance", "dental"),
+a glossary word (each with or without its accents), or a word under 5 letters stays as
+written. Words are compared in lower case; the correction takes the written word's case.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Mapping
+
+from buying_groups.data.real_titles import title_key
+from buying_groups.data.title_typos import DOUBLED, DROPPED, SWAPPED, slip
 
 MIN_LETTERS = 5  # shorter words are too often one slip from another real word
 MIN_TITLES = 2  # a word of the vocabulary is in this many distinct training titles
 MEMO = 200_000  # words remembered (a long-running server sees new ones without end)
 _WORD = re.compile(r"[^\W\d_]+")
+_UNSEEN = object()
 
 
 def spelling_vocabulary(titles: Iterable[str]) -> dict[str, int]:
     """Lower-case word -> the number of distinct (lower-case) ``titles`` it is in, for the
     words of ``MIN_TITLES`` or more titles and 4+ letters."""
     counts: Counter[str] = Counter()
-    for title in {str(t).lower() for t in titles}:
+    for title in {unicodedata.normalize("NFC", str(t)).lower() for t in titles}:
         counts.update({w for w in _WORD.findall(title) if len(w) >= MIN_LETTERS - 1})
     return {w: n for w, n in sorted(counts.items()) if n >= MIN_TITLES}
 
@@ -44,44 +48,31 @@ def _deletes(word: str) -> set[str]:
 
 
 def one_slip(written: str, word: str) -> bool:
-    """Whether ``written`` is ``word`` with one typing slip: two neighbours swapped, a letter
-    dropped, or one typed twice, never at the first letter and never a letter dropped or
-    added at the end. Other slips do not count: they turned real words into others: a changed
-    letter ("Moldador" into "Soldador", "Tesco" into "Telco"), a first letter ("einer" into
-    "miner"), an ending (inflections: "técnicas", "Kardiologii") and another added letter
+    """Whether ``written`` is ``word`` with one typing slip as the generator makes them
+    (``data.title_typos.slip``): two neighbours swapped, a letter dropped or a letter typed
+    twice, at an inner letter (never the first; never the last dropped or doubled). Other
+    slips are not read: they turned real words into others: a changed letter ("Moldador"
+    into "Soldador", "Tesco" into "Telco"), a first letter ("einer" into "miner"), an ending
+    (inflections: "técnicas", "Kardiologii") and an added letter that is not a double
     (Spanish "metales" into English "metals")."""
-    if written[:1] != word[:1] or written == word:
+    if abs(len(written) - len(word)) > 1 or written == word:
         return False
-    if len(written) == len(word):
-        diff = [i for i in range(len(word)) if written[i] != word[i]]
-        i = diff[0]
-        return (
-            len(diff) == 2
-            and diff[1] == i + 1
-            and written[i] == word[i + 1]
-            and written[i + 1] == word[i]
-        )
-    if len(written) == len(word) + 1:  # a letter added: typed twice ("Mannager"); another
-        # added letter is more often another language's word ("metales", "instrumentos")
-        return any(
-            written[:i] + written[i + 1 :] == word
-            and written[i] in (written[i - 1], written[i + 1])
-            for i in range(1, len(written) - 1)
-        )
-    if len(written) + 1 == len(word):  # a letter dropped ("Adminstrative", "Managment")
-        return any(word[:i] + word[i + 1 :] == written for i in range(1, len(word) - 1))
-    return False
+    return any(
+        slip(word, i, kind) == written
+        for kind in (SWAPPED, DROPPED, DOUBLED)
+        for i in range(1, len(word) - 1)
+    )
 
 
 class Speller:
     """Reads a title's unknown words as the vocabulary word one slip away (see the module).
 
-    ``known``: more words that are never corrected (the encoder's whole words, the glossary's),
-    lower case."""
+    ``known``: more words that are never corrected (the encoder's whole words, the glossary's);
+    words are known with or without their accents ("médio" is the glossary's "medio")."""
 
     def __init__(self, vocabulary: Mapping[str, int], known: Iterable[str] = ()) -> None:
         self.vocabulary = dict(vocabulary)
-        self.known = set(known) | set(self.vocabulary)
+        self.known = {title_key(w) for w in (*known, *self.vocabulary)}
         self.index: dict[str, list[str]] = {}  # a word, or it less one letter -> words
         for word in self.vocabulary:
             for key in _deletes(word) | {word}:
@@ -91,10 +82,11 @@ class Speller:
     def word(self, word: str) -> str | None:
         """The vocabulary word a lower-case ``word`` is one slip from; None where it is
         known, short, or no word or two words equally frequent are."""
-        if word in self._memo:
-            return self._memo[word]
+        found = self._memo.get(word, _UNSEEN)  # one lookup: another thread may clear it
+        if found is not _UNSEEN:
+            return found
         found = None
-        if len(word) >= MIN_LETTERS and word not in self.known:
+        if len(word) >= MIN_LETTERS and title_key(word) not in self.known:
             near = {w for key in _deletes(word) | {word} for w in self.index.get(key, ())}
             ranked = sorted(
                 (w for w in near if one_slip(word, w)), key=lambda w: -self.vocabulary[w]
@@ -110,7 +102,8 @@ class Speller:
 
     def __call__(self, title: str) -> str:
         """``title`` with each unknown word one slip from a vocabulary word read as that
-        word, in the written word's case ("SALES MAANGER" -> "SALES MANAGER")."""
+        word, in the written word's case ("SALES MAANGER" -> "SALES MANAGER"). Read in
+        composed Unicode (NFC): a decomposed accent would split a word in two."""
 
         def fix(match: re.Match[str]) -> str:
             written = match.group(0)
@@ -121,4 +114,4 @@ class Speller:
                 return found.upper()
             return found[0].upper() + found[1:] if written[0].isupper() else found
 
-        return _WORD.sub(fix, title) if title else title
+        return _WORD.sub(fix, unicodedata.normalize("NFC", title)) if title else title

@@ -24,6 +24,7 @@ from transformers import (
     set_seed,
 )
 
+from buying_groups.data.titles import TITLE_KINDS
 from buying_groups.evaluate import head_metrics
 from buying_groups.models.glossary import load_glossary
 from buying_groups.models.inference import clean_inputs, encode_pairs, predict_proba
@@ -289,12 +290,16 @@ def optimizer(model: RoleModel, tcfg: Mapping) -> torch.optim.Optimizer:
 
 
 def vocabulary_titles(train: pd.DataFrame) -> pd.Series:
-    """The titles a model's spelling vocabulary is read from: the title lists' (real titles,
-    spelt as listed), or every training title where there are none (an own CRM export
-    without lists). Not the generator's: it misspells 4% of its titles on purpose."""
-    kind = train.get("title_kind")
-    listed = train["job_title"][kind == "knowledge"] if kind is not None else train["job_title"][:0]
-    return (listed if len(listed) else train["job_title"]).dropna()
+    """The titles a model's spelling vocabulary is read from: real ones, spelt as written.
+    Not the generator's (``title_kind`` normal, dual, vague or empty: it misspells 4% of them
+    on purpose), and not the title lists' extra training copies (``contact_id`` ending in
+    ``-<k>``: with an employer or a tag, a copy would count as another title). Every title
+    where there is no ``title_kind`` (an own export read as is)."""
+    titles = train["job_title"]
+    if "title_kind" in train.columns:
+        copy = train["contact_id"].astype(str).str.contains(r"-\d+$", regex=True)
+        titles = titles[~train["title_kind"].isin(TITLE_KINDS) & ~copy]
+    return titles.dropna()
 
 
 def train_role_model(
