@@ -297,8 +297,10 @@ def vocabulary_titles(train: pd.DataFrame) -> pd.Series:
     where there is no ``title_kind`` (an own export read as is)."""
     titles = train["job_title"]
     if "title_kind" in train.columns:
-        copy = train["contact_id"].astype(str).str.contains(r"-\d+$", regex=True)
-        titles = titles[~train["title_kind"].isin(TITLE_KINDS) & ~copy]
+        kind = train["title_kind"]
+        ids = train["contact_id"].astype(str)  # a CRM's own ids may end in "-42": only a
+        copy = (kind == "knowledge") & ids.str.contains(r"-\d+$", regex=True)  # list's copies
+        titles = titles[~kind.isin(TITLE_KINDS) & ~copy]
     return titles.dropna()
 
 
