@@ -21,7 +21,8 @@ import re
 import numpy as np
 import pandas as pd
 
-WORD = re.compile(r"[^\W\d_]{4,}")  # letters only, any script
+LETTERS = re.compile(r"[^\W\d_]+")  # a word: a run of letters, any script (no digits, no "_")
+WORD = re.compile(r"[^\W\d_]{4,}")  # a word the generator may misspell
 SWAPPED, DROPPED, DOUBLED = range(3)  # the slips, in the order the generator draws them
 
 

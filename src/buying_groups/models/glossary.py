@@ -37,11 +37,11 @@ import re
 from pathlib import Path
 
 from buying_groups.data.real_titles import title_key
+from buying_groups.data.title_typos import LETTERS
 
 GLOSSARY_FILE = Path(__file__).resolve().parent.parent / "resources" / "titles" / "glossary.csv"
 SEPARATOR = " | "
 MAX_GLOSS_WORDS = 8  # a long title's gloss stays short: the activity text shares 64 tokens
-_WORD = re.compile(r"[^\W\d_]+")
 _GLOSS = re.compile(r"[a-z]+( [a-z]+){0,2}")
 _DOTTED = re.compile(r"\b(?:[^\W\d_]{1,3}\.){2,}")  # "RR.HH.", "S.A.", "e.V."
 LANGUAGES = ("de", "es", "fr", "it", "nl", "pl", "pt", "ru")  # the glossary's languages
@@ -101,7 +101,7 @@ LINKING = (("", ""), ("s", ""), ("n", ""), ("en", ""), ("", "en"))
 
 def word_keys(text: str) -> list[str]:
     """A title's words as ``title_key`` writes them: lower case, accents dropped."""
-    return _WORD.findall(title_key(text))
+    return LETTERS.findall(title_key(text))
 
 
 def load_glossary(path: Path | str | None = None) -> dict[str, str]:

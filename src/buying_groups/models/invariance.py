@@ -11,13 +11,12 @@ city and region here are words training never sees (training's own context copie
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable
 
 import numpy as np
 import pandas as pd
 
-from buying_groups.data.title_typos import SWAPPED, slip
+from buying_groups.data.title_typos import LETTERS, SWAPPED, slip
 
 COMPANY = "Globex"  # a name that is no word of any title language
 EMPLOYER = {
@@ -38,7 +37,7 @@ def typo(title: str) -> str:
     letters swapped ("Sales Manager" -> "Sales Maanger", "Einkaufsleiter" -> "Einkausfleiter");
     unchanged where no word is that long, or its middle letters are equal ("Installation").
     Deterministic, so every model sees the same slips."""
-    words = [w for w in re.findall(r"[^\W\d_]+", title) if len(w) >= 5]
+    words = [w for w in LETTERS.findall(title) if len(w) >= 5]
     if not words:
         return title
     word = max(words, key=len)

@@ -25,12 +25,11 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 
 from buying_groups.data.real_titles import title_key
-from buying_groups.data.title_typos import DOUBLED, DROPPED, SWAPPED, slip
+from buying_groups.data.title_typos import DOUBLED, DROPPED, LETTERS, SWAPPED, slip
 
 MIN_LETTERS = 5  # shorter words are too often one slip from another real word
 MIN_TITLES = 2  # a word of the vocabulary is in this many distinct training titles
 MEMO = 200_000  # words remembered (a long-running server sees new ones without end)
-_WORD = re.compile(r"[^\W\d_]+")
 _UNSEEN = object()
 
 
@@ -39,7 +38,7 @@ def spelling_vocabulary(titles: Iterable[str]) -> dict[str, int]:
     words of ``MIN_TITLES`` or more titles and 4+ letters."""
     counts: Counter[str] = Counter()
     for title in {unicodedata.normalize("NFC", str(t)).lower() for t in titles}:
-        counts.update({w for w in _WORD.findall(title) if len(w) >= MIN_LETTERS - 1})
+        counts.update({w for w in LETTERS.findall(title) if len(w) >= MIN_LETTERS - 1})
     return {w: n for w, n in sorted(counts.items()) if n >= MIN_TITLES}
 
 
@@ -114,4 +113,4 @@ class Speller:
                 return found.upper()
             return found[0].upper() + found[1:] if written[0].isupper() else found
 
-        return _WORD.sub(fix, unicodedata.normalize("NFC", title)) if title else title
+        return LETTERS.sub(fix, unicodedata.normalize("NFC", title)) if title else title
