@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -27,6 +29,8 @@ def setup(tracking_cfg: Mapping) -> str:
 
     ``uri: null`` keeps ``MLFLOW_TRACKING_URI`` or MLflow's default (``sqlite:///mlflow.db``).
     """
+    if not sys.stderr.isatty():  # a log file would get one line per artifact of every download
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     if tracking_cfg.get("uri"):
         mlflow.set_tracking_uri(str(tracking_cfg["uri"]))
     experiment = mlflow.set_experiment(str(tracking_cfg["experiment_name"]))

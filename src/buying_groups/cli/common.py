@@ -32,6 +32,14 @@ def exit_on_data_error(exc: DataValidationError) -> None:
     fail_with_problems(exc.problems)
 
 
+def _cell(value: object, digits: int) -> str:
+    if not isinstance(value, float):
+        return str(value)
+    if value.is_integer() and abs(value) >= 10:  # a count ("groups 6,999"), not a score
+        return f"{value:,.0f}"
+    return f"{value:.{digits}f}"
+
+
 def print_frame(df: pd.DataFrame, title: str, digits: int = 3) -> None:
     """A DataFrame as a rich table (index as first column)."""
     table = Table(title=title, title_justify="left")
@@ -40,7 +48,7 @@ def print_frame(df: pd.DataFrame, title: str, digits: int = 3) -> None:
         name = str(col).replace("_accuracy", " acc").replace("_macro_f1", " F1")
         table.add_column(name.replace("_", " "), justify="right")
     for idx, row in df.iterrows():
-        cells = [f"{v:.{digits}f}" if isinstance(v, float) else str(v) for v in row]
+        cells = [_cell(v, digits) for v in row]
         table.add_row(str(idx), *cells)
     console.print(table)
 

@@ -95,9 +95,9 @@ def run(cfg: DictConfig) -> dict:
         role_tolerance=None if role_tolerance is None else float(role_tolerance),
         real_tolerance=None if real is None else float(cfg.real_tolerance),
     )
-    table = pd.DataFrame({"candidate": candidate, "champion": champion or {}}).T
-    table["role model cost"] = pd.Series(cost)
-    table.index.name = "model"
+    compared = {"candidate": candidate, "champion": champion}  # a metric a row: fits a terminal
+    table = pd.DataFrame({k: {**v, "role_model_cost": cost[k]} for k, v in compared.items() if v})
+    table.index.name = "metric"
     role_uri = qrun.data.tags["bg.role_model_uri"]
     version = registry.register(
         info.model_uri,
