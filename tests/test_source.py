@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
+from buying_groups.data.schema import TABLE_ORDER
 from buying_groups.data.source import load_export
 from buying_groups.data.validate import validate_tables
 from buying_groups.taxonomy import GENERIC_ACTION
@@ -171,3 +172,71 @@ def test_bg_validate_says_how_many_rows_each_rule_took(name, tmp_path):
     assert "is valid" in proc.stdout
     written = pd.read_parquet(tmp_path / "schema" / "activities.parquet")
     assert {"channel", "action", "topic"} <= set(written.columns) and len(written) > 1000
+
+
+def _with_subscriptions(tmp_path: Path, product: str) -> Path:
+    """The Salesforce sample and a subscriptions file in the schema's own shape beside it
+    (no CRM export maps it): two terms of the sample's first account."""
+    export = tmp_path / "export"
+    export.mkdir(parents=True)
+    for f in (SAMPLES / "salesforce_marketo").glob("*.csv"):
+        (export / f.name).write_bytes(f.read_bytes())
+    account = pd.read_csv(export / "Account.csv", dtype=str)["Id"].iloc[0]
+    pd.DataFrame(
+        {
+            "term_id": ["T1", "T2"],
+            "subscription_id": ["S1", "S1"],
+            "account_id": [account, account],
+            "product": ["marketing_automation", product],
+            "term_start": ["2025-01-01", "2026-01-01"],
+            "term_end": ["2026-01-01", "2027-01-01"],
+            "seats": [10, 12],
+            "amount": [1000.0, 1200.0],
+            "outcome": ["renewed", None],
+        }
+    ).to_csv(export / "subscriptions.csv", index=False)
+    return export
+
+
+def test_an_export_keeps_its_subscriptions_in_the_schemas_shape(catalog, tmp_path):
+    """bg-validate source=... output_dir=... carried the five CRM tables only: a bad
+    subscriptions file passed it and renewal risk never saw the good one."""
+    source = _source("salesforce_marketo")
+    res = load_export(
+        _with_subscriptions(tmp_path, "marketing_automation"),
+        catalog,
+        source=source,
+        tables=TABLE_ORDER,
+    )
+    assert res.ok, res.problems
+    assert len(res.tables["subscriptions"]) == 2
+    bad = load_export(
+        _with_subscriptions(tmp_path / "b", "no_such_product"),
+        catalog,
+        source=source,
+        tables=TABLE_ORDER,
+    )
+    assert any(p.table == "subscriptions" and p.row == 2 for p in bad.problems), bad.problems
+    # an export without the file is not a problem
+    (tmp_path / "b" / "export" / "subscriptions.csv").unlink()
+    res = load_export(tmp_path / "b" / "export", catalog, source=source, tables=TABLE_ORDER)
+    assert res.ok and "subscriptions" not in res.tables
+
+
+def test_bg_validate_writes_the_subscriptions_too(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "buying_groups.cli.validate_main",
+            "source=salesforce_marketo",
+            f"data_dir={_with_subscriptions(tmp_path, 'marketing_automation')}",
+            f"output_dir={tmp_path / 'schema'}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "subscriptions" in proc.stdout
+    assert len(pd.read_parquet(tmp_path / "schema" / "subscriptions.parquet")) == 2

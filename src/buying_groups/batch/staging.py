@@ -143,7 +143,9 @@ def stage_tables(
     workdir.mkdir(parents=True, exist_ok=True)
     source_counts: dict[str, int] = {}
     if not is_native(source):
-        raw, source_counts = read_export(data_dir, source, catalog, (*SMALL_TABLES, "activities"))
+        raw, source_counts = read_export(
+            data_dir, source, catalog, (*SMALL_TABLES, "activities", *OPTIONAL_TABLES)
+        )
         data_dir = workdir / "export"
         for name, df in raw.items():
             write_table(df.astype(object).where(df.notna(), None), data_dir / f"{name}.parquet")

@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 from buying_groups.cli.common import console, fail_with_problems, print_mapped, source_from
 from buying_groups.config import catalog_from, hydra_entry
 from buying_groups.data.io import write_table, write_tables
-from buying_groups.data.schema import TABLES
+from buying_groups.data.schema import TABLE_ORDER
 from buying_groups.data.source import load_export
 from buying_groups.data.validate import rejected_rows
 
@@ -17,7 +17,7 @@ from buying_groups.data.validate import rejected_rows
 def run(cfg: DictConfig) -> int:
     catalog = catalog_from(cfg)
     result = load_export(
-        Path(cfg.data_dir), catalog, cfg.on_bad_rows, tables=TABLES, source=source_from(cfg)
+        Path(cfg.data_dir), catalog, cfg.on_bad_rows, tables=TABLE_ORDER, source=source_from(cfg)
     )
     print_mapped(result.mapped, cfg.source.name)
     if not result.ok:

@@ -10,7 +10,9 @@ action (a form named "Request a demo" is a demo request) and names the topic thr
 catalog and the source's keywords. An activity type the source does not list becomes the
 generic action on ``unknown_type.channel`` instead of failing the export.
 
-The mapped tables then go through the same validation as any export (``validate.py``).
+The mapped tables then go through the same validation as any export (``validate.py``). An
+optional table (``subscriptions``) that the source does not map is read in the schema's own
+shape where the export folder holds it, and left out where it does not.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from buying_groups.data.io import find_table
+from buying_groups.data.schema import OPTIONAL_TABLES
 from buying_groups.data.validate import (
     SCHEMA,
     TABLES,
@@ -75,6 +79,13 @@ def read_export(
     specs = source.get("tables") or {}
     for name in tables:
         spec = specs.get(name)
+        if spec is None and name in OPTIONAL_TABLES:  # no CRM exports it: the schema's shape
+            if find_table(data_dir, name) is not None:
+                out[name], missing = _read(data_dir, name, {"file": name})
+                problems += missing
+            continue
+        if spec is not None and name in OPTIONAL_TABLES and not find_table(data_dir, spec["file"]):
+            continue
         if spec is None:
             problems.append(Problem(name, f"source '{source.get('name')}' does not map it"))
             continue
