@@ -6,7 +6,10 @@ import sys
 
 import pytest
 
+from buying_groups.cli.common import ensure_dataset, problem_lines
+from buying_groups.data.dataset import has_tables
 from buying_groups.data.schema import TABLES
+from buying_groups.data.validate import Problem
 
 from .conftest import compose_config
 
@@ -131,3 +134,37 @@ def test_serve_shares_the_cores_among_its_workers():
     assert threads_per_worker(None, 1) == cores
     assert threads_per_worker(None, 10 * cores) == 1  # never none
     assert threads_per_worker(3, 2) == 3  # as configured
+
+
+def test_a_folder_of_a_crms_own_files_is_never_generated_into(tmp_path, capsys):
+    """bg-pipeline data_dir=<a Salesforce export> wrote a synthetic dataset beside the
+    user's files and trained on it; now it stops and says how to read that export."""
+    export = tmp_path / "sf_export"
+    export.mkdir()
+    (export / "Contact.csv").write_text("Id,Title\nC1,CFO\n")
+    cfg = compose_config("pipeline", ["data=tiny", f"data_dir={export}"])
+    with pytest.raises(SystemExit) as exit_:
+        ensure_dataset(cfg)
+    assert exit_.value.code == 1
+    out = capsys.readouterr().out
+    assert "contacts.csv or contacts.parquet" in out and "bg-validate source=" in out
+    assert sorted(p.name for p in export.iterdir()) == ["Contact.csv"]  # nothing written
+    # an empty or missing folder is the synthetic dataset's to fill
+    assert not (tmp_path / "new").exists()
+    assert has_tables(
+        ensure_dataset(compose_config("pipeline", ["data=tiny", f"data_dir={tmp_path / 'new'}"]))
+    )
+
+
+def test_one_problem_of_many_rows_is_one_line():
+    many = [
+        Problem("activities", "unknown channel 'Social'", row=r, column="channel")
+        for r in range(2, 700)
+    ]
+    lines = problem_lines(
+        [*many, Problem("contacts", "duplicate id 'C1'", row=4, column="contact_id")]
+    )
+    assert lines == [
+        "activities, column 'channel': unknown channel 'Social' (rows 2, 3, 4, 5, 6 and 693 more)",
+        "contacts, row 4, column 'contact_id': duplicate id 'C1'",
+    ]

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from buying_groups.config import catalog_from
-from buying_groups.data.dataset import generate_dataset, has_tables, load_dataset
+from buying_groups.data.dataset import MANIFEST, generate_dataset, has_tables, load_dataset
 from buying_groups.data.examples import crm_examples_from, examples_from, label_source
 from buying_groups.data.validate import DataValidationError, Problem
 from buying_groups.taxonomy import Catalog
@@ -20,11 +20,37 @@ from buying_groups.taxonomy import Catalog
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
 
 
-def fail_with_problems(problems: list[Problem], what: str = "the input data") -> None:
-    """Print one line per problem and exit 1: expected input errors get no traceback."""
-    console.print(f"[bold red]✗ {len(problems)} problem(s) in {what}:[/]")
+SAME_PROBLEM_ROWS = 5  # rows listed of a problem that many rows share
+
+
+def problem_lines(problems: list[Problem]) -> list[str]:
+    """One line per problem, those that only differ by their row in one line ("activities,
+    column 'channel': unknown channel 'Social' (rows 2, 5, 9, 14, 20 and 640 more)"): one
+    unknown value in an export would otherwise fill a screen with hundreds of lines."""
+    groups: dict[tuple, list[Problem]] = {}
     for p in problems:
-        console.print(f"  {p}", markup=False, soft_wrap=True)
+        groups.setdefault((p.table, p.column, p.message), []).append(p)
+    lines = []
+    for (table, column, message), same in groups.items():
+        rows = [p.row for p in same if p.row is not None]
+        if len(rows) < 2:
+            lines += [str(p) for p in same]
+            continue
+        more = (
+            f" and {len(rows) - SAME_PROBLEM_ROWS:,} more" if len(rows) > SAME_PROBLEM_ROWS else ""
+        )
+        listed = ", ".join(map(str, rows[:SAME_PROBLEM_ROWS]))
+        where = table + (f", column '{column}'" if column is not None else "")
+        lines.append(f"{where}: {message} (rows {listed}{more})")
+    return lines
+
+
+def fail_with_problems(problems: list[Problem], what: str = "the input data") -> None:
+    """Print the problems (``problem_lines``) and exit 1: expected input errors get no
+    traceback."""
+    console.print(f"[bold red]✗ {len(problems)} problem(s) in {what}:[/]")
+    for line in problem_lines(problems):
+        console.print(f"  {line}", markup=False, soft_wrap=True)
     sys.exit(1)
 
 
@@ -81,12 +107,32 @@ def print_mapping(values: dict, title: str) -> None:
 
 
 def ensure_dataset(cfg: DictConfig, regenerate: bool = False) -> Path:
-    """``cfg.data_dir``, generated from ``cfg.data`` first when it holds no tables."""
+    """``cfg.data_dir``, generated from ``cfg.data`` first when it is missing or empty (or,
+    with ``regenerate``, holds a generated dataset). A folder holding other files is a user's:
+    nothing is written there, and without a contacts table the command stops saying so."""
     data_dir = Path(cfg.data_dir)
-    if regenerate or not has_tables(data_dir):
-        with console.status(f"generating '{cfg.data.name}' into {data_dir}"):
-            data = OmegaConf.to_container(cfg.data, resolve=True)
-            generate_dataset(data_dir, data, catalog_from(cfg))
+    generated = (data_dir / MANIFEST).exists()
+    if has_tables(data_dir) and not (regenerate and generated):
+        if regenerate:
+            console.print(f"[yellow]![/] regenerate: {data_dir} is not a generated dataset, kept")
+        return data_dir
+    if data_dir.is_dir() and any(data_dir.iterdir()) and not generated:
+        fail_with_problems(
+            [
+                Problem(
+                    "contacts",
+                    "file not found: expected contacts.csv or contacts.parquet in the "
+                    "schema's shape. An export in a CRM's own shape is read with bg-validate "
+                    f"source=<its source> data_dir={data_dir} output_dir=<new folder>, then "
+                    "bg-pipeline data_dir=<new folder> (docs/own-data.md). Nothing was "
+                    "generated into this folder.",
+                )
+            ],
+            what=str(data_dir),
+        )
+    with console.status(f"generating '{cfg.data.name}' into {data_dir}"):
+        data = OmegaConf.to_container(cfg.data, resolve=True)
+        generate_dataset(data_dir, data, catalog_from(cfg))
     return data_dir
 
 
