@@ -322,3 +322,56 @@ def test_subscriptions_are_optional_and_checked_like_every_table(tiny_dir, catal
     assert len(problems) == 2  # a bad amount is blanked and reported, not fatal
     blanked = result.rejects[result.rejects["action"] == "blanked"]
     assert list(blanked["column"]) == ["amount"] and list(blanked["row"]) == [4]
+
+
+def test_ids_stored_as_floats_still_meet_their_references(tiny_dir, catalog, tmp_path):
+    """A Parquet column of integer ids with one gap is stored as float (1000.0): read as
+    "1000.0" no contact met its account and skip rejected every row."""
+    ids = {}
+
+    def edit(t, df):
+        df = df.copy()
+        if t == "accounts":
+            ids.update({a: 1000 + i for i, a in enumerate(df["account_id"])})
+            df["account_id"] = df["account_id"].map(ids)
+        if t in ("contacts", "opportunities"):
+            df["account_id"] = df["account_id"].map(ids).astype(float)  # 1000.0
+            if t == "contacts":
+                df.loc[3, "account_id"] = float("nan")
+        return df
+
+    result, problems = _problems(
+        _copy(tiny_dir, tmp_path / "f", "parquet", edit), catalog, on_bad_rows="skip"
+    )
+    assert problems == []
+    contacts = result.tables["contacts"]
+    assert len(contacts) == result.rows_in["contacts"] - 1  # the one without an account
+    assert set(contacts["account_id"]) <= {str(i) for i in ids.values()}
+
+
+def test_a_number_where_a_title_belongs_is_blanked_and_reported(tiny_dir, catalog, tmp_path):
+    """An integer title column (a column mixed up in the export) read as titles "0", "1"."""
+    edit = _edit_one("contacts", lambda df: df.assign(job_title=range(len(df))))
+    result = load_tables(_copy(tiny_dir, tmp_path / "n", "parquet", edit), catalog)
+    assert result.ok, result.problems
+    assert result.tables["contacts"]["job_title"].isna().all()
+    blanked = result.rejects[result.rejects["table"] == "contacts"]
+    assert len(blanked) == result.rows_in["contacts"]
+    assert (blanked["action"] == "blanked").all()
+    assert blanked["reason"].iloc[0] == "expected text, got the number 0"
+
+
+def test_a_table_with_every_row_rejected_is_not_usable(tiny_dir, catalog, tmp_path):
+    """Contact ids lower-cased in the activities: skip rejected them all and called the
+    export usable, with nothing to score."""
+    edit = _edit_one("contacts", lambda df: df.assign(account_id=df["account_id"].str.lower()))
+    result, problems = _problems(
+        _copy(tiny_dir, tmp_path / "r", "csv", edit), catalog, on_bad_rows="skip"
+    )
+    assert not result.ok and result.tables == {}
+    assert any(
+        p.startswith("contacts: all ")
+        and "rows were rejected, none is left" in p
+        and "unknown account_id" in p
+        for p in problems
+    ), problems

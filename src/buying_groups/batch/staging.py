@@ -204,6 +204,10 @@ def stage_tables(
     if rows_in == 0:
         empty = Problem("activities", "the table is empty (no rows)")
         raise DataValidationError([*problems, empty])
+    if kept == 0:  # on_bad_rows=skip set every row aside: nothing to score
+        reason = activity_rejects["reason"].iloc[0] if len(activity_rejects) else "see rejects"
+        message = f"all {rows_in:,} rows were rejected, none is left; the first row's problem: "
+        raise DataValidationError([Problem("activities", message + reason)])
     for name in (*SMALL_TABLES, *OPTIONAL_TABLES):  # the Spark engine reads them from here
         if name in tables:
             tables[name].to_parquet(workdir / f"{name}.parquet", index=False, **SPARK_READABLE)

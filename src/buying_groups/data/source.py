@@ -32,6 +32,7 @@ from buying_groups.data.validate import (
     Problem,
     ValidationResult,
     load_tables,
+    nothing_left,
     read_raw_table,
     topic_from_text,
     validate_tables,
@@ -61,7 +62,7 @@ def load_export(
         raw, counts = read_export(data_dir, source, catalog, tables)
     except DataValidationError as exc:
         return ValidationResult({}, exc.problems, validate_tables({}, catalog).rejects)
-    result = validate_tables(raw, catalog, on_bad_rows=on_bad_rows)
+    result = nothing_left(validate_tables(raw, catalog, on_bad_rows=on_bad_rows))
     result.mapped = counts | result.mapped
     return result
 

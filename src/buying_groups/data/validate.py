@@ -128,7 +128,24 @@ def load_tables(
             raw[name] = df
     if problems:
         return ValidationResult({}, problems, _empty_rejects())
-    return validate_tables(raw, catalog, on_bad_rows=on_bad_rows)
+    return nothing_left(validate_tables(raw, catalog, on_bad_rows=on_bad_rows))
+
+
+def nothing_left(result: ValidationResult) -> ValidationResult:
+    """``result`` failed where a table that needs rows kept none of them (``on_bad_rows=skip``
+    rejected them all: ids exported as another type or case, say, so that no reference meets):
+    "usable after rejecting" an export with no contacts left helps nobody."""
+    empty = []
+    for name, df in result.tables.items():
+        n = result.rows_in.get(name, 0)
+        if n and not len(df) and name not in OPTIONAL_ROWS:
+            reasons = result.rejects.loc[result.rejects["table"] == name, "reason"]
+            why = f"; the first row's problem: {reasons.iloc[0]}" if len(reasons) else ""
+            empty.append(Problem(name, f"all {n:,} rows were rejected, none is left{why}"))
+    if empty:
+        result.problems = [*result.problems, *empty]
+        result.tables = {}
+    return result
 
 
 def file_not_found(table: str, stem: str, data_dir: Path) -> Problem:
@@ -237,6 +254,16 @@ def _check_columns(name: str, df: pd.DataFrame) -> list[Problem]:
     return problems
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating, np.bool_))
+
+
+def _id_text(value: object) -> str:
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
 def _coerce(name: str, df: pd.DataFrame) -> tuple[pd.DataFrame, list[Problem]]:
     """Give each column its type; every cell that cannot be converted is a problem."""
     problems: list[Problem] = []
@@ -272,9 +299,25 @@ def _coerce(name: str, df: pd.DataFrame) -> tuple[pd.DataFrame, list[Problem]]:
                         column=col,
                     )
                 )
-            # Numbers in an id or text column (ids exported as integers) read as their text.
+            if spec.kind != "id":  # a number where text belongs: a column mixed up
+                number = np.array(
+                    [not m and _is_number(v) for v, m in zip(values, missing, strict=True)],
+                    dtype=bool,
+                )
+                for i in np.flatnonzero(number):
+                    problems.append(
+                        Problem(
+                            name,
+                            f"expected text, got the number {values[i]!r}",
+                            row=int(i) + 1,
+                            column=col,
+                        )
+                    )
+                wrong |= number
+            # Ids exported as numbers read as their text ("1000", also where a column with a
+            # gap was stored as float: 1000.0), so references still meet.
             text = [
-                None if m or w else str(v).strip()
+                None if m or w else _id_text(v) if spec.kind == "id" else str(v).strip()
                 for v, m, w in zip(values, missing, wrong, strict=True)
             ]
             col_values = pd.Series(text, index=df.index, dtype=object)
