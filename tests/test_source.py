@@ -240,3 +240,19 @@ def test_bg_validate_writes_the_subscriptions_too(tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "subscriptions" in proc.stdout
     assert len(pd.read_parquet(tmp_path / "schema" / "subscriptions.parquet")) == 2
+
+
+def test_an_unlabelled_hubspot_association_is_a_member_of_unknown_role(catalog, tmp_path):
+    """HubSpot leaves a deal-contact association unlabelled unless a rep picks a label: every
+    such row failed validation ("value is empty but required"), and with skip the contact no
+    longer counted as named on the deal."""
+    for f in (SAMPLES / "hubspot").glob("*.csv"):
+        df = pd.read_csv(f, dtype=str)
+        if f.stem == "deal_contacts":
+            df.loc[df.index % 3 == 0, "Association label"] = None
+        df.to_csv(tmp_path / f.name, index=False)
+    res = load_export(tmp_path, catalog, source=_source("hubspot"))
+    assert res.ok, res.problems[:3]
+    roles = res.tables["opportunity_contact_roles"]
+    assert len(roles) == res.rows_in["opportunity_contact_roles"]
+    assert roles["role"].isna().sum() == (len(roles) + 2) // 3

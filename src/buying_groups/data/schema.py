@@ -84,7 +84,7 @@ SCHEMA: dict[str, dict[str, Col]] = {
     "opportunity_contact_roles": {
         "opportunity_id": Col("id", references="opportunities.opportunity_id"),
         "contact_id": Col("id", references="contacts.contact_id"),
-        "role": Col("str"),
+        "role": Col("str", nullable=True),  # HubSpot leaves an association unlabelled
     },
     # One row per term of a subscription (a contract line); ``outcome`` is what happened at
     # the term's end, empty while it runs: renewed, expanded, downgraded or churned.
