@@ -5,6 +5,7 @@ date parser, phrases for extreme values, huge accounts), with property-based fuz
 import json
 import math
 import os
+import re
 import shutil
 import string
 from collections import Counter
@@ -517,3 +518,35 @@ def test_a_typed_date_column_out_of_range_is_a_reason_not_an_overflow():
     assert ts.dtype == "datetime64[ns]" and ts.iat[1] == pd.Timestamp("2026-01-02")
     assert pd.isna(ts.iat[0]) and "outside the supported range" in reasons.iat[0]
     assert pd.isna(ts.iat[2]) and pd.isna(reasons.iat[2])
+
+
+def _events(*events: dict) -> pd.DataFrame:
+    rows = [
+        {"account_id": "A1", "contact_id": "C1", "job_title": "CISO", "activities": list(events)}
+    ]
+    return parse_payload(json.dumps({"dataframe_records": rows}).encode())
+
+
+def test_rest_reads_an_events_values_as_a_file_is_read(catalog):
+    """REST took "Sales" for an unknown channel, no topic for general and an alias for an
+    unknown action, while bg-score read the same values as sales, the asset's product and
+    the action: the same contact scored differently in batch and REST."""
+    ev = {"timestamp": "2026-05-01T10:00:00", "action": "requested_demo"}
+    tables, _ = request_tables(
+        _events(
+            {**ev, "channel": "Sales", "topic": "Security Platform"},
+            {**ev, "channel": "sales", "asset": "/solutions/lakehouse"},
+        ),
+        catalog,
+    )
+    acts = tables["activities"]
+    assert list(acts["channel"]) == ["sales", "sales"]
+    assert list(acts["topic"]) == ["security_platform", "data_platform"]
+    for bad, field in (
+        ({**ev, "channel": "social"}, "activities[1].channel"),
+        ({**ev, "topic": "crm_suite"}, "activities[1].topic"),
+        ({**ev, "timestamp": "2099-01-01"}, "activities[1].timestamp"),
+    ):
+        with pytest.raises(ValueError, match=rf"^row 0, field '{re.escape(field)}'") as err:
+            request_tables(_events(ev, bad), catalog)
+        assert "social" not in str(err.value) and "crm_suite" not in str(err.value)

@@ -201,7 +201,7 @@ def validate_tables(
             problems.append(Problem(name, "the table is empty (no rows)"))
             continue
         df, cell = _coerce(name, df)
-        df = _normalise(name, df, catalog, mapped)
+        df = normalise_values(name, df, catalog, mapped)
         cell += _check_values(name, df, catalog, row_offset)
         cell += _check_references(name, df, refs)
         soft = {c for c, spec in SCHEMA[name].items() if spec.blank_if_bad}
@@ -364,7 +364,9 @@ def _coerce(name: str, df: pd.DataFrame) -> tuple[pd.DataFrame, list[Problem]]:
     return out, problems
 
 
-def _normalise(name: str, df: pd.DataFrame, catalog: Catalog, mapped: Counter[str]) -> pd.DataFrame:
+def normalise_values(
+    name: str, df: pd.DataFrame, catalog: Catalog, mapped: Counter[str]
+) -> pd.DataFrame:
     """Read the values exports spell their own way as the schema's (``Web`` -> ``web``,
     ``Meeting Booked`` -> ``met_sales``, ``Data Platform`` -> ``data_platform``; an unknown
     action -> ``interacted``; no topic -> the product its asset names, else ``general``),

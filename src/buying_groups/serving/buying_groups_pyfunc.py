@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import mlflow
@@ -15,13 +16,14 @@ import numpy as np
 import pandas as pd
 
 from buying_groups import __version__
-from buying_groups.data.dates import parse_date
+from buying_groups.data.dates import future_after, parse_date
 from buying_groups.data.io import file_digest
-from buying_groups.data.validate import empty_table
+from buying_groups.data.schema import CHANNELS
+from buying_groups.data.validate import empty_table, normalise_values
 from buying_groups.models.runtime import prediction_key
 from buying_groups.qualify.customers import GROUP_FIELDS, add_customer_fields, renewal_risk
 from buying_groups.scoring import GROUPS_FORMAT, score_groups
-from buying_groups.taxonomy import Catalog
+from buying_groups.taxonomy import GENERAL_TOPIC, Catalog
 
 REQUIRED = ("account_id", "contact_id", "job_title", "activities")
 OPTIONAL = ("as_of", "subscriptions")
@@ -119,8 +121,29 @@ def _subscriptions(terms: list[dict]) -> pd.DataFrame:
     return subs.astype({"term_start": "datetime64[ns]", "term_end": "datetime64[ns]"})
 
 
+def as_files_read(activities: pd.DataFrame, catalog: Catalog) -> pd.DataFrame:
+    """A request's events with their values read as ``bg-score`` reads a file's
+    (``validate.normalise_values``: "Sales" -> sales, an action's alias, no topic -> the
+    product its asset names), so REST and batch score the same events alike. A channel or
+    topic still unknown, or an event after tomorrow, fails naming its row and event (never
+    echoing the value)."""
+    df = normalise_values("activities", activities.copy(), catalog, Counter())
+    where = df["activity_id"].str.slice(1).str.split("-")  # "r<row>-<event>"
+    for col, known in (("channel", CHANNELS), ("topic", (*catalog.names, GENERAL_TOPIC))):
+        bad = ~df[col].isin(known).to_numpy()
+        if bad.any():
+            i, j = where.iat[int(np.argmax(bad))]
+            _fail(int(i), f"activities[{j}].{col}", f"unknown {col}: one of {', '.join(known)}")
+    after = future_after()
+    future = (df["timestamp"] > after).to_numpy()
+    if future.any():
+        i, j = where.iat[int(np.argmax(future))]
+        _fail(int(i), f"activities[{j}].timestamp", f"in the future (after {after:%Y-%m-%d})")
+    return df
+
+
 def request_tables(
-    frame: pd.DataFrame, products: tuple[str, ...] | None = None
+    frame: pd.DataFrame, catalog: Catalog | None = None
 ) -> tuple[dict[str, pd.DataFrame], pd.Timestamp]:
     """The request's contacts and events as the tables the scorer reads, and the as-of date.
 
@@ -129,8 +152,10 @@ def request_tables(
     from the optional ``subscriptions`` field (the terms of an account's products, on any
     of its rows): with the field, ``tables["subscriptions"]`` holds them (an account given
     none owns nothing); without it, there is no such table and the status is unknown.
-    ``products``: the catalog's, which a term must name.
+    Events are read as a file's are (``as_files_read``) against ``catalog``, whose products
+    a term must name.
     """
+    products = catalog.names if catalog is not None else None
     if len(frame) == 0:
         raise ValueError("the request has no rows: send at least one contact")
     missing = [c for c in REQUIRED if c not in frame.columns]
@@ -174,7 +199,7 @@ def request_tables(
                     "channel": str(ev.get("channel") or "web"),
                     "action": ev["action"],
                     "asset": str(ev.get("asset") or ""),
-                    "topic": str(ev.get("topic") or "general"),
+                    "topic": str(ev.get("topic") or ""),  # empty: the product the asset names
                 }
             )
         contacts.append(
@@ -192,6 +217,10 @@ def request_tables(
         events,
         columns=["activity_id", "contact_id", "timestamp", "channel", "action", "asset", "topic"],
     ).astype({"timestamp": "datetime64[ns]"})
+    if catalog is not None:
+        activities = as_files_read(activities, catalog)
+    else:  # no catalog to read values against: as sent, no topic is general
+        activities["topic"] = activities["topic"].replace("", GENERAL_TOPIC)
     accounts = pd.DataFrame({"account_id": contacts_df["account_id"].unique()})
     accounts["employees"] = np.nan
     accounts["is_customer"] = False
@@ -286,7 +315,7 @@ class BuyingGroupsPyfunc(mlflow.pyfunc.PythonModel):
         if not isinstance(model_input, pd.DataFrame):
             model_input = pd.DataFrame(model_input)
         try:
-            tables, as_of = request_tables(model_input, self.catalog.names)
+            tables, as_of = request_tables(model_input, self.catalog)
         except ValueError as exc:
             raise mlflow.exceptions.MlflowException.invalid_parameter_value(str(exc)) from exc
         groups = score_groups(self.predict_roles, self.qualifier, tables, self.catalog, as_of)
