@@ -21,7 +21,7 @@ from buying_groups.cli import promote, score, train_qualifier, train_retention, 
 from buying_groups.cli.baseline import rules_report
 from buying_groups.cli.common import console, ensure_dataset, print_frame, print_mapping
 from buying_groups.config import hydra_entry
-from buying_groups.data.dataset import dataset_manifest, has_tables
+from buying_groups.data.dataset import MANIFEST, dataset_manifest, has_tables
 from buying_groups.data.io import find_table
 from buying_groups.evaluate import metrics_table
 from buying_groups.models.inference import caching
@@ -188,7 +188,8 @@ def report(cfg: DictConfig, result: dict) -> None:
     lines = []
     if "role_model_objective" in result:
         lines.append(f"role model: validation role macro-F1 {result['role_model_objective']:.3f}")
-        lines += persona_lines(result.get("roles", {}))
+        generated = (Path(cfg.data_dir) / MANIFEST).exists()  # else a user's export
+        lines += persona_lines(result.get("roles", {}), "synthetic test" if generated else "test")
     lines += customer_lines(cfg, result)
     if "retention_skipped" in result:
         lines.append(f"renewal risk: skipped ({result['retention_skipped']})")
@@ -231,11 +232,12 @@ def report(cfg: DictConfig, result: dict) -> None:
         console.print(f"  {line}")
 
 
-def persona_lines(roles: dict) -> list[str]:
-    """Persona macro-F1 of the role model and the baselines on the synthetic test split and
-    on the bundled real job titles, side by side, and their role macro-F1 on the real titles."""
+def persona_lines(roles: dict, test: str = "synthetic test") -> list[str]:
+    """Persona macro-F1 of the role model and the baselines on the test split (``test``: what
+    to call it) and on the bundled real job titles, side by side, and their role macro-F1
+    on the real titles."""
     lines = []
-    for name, title in (("test", "synthetic test"), ("real", "real job titles")):
+    for name, title in (("test", test), ("real", "real job titles")):
         cells = []
         for model in ("transformer", "rules", "tfidf_logreg"):
             m = roles.get(model, {})

@@ -117,10 +117,11 @@ def report(cfg: DictConfig, summary: dict, result: dict, staged, out: Path) -> N
         console.print("segments: " + ", ".join(f"{k} {v}" for k, v in tally["segments"].items()))
     if tally.get("renewals") is not None:
         console.print(f"renewals: {tally['renewals']:,} running terms scored ({job.RENEWALS_FILE})")
-    rejected = len(staged.rejects)
+    actions = staged.rejects["action"].value_counts()
+    set_aside = ", ".join(f"{n:,} {a}" for a, n in actions.items())  # rejected / blanked rows
     console.print(
         f"wrote {out / 'contacts_scored.parquet'}, {out / 'groups_scored.parquet'}"
-        + (f", {out / 'rejects.csv'} ({rejected} rejected rows)" if rejected else "")
+        + (f", {out / 'rejects.csv'} ({set_aside})" if len(actions) else "")
     )
 
 
