@@ -375,3 +375,29 @@ def test_a_table_with_every_row_rejected_is_not_usable(tiny_dir, catalog, tmp_pa
         and "unknown account_id" in p
         for p in problems
     ), problems
+
+
+def test_excel_csv_files_are_read_as_written(tiny_dir, catalog, tmp_path):
+    """Excel outside English writes ";"-separated CSV in Windows-1252 ("Directeur général",
+    "Geschäftsführer"): each failed with a tokenizer or codec error. Tabs read too."""
+    data = _copy(tiny_dir, tmp_path / "x", "csv")
+    contacts = pd.read_csv(data / "contacts.csv", dtype=str, keep_default_na=False)
+    contacts.loc[0, "job_title"] = "Geschäftsführer; Inhaber"
+    contacts.to_csv(
+        data / "contacts.csv", index=False, sep=";", encoding="cp1252", errors="replace"
+    )
+    acts = pd.read_csv(data / "activities.csv", dtype=str, keep_default_na=False)
+    acts.to_csv(data / "activities.csv", index=False, sep="\t")
+    result, problems = _problems(data, catalog)
+    assert problems == []
+    assert result.tables["contacts"].loc[0, "job_title"] == "Geschäftsführer; Inhaber"
+    assert len(result.tables["activities"]) == len(acts)
+
+
+def test_a_column_in_another_case_or_spacing_is_named():
+    from buying_groups.data.validate import _check_columns
+
+    df = pd.DataFrame(columns=["Contact_ID", "account_id", "Job Title", "created_at"])
+    problems = [str(p) for p in _check_columns("contacts", df)]
+    expected = "required column 'contact_id' is missing; found 'Contact_ID' instead"
+    assert any(expected in p for p in problems), problems

@@ -19,7 +19,14 @@ import pyarrow.parquet as pq
 
 from buying_groups import __version__
 from buying_groups.batch.cache import activity_sums
-from buying_groups.data.io import atomic_write, find_table, read_json, write_json, write_table
+from buying_groups.data.io import (
+    atomic_write,
+    csv_options,
+    find_table,
+    read_json,
+    write_json,
+    write_table,
+)
 from buying_groups.data.schema import OPTIONAL_TABLES, SCHEMA
 from buying_groups.data.source import is_native, read_export
 from buying_groups.data.validate import (
@@ -112,8 +119,14 @@ def iter_table(path: Path, chunk_rows: int, table: str = "activities") -> Iterat
             for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
                 yield batch.to_pandas()
         else:
+            options = csv_options(path)
             yield from pd.read_csv(
-                path, dtype=str, keep_default_na=False, na_values=[""], chunksize=chunk_rows
+                path,
+                dtype=str,
+                keep_default_na=False,
+                na_values=[""],
+                chunksize=chunk_rows,
+                **options,
             )
     except (OSError, ValueError, pa.ArrowException, pd.errors.ParserError) as exc:
         raise DataValidationError([Problem(table, f"cannot read {path.name}: {exc}")]) from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import functools
 import hashlib
 import json
@@ -72,11 +73,32 @@ def find_table(directory: Path, name: str) -> Path | None:
     return None
 
 
+SEPARATORS = (",", ";", "\t", "|")  # Excel writes ";" where "," is the decimal mark
+
+
+def csv_options(path: Path) -> dict[str, str]:
+    """How to read a CSV file: its separator, the first of ``SEPARATORS`` in its header line
+    (by count), and its encoding, UTF-8 (a BOM is fine) or else Windows-1252, Excel's "CSV"
+    outside its "CSV UTF-8", judged on the first 64 KiB."""
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
+    try:
+        text = codecs.getincrementaldecoder("utf-8-sig")().decode(head, final=False)
+        encoding = "utf-8-sig"
+    except UnicodeDecodeError:
+        text, encoding = head.decode("cp1252", errors="replace"), "cp1252"
+    header = text.splitlines()[0] if text else ""
+    sep = max(SEPARATORS, key=lambda s: (header.count(s), s == ","))
+    return {"sep": sep, "encoding": encoding}
+
+
 def read_table(path: Path) -> pd.DataFrame:
-    """Read a table file as-is. CSV columns stay strings so validation can name bad cells."""
+    """Read a table file as-is. CSV columns stay strings so validation can name bad cells;
+    the separator and encoding are the file's (``csv_options``)."""
     if path.suffix == ".parquet":
         return pd.read_parquet(path)
-    return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+    options = csv_options(path)
+    return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], **options)
 
 
 def file_digest(paths: Iterable[Path]) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 import warnings
 from collections import Counter
 from collections.abc import Mapping
@@ -164,6 +165,12 @@ def read_raw_table(
         return None, file_not_found(table, stem, data_dir)
     try:
         return read_table(path), None
+    except UnicodeDecodeError as exc:  # past the first 64 KiB, which csv_options judged by
+        return None, Problem(
+            table,
+            f"cannot read {path.name}: not UTF-8 text ({exc.reason}): "
+            "save it as UTF-8 (Excel: 'CSV UTF-8')",
+        )
     except Exception as exc:  # unreadable file: say which and why, without a traceback
         return None, Problem(table, f"cannot read {path.name}: {exc}")
 
@@ -238,8 +245,9 @@ def _check_columns(name: str, df: pd.DataFrame) -> list[Problem]:
     missing = [c for c in expected if expected[c].required and c not in present]
     extra = [c for c in present if c not in expected]
     problems = []
-    for col in missing:
-        guess = difflib.get_close_matches(col, extra, n=1, cutoff=0.75)
+    for col in missing:  # "Job Title", "Contact_ID": the name in another case or spacing
+        same = [c for c in extra if re.sub(r"[\s\-]+", "_", c.strip()).lower() == col]
+        guess = same or difflib.get_close_matches(col, extra, n=1, cutoff=0.75)
         if guess:
             problems.append(
                 Problem(
