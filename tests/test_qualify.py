@@ -33,6 +33,7 @@ from buying_groups.qualify.model import (
     engage_next,
     fit_qualifier,
     missing_roles,
+    reasons,
 )
 from buying_groups.qualify.scoring_baselines import lead_scores
 
@@ -420,3 +421,29 @@ def test_lightgbm_option_without_lightgbm_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "lightgbm", None)  # import fails as if not installed
     with pytest.raises(SystemExit, match=r"buying-groups\[lightgbm\]"):
         build_pipeline({"kind": "lightgbm"})
+
+
+def test_a_count_of_nothing_is_never_a_reason_for():
+    """A silent account's groups were told "0 interactions with the product in 90 days" and
+    "0% of the account's attention" as reasons *for* qualification (tree contributions)."""
+    groups = pd.DataFrame(
+        {
+            "topic_events_90d": [0, 4],
+            "topic_share_90d": [0.0, 0.5],
+            "days_since_topic_event": [0, 0],
+        }
+    )
+    contributions = pd.DataFrame(
+        {
+            "topic_events_90d": [0.3, 0.3],
+            "topic_share_90d": [0.2, 0.2],
+            "days_since_topic_event": [0.1, 0.1],
+        }
+    )
+    got = reasons(groups, contributions)
+    assert got["reasons_for"].iloc[0] == ["last product interaction 0 days ago"]
+    assert got["reasons_for"].iloc[1] == [
+        "4 interactions with the product in 90 days",
+        "50% of the account's attention on this product",
+        "last product interaction 0 days ago",
+    ]

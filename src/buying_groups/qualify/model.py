@@ -238,17 +238,24 @@ def describe_feature(feature: str, value: float) -> str:
     return f"{feature} = {v:g}"
 
 
+# Features whose 0 is a value, not "none of it" (every other feature's 0 is a count of nothing,
+# never told as a reason *for* a group, whatever the trees made of it: "0 interactions with
+# the product in 90 days" headed a silent account's reasons).
+_ZERO_IS_A_VALUE = ("days_since_", "owned_usage_trend", "log_employees", "is_customer")
+
+
 def reasons(groups: pd.DataFrame, contributions: pd.DataFrame, top: int = 3) -> pd.DataFrame:
-    """Top contributions towards and against qualification, in words, per group."""
+    """Top contributions towards and against qualification, in words, per group; a count
+    of nothing is a reason against, never for."""
     values = contributions.to_numpy()
     cols = list(contributions.columns)
     features = [groups[c].tolist() for c in cols]  # plain values, column by column
+    counts = [not c.startswith(_ZERO_IS_A_VALUE) for c in cols]  # their 0 is none of it
     order = np.argsort(-values, axis=1, kind="stable")
     ups, downs = [], []
     for i in range(len(values)):
-        ups.append(
-            [describe_feature(cols[j], features[j][i]) for j in order[i, :top] if values[i, j] > 0]
-        )
+        up = [j for j in order[i] if values[i, j] > 0 and not (counts[j] and features[j][i] == 0)]
+        ups.append([describe_feature(cols[j], features[j][i]) for j in up[:top]])
         downs.append(
             [
                 describe_feature(cols[j], features[j][i])
