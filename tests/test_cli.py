@@ -161,10 +161,24 @@ def test_one_problem_of_many_rows_is_one_line():
         Problem("activities", "unknown channel 'Social'", row=r, column="channel")
         for r in range(2, 700)
     ]
+    whole = Problem("activities", "unknown channel 'Social'", column="channel")  # no row
     lines = problem_lines(
-        [*many, Problem("contacts", "duplicate id 'C1'", row=4, column="contact_id")]
+        [*many, whole, Problem("contacts", "duplicate id 'C1'", row=4, column="contact_id")]
     )
     assert lines == [
+        "activities, column 'channel': unknown channel 'Social'",
         "activities, column 'channel': unknown channel 'Social' (rows 2, 3, 4, 5, 6 and 693 more)",
         "contacts, row 4, column 'contact_id': duplicate id 'C1'",
     ]
+
+
+def test_hidden_files_and_a_half_written_dataset_are_generated_over(tmp_path):
+    """A folder with only .gitkeep, or an interrupted generation (tables, no manifest, no
+    contacts yet), is the synthetic dataset's to fill, as before."""
+    for name, files in (("keep", [".gitkeep"]), ("half", ["accounts.parquet", "labels"])):
+        folder = tmp_path / name
+        folder.mkdir()
+        for f in files:
+            (folder / f).mkdir() if "." not in f[1:] else (folder / f).write_text("")
+        cfg = compose_config("pipeline", ["data=tiny", f"data_dir={folder}"])
+        assert has_tables(ensure_dataset(cfg))

@@ -536,12 +536,13 @@ def test_rest_reads_an_events_values_as_a_file_is_read(catalog):
         _events(
             {**ev, "channel": "Sales", "topic": "Security Platform"},
             {**ev, "channel": "sales", "asset": "/solutions/lakehouse"},
+            {**ev, "channel": " sales ", "topic": " ", "asset": "/solutions/lakehouse"},
         ),
         catalog,
     )
     acts = tables["activities"]
-    assert list(acts["channel"]) == ["sales", "sales"]
-    assert list(acts["topic"]) == ["security_platform", "data_platform"]
+    assert list(acts["channel"]) == ["sales", "sales", "sales"]
+    assert list(acts["topic"]) == ["security_platform", "data_platform", "data_platform"]
     for bad, field in (
         ({**ev, "channel": "social"}, "activities[1].channel"),
         ({**ev, "topic": "crm_suite"}, "activities[1].topic"),

@@ -3,6 +3,7 @@ Salesforce + Marketo or a HubSpot export onto the schema, counting what each rul
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -256,3 +257,20 @@ def test_an_unlabelled_hubspot_association_is_a_member_of_unknown_role(catalog, 
     roles = res.tables["opportunity_contact_roles"]
     assert len(roles) == res.rows_in["opportunity_contact_roles"]
     assert roles["role"].isna().sum() == (len(roles) + 2) // 3
+
+
+def test_a_crm_exports_subscriptions_do_not_outlive_it_in_the_staging(catalog, tmp_path):
+    """bg-score keeps its staging between runs: a second export without subscriptions was
+    scored with the first one's (review of the change that reads them beside a CRM's files)."""
+    from buying_groups.batch.staging import stage_tables
+
+    export = tmp_path / "hubspot"
+    shutil.copytree(SAMPLES / "hubspot", export)
+    account = pd.read_csv(export / "companies.csv", dtype=str)["Record ID"].iloc[0]
+    term = {"term_id": "T1", "subscription_id": "S1", "account_id": account}
+    term |= {"product": "data_platform", "term_start": "2025-01-01", "term_end": "2026-01-01"}
+    pd.DataFrame([term | {"outcome": "renewed"}]).to_csv(export / "subscriptions.csv", index=False)
+    work, source = tmp_path / "work", _source("hubspot")
+    assert len(stage_tables(export, catalog, work, "skip", source=source).subscriptions) == 1
+    (export / "subscriptions.csv").unlink()
+    assert stage_tables(export, catalog, work, "skip", source=source).subscriptions is None

@@ -7,7 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from buying_groups.data.schema import TABLES
+from buying_groups.data.io import read_table
+from buying_groups.data.schema import TABLE_ORDER, TABLES
 from buying_groups.data.validate import load_tables
 
 
@@ -401,3 +402,40 @@ def test_a_column_in_another_case_or_spacing_is_named():
     problems = [str(p) for p in _check_columns("contacts", df)]
     expected = "required column 'contact_id' is missing; found 'Contact_ID' instead"
     assert any(expected in p for p in problems), problems
+
+
+def test_csv_encodings_and_separators_are_judged_on_the_whole_file(tmp_path):
+    """A Windows-1252 accent past the first 64 KiB, a quoted header label holding ';', a
+    file mixing UTF-8 with another encoding, and UTF-16 (review of the first version)."""
+    from buying_groups.data.io import csv_options
+
+    late = tmp_path / "late.csv"
+    late.write_bytes(b"a,b\n" + b"x,y\n" * 30_000 + "é,z\n".encode("cp1252"))
+    assert csv_options(late) == {"sep": ",", "encoding": "cp1252"}
+    assert read_table(late).iloc[-1, 0] == "é"
+    quoted = tmp_path / "quoted.csv"
+    quoted.write_text('id,role,"Notes (who; what; when; where)"\n1,CFO,"a; b"\n2,CEO,c\n')
+    assert csv_options(quoted)["sep"] == ","
+    semi = tmp_path / "semi.csv"
+    semi.write_text('id;name;"Umsatz, EUR"\n1;Müller;2520,00\n2;Schulz;1.234,50\n')
+    assert csv_options(semi) == {"sep": ";", "encoding": "utf-8-sig"}
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_bytes("a\nGeschäftsführer\n".encode() + "Müller\n".encode("cp1252"))
+    with pytest.raises(ValueError, match="UTF-8 mixed with another encoding"):
+        csv_options(mixed)
+    utf16 = tmp_path / "utf16.csv"
+    utf16.write_text("a,b\n1,2\n", encoding="utf-16")
+    with pytest.raises(ValueError, match="UTF-16"):
+        csv_options(utf16)
+
+
+def test_decimal_commas_are_read_as_excel_writes_them(tiny_dir, catalog, tmp_path):
+    """German Excel writes amounts "2520,00" and "1.234,50": each was blanked as not a number."""
+    data = _copy(tiny_dir, tmp_path / "d")
+    subs = pd.read_parquet(tiny_dir / "subscriptions.parquet").astype({"amount": object})
+    subs.loc[0, "amount"], subs.loc[1, "amount"] = "2520,00", "1.234,50"
+    subs.to_csv(data / "subscriptions.csv", index=False, sep=";")
+    result = load_tables(data, catalog, tables=TABLE_ORDER)
+    assert result.ok, result.problems
+    assert list(result.tables["subscriptions"]["amount"].iloc[:2]) == [2520.0, 1234.5]
+    assert len(result.rejects) == 0

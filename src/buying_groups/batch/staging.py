@@ -160,6 +160,7 @@ def stage_tables(
             data_dir, source, catalog, (*SMALL_TABLES, "activities", *OPTIONAL_TABLES)
         )
         data_dir = workdir / "export"
+        shutil.rmtree(data_dir, ignore_errors=True)  # an earlier export's tables are not this one's
         for name, df in raw.items():
             write_table(df.astype(object).where(df.notna(), None), data_dir / f"{name}.parquet")
     small = load_tables(data_dir, catalog, on_bad_rows, (*SMALL_TABLES, *OPTIONAL_TABLES))

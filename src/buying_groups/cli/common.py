@@ -11,8 +11,15 @@ from rich.console import Console
 from rich.table import Table
 
 from buying_groups.config import catalog_from
-from buying_groups.data.dataset import MANIFEST, generate_dataset, has_tables, load_dataset
+from buying_groups.data.dataset import (
+    LABELS_DIR,
+    MANIFEST,
+    generate_dataset,
+    has_tables,
+    load_dataset,
+)
 from buying_groups.data.examples import crm_examples_from, examples_from, label_source
+from buying_groups.data.schema import TABLE_ORDER
 from buying_groups.data.validate import DataValidationError, Problem
 from buying_groups.taxonomy import Catalog
 
@@ -36,6 +43,7 @@ def problem_lines(problems: list[Problem]) -> list[str]:
         if len(rows) < 2:
             lines += [str(p) for p in same]
             continue
+        lines += [str(p) for p in same if p.row is None]
         more = (
             f" and {len(rows) - SAME_PROBLEM_ROWS:,} more" if len(rows) > SAME_PROBLEM_ROWS else ""
         )
@@ -106,6 +114,19 @@ def print_mapping(values: dict, title: str) -> None:
     console.print(table)
 
 
+def users_files(directory: Path) -> list[str]:
+    """The names in ``directory`` that a generated dataset does not write (its tables, their
+    ``labels/``, its manifest) and that are not hidden (``.gitkeep``, ``.DS_Store``): a
+    user's own files, which nothing may be generated beside."""
+    if not directory.is_dir():
+        return []
+    ours = {f"{t}.{ext}" for t in TABLE_ORDER for ext in ("csv", "parquet")}
+    ours |= {LABELS_DIR, MANIFEST}
+    return sorted(
+        p.name for p in directory.iterdir() if not p.name.startswith(".") and p.name not in ours
+    )
+
+
 def ensure_dataset(cfg: DictConfig, regenerate: bool = False) -> Path:
     """``cfg.data_dir``, generated from ``cfg.data`` first when it is missing or empty (or,
     with ``regenerate``, holds a generated dataset). A folder holding other files is a user's:
@@ -116,7 +137,7 @@ def ensure_dataset(cfg: DictConfig, regenerate: bool = False) -> Path:
         if regenerate:
             console.print(f"[yellow]![/] regenerate: {data_dir} is not a generated dataset, kept")
         return data_dir
-    if data_dir.is_dir() and any(data_dir.iterdir()) and not generated:
+    if not generated and (others := users_files(data_dir)):
         fail_with_problems(
             [
                 Problem(
@@ -125,7 +146,8 @@ def ensure_dataset(cfg: DictConfig, regenerate: bool = False) -> Path:
                     "schema's shape. An export in a CRM's own shape is read with bg-validate "
                     f"source=<its source> data_dir={data_dir} output_dir=<new folder>, then "
                     "bg-pipeline data_dir=<new folder> (docs/own-data.md). Nothing was "
-                    "generated into this folder.",
+                    f"generated into this folder, which holds {', '.join(others[:3])}"
+                    + (" ..." if len(others) > 3 else ""),
                 )
             ],
             what=str(data_dir),

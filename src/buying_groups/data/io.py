@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import codecs
+import csv
 import functools
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -74,22 +76,67 @@ def find_table(directory: Path, name: str) -> Path | None:
 
 
 SEPARATORS = (",", ";", "\t", "|")  # Excel writes ";" where "," is the decimal mark
+_BLOCK = 1 << 20
+_UTF8_MULTIBYTE = re.compile(rb"[\xc2-\xf4][\x80-\xbf]+")  # a UTF-8 letter beyond ASCII
+
+
+def csv_encoding(path: Path) -> str:
+    """``utf-8-sig`` where the whole file is UTF-8 (a BOM is fine), else ``cp1252`` (Excel's
+    plain "CSV") where it holds no UTF-8 letter at all; anything else (UTF-16, UTF-8 mixed
+    with another encoding, bytes no encoding here reads) is a ``ValueError`` saying so."""
+    with open(path, "rb") as f:
+        first = f.read(2)
+        if first in (b"\xff\xfe", b"\xfe\xff"):
+            raise ValueError("UTF-16 text (Excel's 'Unicode Text'): save it as 'CSV UTF-8'")
+        f.seek(0)
+        decoder, utf8, offset = codecs.getincrementaldecoder("utf-8")(), False, 0
+        try:
+            while block := f.read(_BLOCK):
+                decoder.decode(block)
+                offset += len(block)
+            decoder.decode(b"", final=True)
+            return "utf-8-sig"
+        except UnicodeDecodeError:
+            pass
+        f.seek(0)
+        while block := f.read(_BLOCK):
+            if _UTF8_MULTIBYTE.search(block):
+                utf8 = True
+                break
+    if utf8:
+        raise ValueError(
+            "UTF-8 mixed with another encoding (near byte "
+            f"{offset:,}): save it again as 'CSV UTF-8'"
+        )
+    return "cp1252"
+
+
+def csv_separator(path: Path, encoding: str) -> str:
+    """The one of ``SEPARATORS`` that splits the file's first lines into the same number of
+    fields as its header, the most of them (a comma first among equals); quoted cells may
+    hold any of them."""
+    with open(path, encoding=encoding, errors="replace", newline="") as f:
+        sample = f.read(1 << 16)
+    lines = sample.splitlines(keepends=True)
+    if len(sample) == 1 << 16 and len(lines) > 1:
+        lines = lines[:-1]  # cut off mid-line
+    best, fields = ",", 1
+    for sep in SEPARATORS:
+        try:
+            rows = list(csv.reader(lines, delimiter=sep))
+        except csv.Error:
+            continue
+        rows = rows[:-1] if len(rows) > 2 else rows  # the last may be cut mid-cell
+        if rows and len(rows[0]) > fields and all(len(r) == len(rows[0]) for r in rows if r):
+            best, fields = sep, len(rows[0])
+    return best
 
 
 def csv_options(path: Path) -> dict[str, str]:
-    """How to read a CSV file: its separator, the first of ``SEPARATORS`` in its header line
-    (by count), and its encoding, UTF-8 (a BOM is fine) or else Windows-1252, Excel's "CSV"
-    outside its "CSV UTF-8", judged on the first 64 KiB."""
-    with open(path, "rb") as f:
-        head = f.read(1 << 16)
-    try:
-        text = codecs.getincrementaldecoder("utf-8-sig")().decode(head, final=False)
-        encoding = "utf-8-sig"
-    except UnicodeDecodeError:
-        text, encoding = head.decode("cp1252", errors="replace"), "cp1252"
-    header = text.splitlines()[0] if text else ""
-    sep = max(SEPARATORS, key=lambda s: (header.count(s), s == ","))
-    return {"sep": sep, "encoding": encoding}
+    """How to read a CSV file: its encoding (``csv_encoding``) and separator
+    (``csv_separator``)."""
+    encoding = csv_encoding(path)
+    return {"sep": csv_separator(path, encoding), "encoding": encoding}
 
 
 def read_table(path: Path) -> pd.DataFrame:

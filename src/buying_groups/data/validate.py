@@ -133,13 +133,14 @@ def load_tables(
 
 
 def nothing_left(result: ValidationResult) -> ValidationResult:
-    """``result`` failed where a table that needs rows kept none of them (``on_bad_rows=skip``
+    """``result`` failed where a table that needs rows kept none of them (not the optional
+    ``subscriptions``: prospects are scored without it) (``on_bad_rows=skip``
     rejected them all: ids exported as another type or case, say, so that no reference meets):
     "usable after rejecting" an export with no contacts left helps nobody."""
     empty = []
     for name, df in result.tables.items():
         n = result.rows_in.get(name, 0)
-        if n and not len(df) and name not in OPTIONAL_ROWS:
+        if n and not len(df) and name not in (*OPTIONAL_ROWS, *OPTIONAL_TABLES):
             reasons = result.rejects.loc[result.rejects["table"] == name, "reason"]
             why = f"; the first row's problem: {reasons.iloc[0]}" if len(reasons) else ""
             empty.append(Problem(name, f"all {n:,} rows were rejected, none is left{why}"))
@@ -165,11 +166,11 @@ def read_raw_table(
         return None, file_not_found(table, stem, data_dir)
     try:
         return read_table(path), None
-    except UnicodeDecodeError as exc:  # past the first 64 KiB, which csv_options judged by
+    except UnicodeDecodeError as exc:  # a byte Windows-1252 leaves undefined
         return None, Problem(
             table,
-            f"cannot read {path.name}: not UTF-8 text ({exc.reason}): "
-            "save it as UTF-8 (Excel: 'CSV UTF-8')",
+            f"cannot read {path.name}: neither UTF-8 nor Windows-1252 text ({exc.reason}): "
+            "save it as 'CSV UTF-8'",
         )
     except Exception as exc:  # unreadable file: say which and why, without a traceback
         return None, Problem(table, f"cannot read {path.name}: {exc}")
@@ -262,6 +263,9 @@ def _check_columns(name: str, df: pd.DataFrame) -> list[Problem]:
     return problems
 
 
+_DECIMAL_COMMA = r"\s*-?\d{1,3}(?:\.\d{3})*,\d+\s*|\s*-?\d+,\d+\s*"
+
+
 def _is_number(value: object) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating, np.bool_))
 
@@ -307,7 +311,8 @@ def _coerce(name: str, df: pd.DataFrame) -> tuple[pd.DataFrame, list[Problem]]:
                         column=col,
                     )
                 )
-            if spec.kind != "id":  # a number where text belongs: a column mixed up
+            if spec.kind == "text":  # a number for a title: a column mixed up (codes such as
+                # a numeric stage id are text as numbers, read as their text below)
                 number = np.array(
                     [not m and _is_number(v) for v, m in zip(values, missing, strict=True)],
                     dtype=bool,
@@ -322,10 +327,10 @@ def _coerce(name: str, df: pd.DataFrame) -> tuple[pd.DataFrame, list[Problem]]:
                         )
                     )
                 wrong |= number
-            # Ids exported as numbers read as their text ("1000", also where a column with a
-            # gap was stored as float: 1000.0), so references still meet.
+            # Ids and codes exported as numbers read as their text ("1000", also where a
+            # column with a gap was stored as float: 1000.0), so references still meet.
             text = [
-                None if m or w else _id_text(v) if spec.kind == "id" else str(v).strip()
+                None if m or w else _id_text(v)
                 for v, m, w in zip(values, missing, wrong, strict=True)
             ]
             col_values = pd.Series(text, index=df.index, dtype=object)
@@ -338,6 +343,10 @@ def _coerce(name: str, df: pd.DataFrame) -> tuple[pd.DataFrame, list[Problem]]:
             problems += _cell_problems(name, col, s, bad, "expected a whole number")
         elif spec.kind == "number":
             num = pd.to_numeric(s, errors="coerce")
+            comma = num.isna() & ~missing & s.astype(str).str.fullmatch(_DECIMAL_COMMA)
+            if comma.any():  # "2520,00", "1.234,50": Excel where the comma is the decimal mark
+                text = s[comma].astype(str).str.replace(".", "", regex=False)
+                num[comma] = pd.to_numeric(text.str.replace(",", ".", regex=False))
             bad = (num.isna() & ~missing) | ~np.isfinite(num.fillna(0.0))
             out[col] = num.where(~bad).astype("float64")
             problems += _cell_problems(name, col, s, bad, "expected a number")

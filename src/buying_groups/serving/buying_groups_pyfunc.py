@@ -187,7 +187,7 @@ def request_tables(
             if not isinstance(ev, dict):
                 _fail(i, f"activities[{j}]", "must be an object")
             for f in ("timestamp", "action"):
-                if not isinstance(ev.get(f), str) or not ev.get(f):
+                if not isinstance(ev.get(f), str) or not ev.get(f).strip():
                     _fail(i, f"activities[{j}].{f}", "required, a non-empty string")
             # a DateError is a ValueError naming the row and field, as _fail's are
             ts = parse_date(ev["timestamp"], f"row {i}, field 'activities[{j}].timestamp'")
@@ -196,10 +196,11 @@ def request_tables(
                     "activity_id": f"r{i}-{j}",
                     "contact_id": rec["contact_id"],
                     "timestamp": ts,
-                    "channel": str(ev.get("channel") or "web"),
-                    "action": ev["action"],
-                    "asset": str(ev.get("asset") or ""),
-                    "topic": str(ev.get("topic") or ""),  # empty: the product the asset names
+                    # stripped as a file's cells are
+                    "channel": str(ev.get("channel") or "").strip() or "web",
+                    "action": ev["action"].strip(),
+                    "asset": str(ev.get("asset") or "").strip(),
+                    "topic": str(ev.get("topic") or "").strip(),  # empty: the asset's product
                 }
             )
         contacts.append(
