@@ -133,10 +133,10 @@ def load_tables(
 
 
 def nothing_left(result: ValidationResult) -> ValidationResult:
-    """``result`` failed where a table that needs rows kept none of them (not the optional
-    ``subscriptions``: prospects are scored without it) (``on_bad_rows=skip``
-    rejected them all: ids exported as another type or case, say, so that no reference meets):
-    "usable after rejecting" an export with no contacts left helps nobody."""
+    """``result`` failed where a table that needs rows kept none of them: ``on_bad_rows=skip``
+    rejected them all (ids exported as another type or case, say, so that no reference
+    meets), and "usable after rejecting" an export with no contacts left helps nobody. The
+    optional ``subscriptions`` may end empty: prospects are scored without it."""
     empty = []
     for name, df in result.tables.items():
         n = result.rows_in.get(name, 0)
