@@ -59,3 +59,21 @@ def test_seniority_rank_is_ordered():
 def test_catalog_rejects_unknown_functions():
     with pytest.raises(ValueError, match="unknown functions"):
         Catalog.from_config({"products": {"x": {"primary": ["wizardry"], "adjacent": []}}})
+
+
+def test_action_names_as_exports_write_them_are_read_as_the_schemas():
+    """HubSpot's and Marketo's own names ("Email Opened", "Click Link", "Fill Out Form");
+    "Email Opened" read as an unknown action (interacted) before."""
+    from buying_groups.taxonomy import ACTION_ALIASES, ACTIONS, canonical_key
+
+    for written, action in (
+        ("Email Opened", "opened"),
+        ("Open Email", "opened"),
+        ("Clicked Link", "clicked"),
+        ("Fill Out Form", "downloaded"),
+        ("Form submitted", "downloaded"),
+        ("Webinar Attended", "attended"),
+        ("Meeting Booked", "met_sales"),
+    ):
+        assert ACTION_ALIASES[canonical_key(written)] == action
+    assert set(ACTION_ALIASES.values()) <= set(ACTIONS)
