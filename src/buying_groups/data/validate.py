@@ -266,8 +266,15 @@ def _check_columns(name: str, df: pd.DataFrame) -> list[Problem]:
 _DECIMAL_COMMA = r"\s*-?\d{1,3}(?:\.\d{3})*,\d+\s*|\s*-?\d+,\d+\s*"
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating, np.bool_))
+def _not_text(value: object, kind: str) -> str | None:
+    """What a cell of an id, code or text column holds instead of text, or None. A number is
+    text in an id or code column (a numeric stage id, read as its text), not for a title:
+    there it is a column mixed up."""
+    if isinstance(value, (list, dict, bytes, np.ndarray)):
+        return type(value).__name__
+    if kind == "text" and isinstance(value, (int, float, np.integer, np.floating, np.bool_)):
+        return f"the number {value!r}"
+    return None
 
 
 def _id_text(value: object) -> str:
@@ -295,38 +302,13 @@ def _coerce(name: str, df: pd.DataFrame) -> tuple[pd.DataFrame, list[Problem]]:
             out[col] = col_values.fillna("") if spec.kind == "text" else col_values
         elif spec.kind in ("id", "str", "text"):
             values = s.astype(object).to_numpy()
-            wrong = np.array(
-                [
-                    not m and isinstance(v, (list, dict, bytes, np.ndarray))
-                    for v, m in zip(values, missing, strict=True)
-                ],
-                dtype=bool,
-            )
+            pairs = zip(values, missing, strict=True)
+            why = [None if m else _not_text(v, spec.kind) for v, m in pairs]
+            wrong = np.array([w is not None for w in why], dtype=bool)
             for i in np.flatnonzero(wrong):
                 problems.append(
-                    Problem(
-                        name,
-                        f"expected text, got {type(values[i]).__name__}",
-                        row=int(i) + 1,
-                        column=col,
-                    )
+                    Problem(name, f"expected text, got {why[i]}", row=int(i) + 1, column=col)
                 )
-            if spec.kind == "text":  # a number for a title: a column mixed up (codes such as
-                # a numeric stage id are text as numbers, read as their text below)
-                number = np.array(
-                    [not m and _is_number(v) for v, m in zip(values, missing, strict=True)],
-                    dtype=bool,
-                )
-                for i in np.flatnonzero(number):
-                    problems.append(
-                        Problem(
-                            name,
-                            f"expected text, got the number {values[i]!r}",
-                            row=int(i) + 1,
-                            column=col,
-                        )
-                    )
-                wrong |= number
             # Ids and codes exported as numbers read as their text ("1000", also where a
             # column with a gap was stored as float: 1000.0), so references still meet.
             text = [
