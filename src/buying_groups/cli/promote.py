@@ -113,7 +113,8 @@ def run(cfg: DictConfig) -> dict:
             "role_model_uri": role_uri,
         },
     )
-    print_frame(table, f"held-out comparison ({decision})")
+    print_frame(table, "held-out comparison")  # the decision apart: a long title wraps
+    console.print(f"decision: {decision}")
     moved = f"@{cfg.alias} stays on v{current}"
     if promote:
         registry.set_alias(cfg.model_name, cfg.alias, version)
