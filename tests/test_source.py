@@ -151,15 +151,16 @@ def test_a_missing_export_column_or_file_is_named(catalog, tmp_path):
     assert any(p.startswith("opportunities: file not found: expected deals.csv") for p in problems)
 
 
-@pytest.mark.parametrize("name", SOURCES)
-def test_bg_validate_says_how_many_rows_each_rule_took(name, tmp_path):
+def _bg_validate(source: str, data_dir: Path, tmp_path: Path) -> subprocess.CompletedProcess:
+    """``bg-validate source=... data_dir=... output_dir=<tmp>/schema`` in a fresh process, as a
+    user runs it; fails with its output unless it exits 0."""
     proc = subprocess.run(
         [
             sys.executable,
             "-m",
             "buying_groups.cli.validate_main",
-            f"source={name}",
-            f"data_dir={SAMPLES / name}",
+            f"source={source}",
+            f"data_dir={data_dir}",
             f"output_dir={tmp_path / 'schema'}",
             f"hydra.run.dir={tmp_path / 'run'}",
         ],
@@ -167,6 +168,12 @@ def test_bg_validate_says_how_many_rows_each_rule_took(name, tmp_path):
         text=True,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return proc
+
+
+@pytest.mark.parametrize("name", SOURCES)
+def test_bg_validate_says_how_many_rows_each_rule_took(name, tmp_path):
+    proc = _bg_validate(name, SAMPLES / name, tmp_path)
     assert f"read as the schema ({name} export)" in proc.stdout
     assert "'Data Platform' -> data_platform" in proc.stdout
     assert "-> web/interacted (not listed)" in proc.stdout
@@ -225,20 +232,8 @@ def test_an_export_keeps_its_subscriptions_in_the_schemas_shape(catalog, tmp_pat
 
 
 def test_bg_validate_writes_the_subscriptions_too(tmp_path):
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "buying_groups.cli.validate_main",
-            "source=salesforce_marketo",
-            f"data_dir={_with_subscriptions(tmp_path, 'marketing_automation')}",
-            f"output_dir={tmp_path / 'schema'}",
-            f"hydra.run.dir={tmp_path / 'run'}",
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    export = _with_subscriptions(tmp_path, "marketing_automation")
+    proc = _bg_validate("salesforce_marketo", export, tmp_path)
     assert "subscriptions" in proc.stdout
     assert len(pd.read_parquet(tmp_path / "schema" / "subscriptions.parquet")) == 2
 
