@@ -2,6 +2,7 @@
 never leaks internals and never loses rows silently (REST parsing and request checks, the
 date parser, phrases for extreme values, huge accounts), with property-based fuzzing."""
 
+import functools
 import json
 import math
 import os
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 
 from buying_groups.baselines.rules import RulesBaseline
 from buying_groups.batch.staging import stage_tables
+from buying_groups.config import catalog_from
 from buying_groups.data.dates import DateError, parse_date, parse_timestamps
 from buying_groups.data.validate import DataValidationError, empty_table, rejected_rows
 from buying_groups.qualify.groups import (
@@ -32,6 +34,7 @@ from buying_groups.qualify.model import describe_feature, fit_qualifier
 from buying_groups.scoring import score_groups
 from buying_groups.serving.buying_groups_pyfunc import request_tables
 from buying_groups.serving.server import RequestError, authorized, is_json, parse_payload
+from buying_groups.taxonomy import Catalog
 
 from .conftest import compose_config
 
@@ -45,6 +48,12 @@ CONTACT = {"account_id": "A1", "contact_id": "C1", "job_title": "CISO", "activit
 SECRET = "s3cretvalue-" * 5  # must never come back in a message
 
 
+@functools.cache
+def _catalog() -> Catalog:
+    """The catalog the served model reads requests against (the default one)."""
+    return catalog_from(compose_config("pipeline"))
+
+
 def _records(**fields) -> bytes:
     return json.dumps({"dataframe_records": [{**CONTACT, **fields}]}).encode()
 
@@ -52,7 +61,7 @@ def _records(**fields) -> bytes:
 def _answer(body: bytes) -> tuple[int, str]:
     """What the server answers for ``body`` before the model runs: 200 or 4xx + message."""
     try:
-        tables, _ = request_tables(parse_payload(body))
+        tables, _ = request_tables(parse_payload(body), _catalog())
     except RequestError as exc:
         return exc.status, exc.message
     except ValueError as exc:  # the pyfunc's field errors, answered 400 by the server
@@ -117,7 +126,8 @@ def test_as_of_must_agree_between_rows_and_is_parsed_once():
         {**CONTACT, "as_of": "2026-04-01"},
         {**CONTACT, "contact_id": "C2", "as_of": "01.04.2026"},
     ]
-    tables, as_of = request_tables(parse_payload(json.dumps({"dataframe_records": rows}).encode()))
+    body = json.dumps({"dataframe_records": rows}).encode()
+    tables, as_of = request_tables(parse_payload(body), _catalog())
     assert as_of == pd.Timestamp("2026-04-01") and len(tables["contacts"]) == 2
     rows[1]["as_of"] = "2026-04-02"
     status, message = _answer(json.dumps({"dataframe_records": rows}).encode())

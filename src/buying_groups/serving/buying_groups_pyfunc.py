@@ -143,7 +143,7 @@ def as_files_read(activities: pd.DataFrame, catalog: Catalog) -> pd.DataFrame:
 
 
 def request_tables(
-    frame: pd.DataFrame, catalog: Catalog | None = None
+    frame: pd.DataFrame, catalog: Catalog
 ) -> tuple[dict[str, pd.DataFrame], pd.Timestamp]:
     """The request's contacts and events as the tables the scorer reads, and the as-of date.
 
@@ -155,7 +155,7 @@ def request_tables(
     Events are read as a file's are (``as_files_read``) against ``catalog``, whose products
     a term must name.
     """
-    products = catalog.names if catalog is not None else None
+    products = catalog.names
     if len(frame) == 0:
         raise ValueError("the request has no rows: send at least one contact")
     missing = [c for c in REQUIRED if c not in frame.columns]
@@ -218,10 +218,7 @@ def request_tables(
         events,
         columns=["activity_id", "contact_id", "timestamp", "channel", "action", "asset", "topic"],
     ).astype({"timestamp": "datetime64[ns]"})
-    if catalog is not None:
-        activities = as_files_read(activities, catalog)
-    else:  # no catalog to read values against: as sent, no topic is general
-        activities["topic"] = activities["topic"].replace("", GENERAL_TOPIC)
+    activities = as_files_read(activities, catalog)
     accounts = pd.DataFrame({"account_id": contacts_df["account_id"].unique()})
     accounts["employees"] = np.nan
     accounts["is_customer"] = False
