@@ -6,12 +6,20 @@ import sys
 
 import pytest
 
-from buying_groups.cli.common import ensure_dataset, problem_lines
+from buying_groups.cli.common import _cell, ensure_dataset, problem_lines
 from buying_groups.data.dataset import has_tables
 from buying_groups.data.schema import TABLES
 from buying_groups.data.validate import Problem
 
 from .conftest import compose_config
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [(0.93456, "0.935"), (6999.0, "6,999"), (278.996, "279"), (43.7, "43.700"), ("fp32", "fp32")],
+)
+def test_table_cells_show_scores_to_three_places_and_counts_and_speeds_whole(value, shown):
+    assert _cell(value, 3) == shown
 
 
 @pytest.mark.parametrize("app", ["generate", "validate", "baseline", "pipeline"])

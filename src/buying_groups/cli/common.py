@@ -69,8 +69,8 @@ def exit_on_data_error(exc: DataValidationError) -> None:
 def _cell(value: object, digits: int) -> str:
     if not isinstance(value, float):
         return str(value)
-    if value.is_integer() and abs(value) >= 10:  # a count ("groups 6,999"), not a score
-        return f"{value:,.0f}"
+    if abs(value) >= 100 or (value.is_integer() and abs(value) >= 10):
+        return f"{value:,.0f}"  # a count or a speed ("groups 6,999", "279 contacts per s")
     return f"{value:.{digits}f}"
 
 
