@@ -40,6 +40,12 @@ TRAINING_LISTS = {
 }
 # lists whose seniority is the rules parser's guess, not a label (masked where it matched none)
 PARSED_SENIORITY = ("bls", "esco", "occupations")
+# A title in two lists keeps the labels of the list labelled most directly: the curated titles
+# one by one after the guide, ESCO's and the occupation names' function one by one (their
+# seniority parsed), BLS' function from its occupation group. In the order named, BLS'
+# "Copywriter" (other) and ESCO's "Product Manager" (a parsed manager) overrode the curated
+# labels (marketing; professional).
+LABEL_PRECEDENCE = ("curated", "esco", "occupations", "bls")
 COLUMNS = ("title", "function", "seniority", "language")
 # Languages with fewer labelled titles than this get no per-language figures (too noisy).
 MIN_LANGUAGE_TITLES = 50
@@ -133,8 +139,10 @@ def knowledge_examples(
     A stable ``validation_share`` of the titles (by a hash of the title) is split
     ``validation``, the rest ``train``: real-style titles to choose on, never trained on.
     Titles equal (``title_key``) to an ``exclude`` title (default: the evaluation set's) are
-    dropped. A seeded ``case_noise`` share of the titles is added again in ALL CAPS or lower
-    case, as CRM exports hold them (each copy in its title's split). ``repeat`` names a
+    dropped; a title in two lists is kept once, with the labels of the list first in
+    ``LABEL_PRECEDENCE`` (hand labels before distant ones), whatever order ``sources`` names.
+    A seeded ``case_noise`` share of the titles is added again in ALL CAPS or lower case, as
+    CRM exports hold them (each copy in its title's split). ``repeat`` names a
     list's training copies (e.g. ``{"curated": 2}``: its training titles twice; ``contact_id``
     ``<id>-<k>``); a seeded ``context_noise`` share of those copies carries an employer,
     place, work mode or gender tag (``title_context``), which says nothing about the person,
@@ -150,15 +158,16 @@ def knowledge_examples(
         raise ValueError(f"unknown title list(s) {unknown}; choose from {list(TRAINING_LISTS)}")
     if not sources:
         return pd.DataFrame()
+    ranked = sorted(sources, key=LABEL_PRECEDENCE.index)
     frame = pd.concat(
-        [read_title_list(RESOURCE_DIR / TRAINING_LISTS[s]).assign(vocab=s) for s in sources],
+        [read_title_list(RESOURCE_DIR / TRAINING_LISTS[s]).assign(vocab=s) for s in ranked],
         ignore_index=True,
     )
     if exclude is None:
         exclude = real_title_eval()["job_title"]
     held = {title_key(t) for t in exclude}
-    frame = frame[~frame["title"].map(title_key).isin(held)]
-    frame = frame.drop_duplicates("title")
+    keys = frame["title"].map(title_key)
+    frame = frame[~keys.isin(held) & ~keys.duplicated()]
     rng = np.random.default_rng(seed)
     noisy = frame[rng.random(len(frame)) < case_noise].copy()
     upper = rng.random(len(noisy)) < 0.5
