@@ -71,6 +71,7 @@ def test_no_training_title_is_an_eval_title():
     [
         ("probe_de_abbreviated_heads.csv", 90, {"de"}),
         ("probe_cv_titles.csv", 333, {"en", "de", "fr", "es", "it"}),
+        ("probe_cv2_titles.csv", 384, {"en", "de", "fr", "es", "it", "nl"}),
     ],
 )
 def test_a_probe_is_labelled_and_in_no_other_list(name, size, languages):
