@@ -4,9 +4,10 @@ import json
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
-from buying_groups.cli.common import _cell, ensure_dataset, problem_lines
+from buying_groups.cli.common import _cell, console, ensure_dataset, print_frame, problem_lines
 from buying_groups.data.dataset import has_tables
 from buying_groups.data.schema import TABLES
 from buying_groups.data.validate import Problem
@@ -20,6 +21,16 @@ from .conftest import compose_config
 )
 def test_table_cells_show_scores_to_three_places_and_counts_and_speeds_whole(value, shown):
     assert _cell(value, 3) == shown
+
+
+def test_a_small_count_beside_scores_prints_whole():
+    # a row of mixed columns: iterrows made the 3 flagged groups a float, printed "3.000"
+    frame = pd.DataFrame({"flagged": [3, 19], "precision": [0.3333, 0.0]}, index=["a", "b"])
+    with console.capture() as captured:
+        print_frame(frame, "by segment")
+    cells = [c.strip() for line in captured.get().splitlines() for c in line.split("│")]
+    assert "3" in cells and "19" in cells and "0.333" in cells
+    assert "3.000" not in cells
 
 
 @pytest.mark.parametrize("app", ["generate", "validate", "baseline", "pipeline"])
