@@ -17,7 +17,15 @@ from .conftest import compose_config
 
 @pytest.mark.parametrize(
     ("value", "shown"),
-    [(0.93456, "0.935"), (6999.0, "6,999"), (278.996, "279"), (43.7, "43.700"), ("fp32", "fp32")],
+    [
+        (0.93456, "0.935"),
+        (6999.0, "6,999"),
+        (6999, "6,999"),
+        (278.996, "279"),
+        (43.7, "43.700"),
+        (True, "True"),
+        ("fp32", "fp32"),
+    ],
 )
 def test_table_cells_show_scores_to_three_places_and_counts_and_speeds_whole(value, shown):
     assert _cell(value, 3) == shown
@@ -25,11 +33,11 @@ def test_table_cells_show_scores_to_three_places_and_counts_and_speeds_whole(val
 
 def test_a_small_count_beside_scores_prints_whole():
     # a row of mixed columns: iterrows made the 3 flagged groups a float, printed "3.000"
-    frame = pd.DataFrame({"flagged": [3, 19], "precision": [0.3333, 0.0]}, index=["a", "b"])
+    frame = pd.DataFrame({"flagged": [3, 6999], "precision": [0.3333, 0.0]}, index=["a", "b"])
     with console.capture() as captured:
         print_frame(frame, "by segment")
     cells = [c.strip() for line in captured.get().splitlines() for c in line.split("│")]
-    assert "3" in cells and "19" in cells and "0.333" in cells
+    assert "3" in cells and "6,999" in cells and "0.333" in cells
     assert "3.000" not in cells
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from buying_groups.baselines.rules import match_seniority
 from buying_groups.data.real_titles import (
+    LABEL_PRECEDENCE,
     RESOURCE_DIR,
     TRAINING_LISTS,
     calibration_titles,
@@ -109,24 +110,26 @@ def test_parsed_seniority_guesses_are_masked(name, apprentice):
 
 def test_a_title_in_two_lists_keeps_the_most_direct_labels_and_lists_can_repeat():
     """Hand labels win over distant ones whatever order ``title_lists`` names (BLS' group
-    label "other" for "Copywriter", ESCO's parsed "manager" for "Product Manager" lost to the
-    curated labels); ``repeat`` copies a list's training titles."""
+    label "other" for "Copywriter", ESCO's parsed "manager" for "Project Manager" lost to the
+    curated labels; ESCO's hand-given function wins over BLS'); ``repeat`` copies a list's
+    training titles."""
+    assert set(LABEL_PRECEDENCE) == set(TRAINING_LISTS)  # a new list must be ranked
     catalog = _catalog()
-    both = knowledge_examples(["bls", "esco", "curated"], catalog, case_noise=0.0, exclude=[])
-    assert both["job_title"].map(title_key).is_unique
-    for name in ("curated", "esco"):
-        listed = read_title_list(RESOURCE_DIR / TRAINING_LISTS[name]).drop_duplicates("title")
-        listed = listed.set_index("title")
-        shared = both[both["job_title"].isin(listed.index)]
-        assert len(shared) > 100 and (shared["vocab"] == name).mean() > 0.95
-        if name == "curated":
-            assert (shared["vocab"] == name).all()
-            assert (
-                shared["function"].to_numpy() == listed.loc[shared["job_title"], "function"]
-            ).all()
+    both = knowledge_examples(["bls", "esco", "curated"], catalog, case_noise=0.0)
+    keys = both["job_title"].map(title_key)
+    assert keys.is_unique
+    lists = {n: read_title_list(RESOURCE_DIR / TRAINING_LISTS[n]) for n in ("curated", "esco")}
+    for name, listed in lists.items():
+        listed = listed.assign(key=listed["title"].map(title_key)).drop_duplicates("key")
+        if name == "esco":  # ESCO's titles that the curated list does not hold
+            listed = listed[~listed["key"].isin(lists["curated"]["title"].map(title_key))]
+        listed = listed.set_index("key")
+        shared = both[keys.isin(listed.index)]
+        assert len(shared) > 1000 and (shared["vocab"] == name).all()
+        assert (shared["function"].to_numpy() == listed.loc[keys[shared.index], "function"]).all()
     persona = both.set_index("job_title")
     assert persona.loc["Copywriter", "function"] == "marketing"
-    assert persona.loc["Product Manager", "seniority"] == "professional"
+    assert persona.loc["Project Manager", "seniority"] == "professional"
 
     once = knowledge_examples(["bls", "curated"], catalog, case_noise=0.0)
     twice = knowledge_examples(["bls", "curated"], catalog, case_noise=0.0, repeat={"curated": 2})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
@@ -67,6 +68,8 @@ def exit_on_data_error(exc: DataValidationError) -> None:
 
 
 def _cell(value: object, digits: int) -> str:
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return f"{value:,}"
     if not isinstance(value, float):
         return str(value)
     if abs(value) >= 100 or (value.is_integer() and abs(value) >= 10):

@@ -43,7 +43,7 @@ PARSED_SENIORITY = ("bls", "esco", "occupations")
 # A title in two lists keeps the labels of the list labelled most directly: the curated titles
 # one by one after the guide, ESCO's and the occupation names' function one by one (their
 # seniority parsed), BLS' function from its occupation group. In the order named, BLS'
-# "Copywriter" (other) and ESCO's "Product Manager" (a parsed manager) overrode the curated
+# "Copywriter" (other) and ESCO's "Project Manager" (a parsed manager) overrode the curated
 # labels (marketing; professional).
 LABEL_PRECEDENCE = ("curated", "esco", "occupations", "bls")
 COLUMNS = ("title", "function", "seniority", "language")
