@@ -68,10 +68,14 @@ def test_compounds_with_english_parts_and_linking_elements(german_dutch):
     glossary = {**german_dutch, "-finanzen": "finance", "-kunde": "customer"}
     assert gloss("Finanzleiter", glossary).endswith("| finance head")  # Finanz(en)
     assert gloss("Kundenberaterin", glossary).endswith("| customer consultant")  # Kunde(n)
-    assert gloss("Managerin", german_dutch) == "Managerin | manager"  # a German form
-    # English stays unglossed: an English part alone, or an English first part as a head
+    # English stays unglossed: an English part alone, or an English first part as a head, and
+    # the German form of an English word alone ("manager" appended made a Product Managerin a
+    # people manager where the Product Manager is not)
     for title in ("Manager", "Sales Manager", "Interpersonal Skills Coach", "Telesales"):
         assert gloss(title, german_dutch) == title
+    for title in ("Managerin", "Product Managerin", "Consultantin SAP", "UX-Designerinnen"):
+        assert gloss(title, german_dutch) == title
+    assert gloss("Product Managerin", {"managerin": "manager"}) == "Product Managerin"  # old models
 
 
 def test_compounds_ending_in_an_abbreviated_head_are_read_as_the_full_word(german_dutch, tmp_path):

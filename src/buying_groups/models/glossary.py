@@ -55,10 +55,10 @@ FEMALE_FORMS = (("", "in"), ("", "innen"), ("e", "in"), ("mann", "frau"))
 RANK_PREFIXES = {"ober": "senior", "haupt": "chief", "chef": "chief", "junior": "junior"}
 # English words that German and Dutch titles build compounds with ("Einkaufsmanager",
 # "Vertriebscontroller", "Marketingassistentin", "Personalreferentin"). The glossary drops
-# every English word, so these parts were unreadable. They are compound parts only (and
-# German female forms: "Managerin"), never a gloss of a word alone, so an English title
-# stays unglossed; the first parts are never heads ("Interpersonal" is not staff, which is
-# what German "Personal" means).
+# every English word, so these parts were unreadable. They are compound parts only, never a
+# gloss of a word alone, so an English title stays unglossed, and so does a German female
+# form alone ("Product Managerin" reads as "Product Manager"); the first parts are never
+# heads ("Interpersonal" is not staff, which is what German "Personal" means).
 LOAN_HEADS = ("manager", "controller", "consultant", "designer", "developer", "planner")
 LOAN_FIRST_PARTS = {
     "marketing": "marketing",
@@ -151,6 +151,9 @@ def _female_forms(word: str) -> list[str]:
     return [word[: len(word) - len(end)] + fem for end, fem in FEMALE_FORMS if word.endswith(end)]
 
 
+_LOAN_FEMALE = {form for head in LOAN_HEADS for form in _female_forms(head)}  # "managerin"
+
+
 def _with_derived(words: dict[str, str], languages: dict[str, set[str]]) -> dict[str, str]:
     """``words`` plus German female forms and a ``-word`` entry for each German or Dutch
     word that may begin or end a compound; a listed word is never overridden."""
@@ -167,9 +170,7 @@ def _with_derived(words: dict[str, str], languages: dict[str, set[str]]) -> dict
         out["-" + prefix] = meaning
     for head in LOAN_HEADS:
         for form in [head, *_female_forms(head)]:
-            out.setdefault("-" + form, head)
-            if form != head:  # "Managerin" is German; "manager" alone stays English
-                out.setdefault(form, head)
+            out.setdefault("-" + form, head)  # a compound's head only ("Einkaufsmanagerin")
     for first, meaning in LOAN_FIRST_PARTS.items():
         out.setdefault(first + "-", meaning)  # a first part only, never a head
     return out
@@ -191,7 +192,9 @@ def _lookup(word: str, glossary: dict[str, str]) -> str | None:
     """A word's gloss: listed, else read as a German or Dutch compound by its abbreviated
     head or the longest head of 5+ letters it ends in after 4+ letters, with its modifier's
     gloss where known."""
-    found = glossary.get(word)
+    if word in _LOAN_FEMALE:  # "Managerin" alone reads as the English word it is; its gloss
+        return None  # "manager" made "Product Managerin" a people manager (models saved
+    found = glossary.get(word)  # before 2026-12-08 carry that entry)
     if found is not None:
         return found
     for short, full in ABBREVIATED_HEADS.items():  # "schichtltr" -> "schichtleiter"
