@@ -78,6 +78,13 @@ def test_compounds_with_english_parts_and_linking_elements(german_dutch):
     assert gloss("Product Managerin", {"managerin": "manager"}) == "Product Managerin"  # old models
 
 
+def test_in_training_after_a_job_reads_as_a_trainee():
+    glossary = load_glossary()
+    assert gloss("Ärztin in Weiterbildung", glossary).endswith("| doctor trainee")
+    assert gloss("Huisarts in opleiding", glossary).endswith("trainee")
+    assert gloss("Leiter Weiterbildung", glossary).endswith("| head training")  # HR's word
+
+
 def test_compounds_ending_in_an_abbreviated_head_are_read_as_the_full_word(german_dutch, tmp_path):
     assert gloss("Schichtltr. Produktion", german_dutch) == "Schichtltr. Produktion | head"
     assert gloss("Einkaufsltr.", german_dutch).endswith("| purchasing head")

@@ -94,6 +94,10 @@ ABBREVIATED_HEADS = {
     "techn": "techniker",
     "assist": "assistent",
 }
+# German and Dutch for "in training" after a job ("Arzt in Weiterbildung", "Huisarts in
+# opleiding": a doctor in training, `entry` by the guide): read as "trainee", where the word
+# alone glosses "training", which is HR's word ("Leiter Weiterbildung")
+IN_TRAINING = ("weiterbildung", "ausbildung", "opleiding")
 # how a compound's first part may end before the head: "Einkaufs-" (Einkauf), "Kunden-"
 # (Kunde), "Finanz-" (Finanzen), "Personal-"
 LINKING = (("", ""), ("s", ""), ("n", ""), ("en", ""), ("", "en"))
@@ -229,8 +233,12 @@ def gloss(title: str, glossary: dict[str, str]) -> str:
         return word + " " if title_key(word) in glossary else match.group(0)
 
     joined = _DOTTED.sub(join, title)
+    before = ""
     for word in word_keys(joined):
         found = _lookup(word, glossary)
+        if before == "in" and word in IN_TRAINING and found:  # "Ärztin in Weiterbildung"
+            found = "trainee"
+        before = word
         for w in (found or "").split():
             if w not in words:
                 words.append(w)
