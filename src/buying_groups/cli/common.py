@@ -84,8 +84,9 @@ def print_frame(df: pd.DataFrame, title: str, digits: int = 3) -> None:
     for col in df.columns:
         name = str(col).replace("_accuracy", " acc").replace("_macro_f1", " F1")
         table.add_column(name.replace("_", " "), justify="right")
-    for idx, *row in df.itertuples(name=None):  # each column's own type: iterrows makes a
-        table.add_row(str(idx), *(_cell(v, digits) for v in row))  # row of ints floats ("3.000")
+    # itertuples keeps each column's type; iterrows made a row of ints floats ("3.000")
+    for idx, *row in df.itertuples(name=None):
+        table.add_row(str(idx), *(_cell(v, digits) for v in row))
     console.print(table)
 
 

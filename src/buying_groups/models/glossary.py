@@ -196,9 +196,11 @@ def _lookup(word: str, glossary: dict[str, str]) -> str | None:
     """A word's gloss: listed, else read as a German or Dutch compound by its abbreviated
     head or the longest head of 5+ letters it ends in after 4+ letters, with its modifier's
     gloss where known."""
-    if word in _LOAN_FEMALE:  # "Managerin" alone reads as the English word it is; its gloss
-        return None  # "manager" made "Product Managerin" a people manager (models saved
-    found = glossary.get(word)  # before 2026-12-08 carry that entry)
+    # "Managerin" alone reads as the English word it is: its gloss "manager" made "Product
+    # Managerin" a people manager (models saved before 2026-12-08 carry that entry)
+    if word in _LOAN_FEMALE:
+        return None
+    found = glossary.get(word)
     if found is not None:
         return found
     for short, full in ABBREVIATED_HEADS.items():  # "schichtltr" -> "schichtleiter"
